@@ -1,0 +1,12 @@
+/* cmd_selftest.c - placeholder until the subcommand lands (see issues). */
+#include <stdio.h>
+
+#include "ks_agent_cmds.h"
+
+int ks_agent_cmd_selftest(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "kintsugi-agent: 'selftest' is not available in this build\n");
+    return 2;
+}
