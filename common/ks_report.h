@@ -35,6 +35,15 @@
 #define KS_REPORT_MAX_CPUS 8192
 #define KS_REPORT_MAX_DEFECTS 64 /* per CPU */
 #define KS_FEATURE_NONE 0xffffu  /* a whole-CPU defect (no single feature) */
+/* Further caps on what a decoded report may hold (checked before allocating). */
+#define KS_REPORT_MAX_KINDS 64
+#define KS_REPORT_MAX_CACHES (4 * KS_REPORT_MAX_CPUS)
+#define KS_REPORT_MAX_NUMA 1024
+#define KS_REPORT_MAX_VULNS 256
+#define KS_REPORT_MAX_VMS KS_REPORT_MAX_CPUS
+#define KS_REPORT_MAX_PMU_NAMES 16
+#define KS_REPORT_MAX_PMU_EVENTS 1024
+#define KS_REPORT_MAX_FEATURE_SETS (2 * KS_REPORT_MAX_CPUS)
 
 typedef enum ks_cpu_state {
     KS_CPU_ONLINE,

@@ -49,6 +49,10 @@ typedef struct ks_vm_request {
 const char *ks_placement_mode_to_str(ks_placement_mode m);
 const char *ks_numa_mode_to_str(ks_numa_mode m);
 const char *ks_smt_mode_to_str(ks_smt_mode m);
+/* Inverses of the above; -1 when unknown. */
+int ks_placement_mode_from_str(const char *s);
+int ks_numa_mode_from_str(const char *s);
+int ks_smt_mode_from_str(const char *s);
 
 /* Total vCPUs of a request. */
 static inline uint32_t ks_vm_request_vcpus(const ks_vm_request *r)
