@@ -60,10 +60,20 @@ const char *ks_feature_name(unsigned id);
 ks_code ks_feature_lookup(const char *name, unsigned *out_id, ks_err *err);
 
 /*
+ * Like ks_feature_lookup() but only features of `arch` match.  Some arm64
+ * /proc/cpuinfo words are also x86 flags ("aes", "sha512", "sm3", "sm4", "rng",
+ * "sme"); their arm64 entries are named "arm64_<word>" to keep names unique,
+ * and this function (and ks_feature_from_cpuinfo) maps the plain word to them.
+ */
+ks_code ks_feature_lookup_arch(ks_arch arch, const char *name, unsigned *out_id, ks_err *err);
+
+/*
  * Adds to *set the feature `name` or, when `name` is a group ("avx512",
  * "aes", "amx", ...), all of its members.  KS_EINVAL when neither.
  */
 ks_code ks_feature_add_name(ks_featset *set, const char *name, ks_err *err);
+/* Arch-aware ks_feature_add_name(): "crypto" on arm64 is group "arm64_crypto". */
+ks_code ks_feature_add_name_arch(ks_featset *set, ks_arch arch, const char *name, ks_err *err);
 
 /* Group table (names are stable, lower-case). */
 size_t ks_feature_group_count(void);
