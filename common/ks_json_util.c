@@ -1,0 +1,396 @@
+/*
+ * ks_json_util.c - strict typed access to jansson values for the common/
+ * codecs.  The rules every decoder gets from here: a JSON integer is the only
+ * number accepted (no reals, no strings), null is a wrong type (never "absent"),
+ * strings are refused rather than truncated when they do not fit and when they
+ * hold a NUL byte, and every error names the full JSON path.  Stateless and
+ * reentrant.
+ */
+#include "ks_json_util.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *ks_json__path_key(char *buf, size_t cap, const char *parent, const char *key)
+{
+    if (parent && parent[0])
+        snprintf(buf, cap, "%s.%s", parent, key);
+    else
+        snprintf(buf, cap, "%s", key);
+    return buf;
+}
+
+const char *ks_json__path_idx(char *buf, size_t cap, const char *parent, size_t i)
+{
+    snprintf(buf, cap, "%s[%zu]", parent ? parent : "", i);
+    return buf;
+}
+
+const char *ks_json__type_name(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        return "object";
+    case JSON_ARRAY:
+        return "array";
+    case JSON_STRING:
+        return "string";
+    case JSON_INTEGER:
+        return "integer";
+    case JSON_REAL:
+        return "real";
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return "boolean";
+    case JSON_NULL:
+        return "null";
+    }
+    return "unknown";
+}
+
+ks_code ks_json__type_error(const json_t *v, const char *path, const char *what, ks_err *err)
+{
+    return ks_err_set_field(err, KS_EINVAL, path, "expected %s, got %s", what,
+                            v ? ks_json__type_name(v) : "nothing");
+}
+
+ks_code ks_json__check_object(const json_t *v, const char *path, const char *const *keys,
+                              ks_err *err)
+{
+    if (!json_is_object(v))
+        return ks_json__type_error(v, path, "object", err);
+    const char *key;
+    json_t *val;
+    json_object_foreach((json_t *)v, key, val) {
+        bool known = false;
+        for (size_t i = 0; keys[i] && !known; i++)
+            known = strcmp(keys[i], key) == 0;
+        if (!known) {
+            char p[KS_JSON_PATH_MAX];
+            /* Keys may hold anything (NUL included): quote a bounded prefix. */
+            return ks_err_set_field(err, KS_EINVAL, ks_json__path_key(p, sizeof(p), path, key),
+                                    "unknown key '%.64s'", key);
+        }
+    }
+    return KS_OK;
+}
+
+ks_code ks_json__int_value(const json_t *v, const char *path, int64_t min, int64_t max,
+                           int64_t *out, ks_err *err)
+{
+    if (!json_is_integer(v))
+        return ks_json__type_error(v, path, "integer", err);
+    int64_t x = (int64_t)json_integer_value(v);
+    if (x < min || x > max)
+        return ks_err_set_field(err, KS_EINVAL, path,
+                                "value %" PRId64 " out of range (%" PRId64 "..%" PRId64 ")", x, min,
+                                max);
+    *out = x;
+    return KS_OK;
+}
+
+ks_code ks_json__str_value(const json_t *v, const char *path, char *buf, size_t cap, ks_err *err)
+{
+    if (!json_is_string(v))
+        return ks_json__type_error(v, path, "string", err);
+    const char *s = json_string_value(v);
+    size_t len = json_string_length(v);
+    if (memchr(s, '\0', len))
+        return ks_err_set_field(err, KS_EINVAL, path, "string contains a NUL character");
+    if (len >= cap)
+        return ks_err_set_field(err, KS_EINVAL, path, "string too long (%zu bytes, at most %zu)",
+                                len, cap - 1);
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    return KS_OK;
+}
+
+/* Fetches obj[key]; *v = NULL when absent and optional. */
+static ks_code member(const json_t *obj, const char *path, const char *key, bool required,
+                      const json_t **v, char *p, size_t cap, ks_err *err)
+{
+    ks_json__path_key(p, cap, path, key);
+    *v = json_object_get(obj, key);
+    if (!*v && required)
+        return ks_err_set_field(err, KS_EINVAL, p, "missing required key '%s'", key);
+    return KS_OK;
+}
+
+ks_code ks_json__get_i64(const json_t *obj, const char *path, const char *key, bool required,
+                         int64_t min, int64_t max, int64_t *out, ks_err *err)
+{
+    char p[KS_JSON_PATH_MAX];
+    const json_t *v;
+    ks_code rc = member(obj, path, key, required, &v, p, sizeof(p), err);
+    if (rc != KS_OK || !v)
+        return rc;
+    return ks_json__int_value(v, p, min, max, out, err);
+}
+
+ks_code ks_json__get_i32(const json_t *obj, const char *path, const char *key, bool required,
+                         int32_t min, int32_t max, int32_t *out, ks_err *err)
+{
+    int64_t x = 0;
+    bool present = json_object_get(obj, key) != NULL;
+    ks_code rc = ks_json__get_i64(obj, path, key, required, min, max, &x, err);
+    if (rc == KS_OK && present)
+        *out = (int32_t)x;
+    return rc;
+}
+
+ks_code ks_json__get_u32(const json_t *obj, const char *path, const char *key, bool required,
+                         uint32_t max, uint32_t *out, ks_err *err)
+{
+    int64_t x = 0;
+    bool present = json_object_get(obj, key) != NULL;
+    ks_code rc = ks_json__get_i64(obj, path, key, required, 0, (int64_t)max, &x, err);
+    if (rc == KS_OK && present)
+        *out = (uint32_t)x;
+    return rc;
+}
+
+ks_code ks_json__get_u64(const json_t *obj, const char *path, const char *key, bool required,
+                         uint64_t max, uint64_t *out, ks_err *err)
+{
+    int64_t x = 0;
+    bool present = json_object_get(obj, key) != NULL;
+    if (max > (uint64_t)INT64_MAX)
+        max = (uint64_t)INT64_MAX;
+    ks_code rc = ks_json__get_i64(obj, path, key, required, 0, (int64_t)max, &x, err);
+    if (rc == KS_OK && present)
+        *out = (uint64_t)x;
+    return rc;
+}
+
+ks_code ks_json__get_bool(const json_t *obj, const char *path, const char *key, bool required,
+                          bool *out, ks_err *err)
+{
+    char p[KS_JSON_PATH_MAX];
+    const json_t *v;
+    ks_code rc = member(obj, path, key, required, &v, p, sizeof(p), err);
+    if (rc != KS_OK || !v)
+        return rc;
+    if (!json_is_boolean(v))
+        return ks_json__type_error(v, p, "boolean", err);
+    *out = json_is_true(v);
+    return KS_OK;
+}
+
+ks_code ks_json__get_str(const json_t *obj, const char *path, const char *key, bool required,
+                         char *buf, size_t cap, ks_err *err)
+{
+    char p[KS_JSON_PATH_MAX];
+    const json_t *v;
+    ks_code rc = member(obj, path, key, required, &v, p, sizeof(p), err);
+    if (rc != KS_OK || !v)
+        return rc;
+    return ks_json__str_value(v, p, buf, cap, err);
+}
+
+ks_code ks_json__get_id(const json_t *obj, const char *path, const char *key, bool required,
+                        char *buf, size_t cap, ks_err *err)
+{
+    char p[KS_JSON_PATH_MAX];
+    const json_t *v;
+    ks_code rc = member(obj, path, key, required, &v, p, sizeof(p), err);
+    if (rc != KS_OK || !v)
+        return rc;
+    char tmp[KS_ID_MAX];
+    if (!json_is_string(v))
+        return ks_json__type_error(v, p, "string", err);
+    if (json_string_length(v) >= sizeof(tmp) || json_string_length(v) >= cap)
+        return ks_err_set_field(err, KS_EINVAL, p, "id too long (%zu bytes, at most %d)",
+                                json_string_length(v), KS_ID_MAX - 1);
+    rc = ks_json__str_value(v, p, tmp, sizeof(tmp), err);
+    if (rc != KS_OK)
+        return rc;
+    if (!ks_id_valid(tmp))
+        return ks_err_set_field(err, KS_EINVAL, p,
+                                "invalid id '%s' (1..63 of A-Z a-z 0-9 . _ -, not '.' or '..')",
+                                tmp);
+    memcpy(buf, tmp, strlen(tmp) + 1);
+    return KS_OK;
+}
+
+ks_code ks_json__get_array(const json_t *obj, const char *path, const char *key, bool required,
+                           size_t max, const json_t **out, ks_err *err)
+{
+    char p[KS_JSON_PATH_MAX];
+    const json_t *v;
+    ks_code rc = member(obj, path, key, required, &v, p, sizeof(p), err);
+    *out = NULL;
+    if (rc != KS_OK || !v)
+        return rc;
+    if (!json_is_array(v))
+        return ks_json__type_error(v, p, "array", err);
+    if (json_array_size(v) > max)
+        return ks_err_set_field(err, KS_EINVAL, p, "too many elements (%zu, at most %zu)",
+                                json_array_size(v), max);
+    *out = v;
+    return KS_OK;
+}
+
+ks_code ks_json__get_enum(const json_t *obj, const char *path, const char *key, bool required,
+                          int (*from_str)(const char *), const char *choices, int *out,
+                          ks_err *err)
+{
+    char p[KS_JSON_PATH_MAX];
+    const json_t *v;
+    ks_code rc = member(obj, path, key, required, &v, p, sizeof(p), err);
+    if (rc != KS_OK || !v)
+        return rc;
+    char buf[KS_NAME_MAX];
+    if (!json_is_string(v))
+        return ks_json__type_error(v, p, "string", err);
+    int x = -1;
+    if (ks_json__str_value(v, p, buf, sizeof(buf), NULL) == KS_OK)
+        x = from_str(buf);
+    if (x < 0)
+        return ks_err_set_field(err, KS_EINVAL, p, "unknown value '%.64s' (expected %s)",
+                                json_string_value(v), choices);
+    *out = x;
+    return KS_OK;
+}
+
+ks_code ks_json__names_from_json(char (**out)[KS_NAME_MAX], uint32_t *n_out, const json_t *arr,
+                                 const char *path, size_t max, ks_err *err)
+{
+    char (*names)[KS_NAME_MAX] = NULL;
+    size_t n = json_array_size(arr);
+    ks_code rc = KS_OK;
+    if (!json_is_array(arr))
+        return ks_json__type_error(arr, path, "array", err);
+    if (n > max)
+        return ks_err_set_field(err, KS_EINVAL, path, "too many elements (%zu, at most %zu)", n,
+                                max);
+    if (n > 0) {
+        names = calloc(n, sizeof(*names));
+        if (!names)
+            return ks_err_set_field(err, KS_ENOMEM, path, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        char p[KS_JSON_PATH_MAX];
+        ks_json__path_idx(p, sizeof(p), path, i);
+        rc = ks_json__str_value(json_array_get(arr, i), p, names[i], sizeof(names[i]), err);
+        if (rc != KS_OK)
+            goto done;
+        if (!names[i][0]) {
+            rc = ks_err_set_field(err, KS_EINVAL, p, "empty name");
+            goto done;
+        }
+    }
+    *out = names;
+    *n_out = (uint32_t)n;
+    names = NULL;
+done:
+    free(names);
+    return rc;
+}
+
+json_t *ks_json__names_to_json(const char (*names)[KS_NAME_MAX], uint32_t n)
+{
+    json_t *arr = json_array();
+    bool bad = arr == NULL;
+    for (uint32_t i = 0; !bad && i < n; i++)
+        bad |= ks_json__append(arr, ks_json__string(names[i], KS_NAME_MAX));
+    if (bad) {
+        json_decref(arr);
+        return NULL;
+    }
+    return arr;
+}
+
+bool ks_json__names_dup(char (**out)[KS_NAME_MAX], const char (*names)[KS_NAME_MAX], uint32_t n)
+{
+    *out = NULL;
+    if (n == 0 || !names)
+        return true;
+    *out = malloc((size_t)n * KS_NAME_MAX);
+    if (!*out)
+        return false;
+    memcpy(*out, names, (size_t)n * KS_NAME_MAX);
+    return true;
+}
+
+/* Length of the valid UTF-8 sequence at s (at most len bytes), 0 when invalid. */
+static size_t utf8_seq(const unsigned char *s, size_t len)
+{
+    unsigned c = s[0];
+    size_t n;
+    unsigned min;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+        min = 0x80;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        min = 0x800;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (n > len)
+        return 0;
+    unsigned cp = c & (0xffu >> (n + 1));
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+json_t *ks_json__string(const char *buf, size_t cap)
+{
+    size_t len = strnlen(buf, cap);
+    const unsigned char *s = (const unsigned char *)buf;
+    bool valid = true;
+    for (size_t i = 0; i < len && valid;) {
+        size_t n = utf8_seq(s + i, len - i);
+        valid = n > 0;
+        i += n;
+    }
+    if (valid)
+        return json_stringn_nocheck(buf, len);
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return NULL;
+    for (size_t i = 0; i < len;) {
+        size_t n = utf8_seq(s + i, len - i);
+        if (n == 0) {
+            copy[i++] = '?';
+        } else {
+            memcpy(copy + i, s + i, n);
+            i += n;
+        }
+    }
+    json_t *v = json_stringn_nocheck(copy, len);
+    free(copy);
+    return v;
+}
+
+json_t *ks_json__uint(uint64_t v)
+{
+    return json_integer(v > (uint64_t)INT64_MAX ? (json_int_t)INT64_MAX : (json_int_t)v);
+}
+
+bool ks_json__set(json_t *obj, const char *key, json_t *v)
+{
+    if (!v)
+        return true;
+    return json_object_set_new_nocheck(obj, key, v) != 0;
+}
+
+bool ks_json__append(json_t *arr, json_t *v)
+{
+    if (!v)
+        return true;
+    return json_array_append_new(arr, v) != 0;
+}
