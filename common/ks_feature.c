@@ -54,7 +54,8 @@ extern const size_t ks_feature__aliases_len;
 
 typedef struct ks_feat_slot {
     char key[KS_FEAT_NAME_MAX];
-    int id; /* -1 when the slot is empty */
+    int id;            /* -1 when the slot is empty */
+    bool is_canonical; /* key is the canonical name of id (not a QEMU/libvirt/alias name) */
 } ks_feat_slot;
 
 static ks_feat_slot g_slots[KS_FEAT_HASH_SLOTS];
@@ -89,20 +90,26 @@ static uint32_t hash_str(const char *s)
     return h;
 }
 
-static int index_find(const char *key)
+static const ks_feat_slot *index_slot(const char *key)
 {
     uint32_t i = hash_str(key) & (KS_FEAT_HASH_SLOTS - 1);
     for (;;) {
         if (g_slots[i].id < 0)
-            return -1;
+            return NULL;
         if (strcmp(g_slots[i].key, key) == 0)
-            return g_slots[i].id;
+            return &g_slots[i];
         i = (i + 1) & (KS_FEAT_HASH_SLOTS - 1);
     }
 }
 
+static int index_find(const char *key)
+{
+    const ks_feat_slot *sl = index_slot(key);
+    return sl ? sl->id : -1;
+}
+
 /* First writer wins: duplicates are a table bug the unit test catches. */
-static void index_add(const char *name, int id)
+static void index_add(const char *name, int id, bool is_canonical)
 {
     char key[KS_FEAT_NAME_MAX];
     if (name == NULL || !norm_name(key, name, strlen(name)))
@@ -112,6 +119,7 @@ static void index_add(const char *name, int id)
         if (g_slots[i].id < 0) {
             memcpy(g_slots[i].key, key, sizeof key);
             g_slots[i].id = id;
+            g_slots[i].is_canonical = is_canonical;
             return;
         }
         if (strcmp(g_slots[i].key, key) == 0)
@@ -191,10 +199,10 @@ static void build_index(void)
         g_slots[i].id = -1;
     /* canonical names first so that they win over any clashing alias */
     for (size_t i = 0; i < ks_feature__table_len; i++)
-        index_add(ks_feature__table[i].name, (int)i);
+        index_add(ks_feature__table[i].name, (int)i, true);
     for (size_t i = 0; i < ks_feature__table_len; i++) {
-        index_add(ks_feature__table[i].qemu, (int)i);
-        index_add(ks_feature__table[i].libvirt, (int)i);
+        index_add(ks_feature__table[i].qemu, (int)i, false);
+        index_add(ks_feature__table[i].libvirt, (int)i, false);
     }
     for (size_t i = 0; i < ks_feature__aliases_len; i++) {
         char key[KS_FEAT_NAME_MAX];
@@ -203,7 +211,7 @@ static void build_index(void)
             continue;
         int id = index_find(key);
         if (id >= 0)
-            index_add(ks_feature__aliases[i].alias, id);
+            index_add(ks_feature__aliases[i].alias, id, false);
     }
     for (size_t i = 0; i < ks_feature__table_len; i++) {
         dep_ctx ctx = {(unsigned)i};
@@ -388,7 +396,17 @@ ks_code ks_feature_add_name(ks_featset *set, const char *name, ks_err *err)
         return ks_err_set(err, KS_EINVAL, "missing feature name");
     ensure_index();
     size_t len = strlen(name);
-    /* a feature wins over a group of the same name ("aes", "sve") */
+    if (strncmp(name, KS_FEATURE_GROUP_PREFIX, KS_FEATURE_GROUP_PREFIX_LEN) == 0) {
+        int g = group_find_len(name + KS_FEATURE_GROUP_PREFIX_LEN, len - KS_FEATURE_GROUP_PREFIX_LEN);
+        if (g >= 0) {
+            ks_featset_or(set, set, &g_group_sets[g]);
+            return KS_OK;
+        }
+        char q[64];
+        quote_name(q, sizeof q, name);
+        return ks_err_set(err, KS_EINVAL, "unknown feature group '%s'", q);
+    }
+    /* a feature wins over a group of the same name ("aes", "sse", "sve") */
     int id = find_len(name, len);
     if (id >= 0) {
         ks_featset_set(set, (unsigned)id);
@@ -410,7 +428,13 @@ ks_code ks_feature_add_name_arch(ks_featset *set, ks_arch arch, const char *name
         return ks_err_set(err, KS_EINVAL, "missing feature name");
     ensure_index();
     size_t len = strlen(name);
-    int id = find_arch_len(arch, name, len);
+    bool group_only = false;
+    if (strncmp(name, KS_FEATURE_GROUP_PREFIX, KS_FEATURE_GROUP_PREFIX_LEN) == 0) {
+        group_only = true;
+        name += KS_FEATURE_GROUP_PREFIX_LEN;
+        len -= KS_FEATURE_GROUP_PREFIX_LEN;
+    }
+    int id = group_only ? -1 : find_arch_len(arch, name, len);
     if (id >= 0) {
         ks_featset_set(set, (unsigned)id);
         return KS_OK;
@@ -541,10 +565,34 @@ typedef struct cpuinfo_ctx {
     size_t n_unknown;
 } cpuinfo_ctx;
 
+/* Canonical name of a feature of `arch` only: /proc/cpuinfo prints canonical
+ * names, and some Linux synthetic flags ("ibpb", "ssbd") equal the QEMU name
+ * of a different CPUID bit, so QEMU/libvirt spellings must not match here. */
+static int find_canonical_arch(ks_arch arch, const char *w, size_t len)
+{
+    char key[KS_FEAT_NAME_MAX];
+    if (arch == KS_ARCH_ARM64 && len + 6 < KS_FEAT_NAME_MAX) {
+        char buf[KS_FEAT_NAME_MAX];
+        memcpy(buf, "arm64_", 6);
+        memcpy(buf + 6, w, len);
+        if (norm_name(key, buf, len + 6)) {
+            const ks_feat_slot *sl = index_slot(key);
+            if (sl && sl->is_canonical && ks_feature__table[sl->id].arch == arch)
+                return sl->id;
+        }
+    }
+    if (!norm_name(key, w, len))
+        return -1;
+    const ks_feat_slot *sl = index_slot(key);
+    if (sl && sl->is_canonical && ks_feature__table[sl->id].arch == arch)
+        return sl->id;
+    return -1;
+}
+
 static void cpuinfo_word(void *vctx, const char *w, size_t len)
 {
     cpuinfo_ctx *ctx = vctx;
-    int id = find_arch_len(ctx->arch, w, len);
+    int id = find_canonical_arch(ctx->arch, w, len);
     if (id >= 0)
         ks_featset_set(ctx->out, (unsigned)id);
     else

@@ -69,8 +69,12 @@ ks_code ks_feature_lookup_arch(ks_arch arch, const char *name, unsigned *out_id,
 
 /*
  * Adds to *set the feature `name` or, when `name` is a group ("avx512",
- * "aes", "amx", ...), all of its members.  KS_EINVAL when neither.
+ * "amx", "bmi", ...), all of its members.  KS_EINVAL when neither.  When a
+ * name is both a feature and a group ("aes", "sse", "sve") the feature wins;
+ * "group:<name>" always means the group.
  */
+#define KS_FEATURE_GROUP_PREFIX "group:"
+#define KS_FEATURE_GROUP_PREFIX_LEN 6
 ks_code ks_feature_add_name(ks_featset *set, const char *name, ks_err *err);
 /* Arch-aware ks_feature_add_name(): "crypto" on arm64 is group "arm64_crypto". */
 ks_code ks_feature_add_name_arch(ks_featset *set, ks_arch arch, const char *name, ks_err *err);
