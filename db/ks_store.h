@@ -42,10 +42,15 @@
  * callback per row: `int cb(void *ctx, const ks_store_x_row *row)`; pointer
  * fields of a row passed to a callback are BORROWED (valid during the call
  * only, NULL when not loaded); a non-zero return stops the listing, which then
- * returns KS_OK.  Codes common to all functions: KS_EINVAL (bad argument),
+ * returns KS_OK.  A callback must not call into the same ks_store (the listing
+ * statement is still running); collect what it needs and act afterwards.  Codes common to all functions: KS_EINVAL (bad argument),
  * KS_EIO (storage failure, with SQLite's message), KS_ENOMEM.
  *
  * Ids (host ids, VM, pool names) are checked with ks_id_valid() on writes.
+ *
+ * Schema (SQLite): see db/ks_store_schema.sql.h.  One deviation from the
+ * indicative table list: the report document lives in host_reports(host_id,
+ * report_json), not in hosts, so heartbeats rewrite a small row.
  */
 #ifndef KS_STORE_H
 #define KS_STORE_H

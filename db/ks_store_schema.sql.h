@@ -1,0 +1,166 @@
+/*
+ * ks_store_schema.sql.h - the SQLite schema as numbered migrations.
+ *
+ * ks_store__migrations[v] brings a database from user_version v to v + 1.
+ * Append only: a released migration is never edited (databases in the field
+ * have run it), a change is a new migration.  Included by ks_store_sqlite.c only.
+ *
+ * Choices:
+ *  - STRICT tables: a wrong type is an error instead of a silent conversion.
+ *  - host_reports keeps the (large) report document apart from hosts, so that
+ *    heartbeats and state changes rewrite a small row, not the whole report.
+ *  - cpus and vm_vcpus are WITHOUT ROWID clustered on their primary key: the
+ *    scheduler's start-up scan of every CPU reads them in key order.
+ *  - vm_vcpus UNIQUE(host_id, cpu_id): no CPU is ever allocated twice, whatever
+ *    the scheduler's memory says; its FOREIGN KEY to cpus refuses pinning to a
+ *    CPU that is not there.  No ON DELETE on it: a CPU in use cannot vanish.
+ *  - Feature sets are BLOBs of little-endian 64-bit words (ks_featset.w),
+ *    trailing zero words trimmed; feature ids are append-only, so old blobs
+ *    keep their meaning.
+ *  - Enumerations are stored as their names (CHECKed), readable with sqlite3.
+ */
+#ifndef KS_STORE_SCHEMA_SQL_H
+#define KS_STORE_SCHEMA_SQL_H
+
+static const char *const ks_store__migrations[] = {
+    /* 0 -> 1: everything */
+    "CREATE TABLE hosts (\n"
+    "  id TEXT PRIMARY KEY NOT NULL,\n"
+    "  hostname TEXT NOT NULL DEFAULT '',\n"
+    "  arch TEXT NOT NULL DEFAULT '',\n"
+    "  vendor TEXT NOT NULL DEFAULT '',\n"
+    "  model_name TEXT NOT NULL DEFAULT '',\n"
+    "  state TEXT NOT NULL DEFAULT 'ready' CHECK (state IN ('ready','draining','lost')),\n"
+    "  boot_id TEXT NOT NULL DEFAULT '',\n"
+    "  generation INTEGER NOT NULL DEFAULT 0,\n"
+    "  n_cpus INTEGER NOT NULL DEFAULT 0,\n"
+    "  registered_us INTEGER NOT NULL,\n"
+    "  updated_us INTEGER NOT NULL,\n"
+    "  last_heartbeat_us INTEGER NOT NULL DEFAULT 0\n"
+    ") STRICT;\n"
+    "CREATE INDEX hosts_state ON hosts(state, id);\n"
+    "CREATE TABLE host_reports (\n"
+    "  host_id TEXT PRIMARY KEY NOT NULL REFERENCES hosts(id) ON DELETE CASCADE,\n"
+    "  report_json TEXT\n"
+    ") STRICT;\n"
+    "CREATE TABLE cpus (\n"
+    "  host_id TEXT NOT NULL REFERENCES hosts(id) ON DELETE CASCADE,\n"
+    "  cpu_id INTEGER NOT NULL CHECK (cpu_id >= 0),\n"
+    "  package INTEGER NOT NULL,\n"
+    "  die INTEGER NOT NULL,\n"
+    "  cluster INTEGER NOT NULL,\n"
+    "  core INTEGER NOT NULL,\n"
+    "  thread INTEGER NOT NULL,\n"
+    "  numa_node INTEGER NOT NULL,\n"
+    "  l2_group INTEGER NOT NULL,\n"
+    "  l3_group INTEGER NOT NULL,\n"
+    "  kind_class TEXT CHECK (kind_class IN ('performance','efficiency')),\n"
+    "  kind_name TEXT NOT NULL DEFAULT '',\n"
+    "  base_mhz INTEGER NOT NULL DEFAULT 0,\n"
+    "  max_mhz INTEGER NOT NULL DEFAULT 0,\n"
+    "  state TEXT NOT NULL CHECK (state IN ('online','degraded','offline','quarantined')),\n"
+    "  reserved INTEGER NOT NULL DEFAULT 0 CHECK (reserved IN (0,1)),\n"
+    "  native BLOB NOT NULL,\n"
+    "  usable BLOB NOT NULL,\n"
+    "  defective BLOB NOT NULL,\n"
+    "  PRIMARY KEY (host_id, cpu_id)\n"
+    ") STRICT, WITHOUT ROWID;\n"
+    "CREATE TABLE cpu_defects (\n"
+    "  id INTEGER PRIMARY KEY,\n"
+    "  host_id TEXT NOT NULL,\n"
+    "  cpu_id INTEGER NOT NULL,\n"
+    "  feature TEXT,\n"
+    "  source TEXT NOT NULL CHECK (source IN ('selftest','ifs','operator','mce')),\n"
+    "  time_us INTEGER NOT NULL,\n"
+    "  detail TEXT NOT NULL DEFAULT '',\n"
+    "  FOREIGN KEY (host_id, cpu_id) REFERENCES cpus(host_id, cpu_id) ON DELETE CASCADE\n"
+    ") STRICT;\n"
+    "CREATE INDEX cpu_defects_cpu ON cpu_defects(host_id, cpu_id, time_us);\n"
+    "CREATE TABLE vms (\n"
+    "  name TEXT PRIMARY KEY NOT NULL,\n"
+    "  host_id TEXT NOT NULL REFERENCES hosts(id),\n"
+    "  state TEXT NOT NULL CHECK (state IN ('running','needs_migration','failed')),\n"
+    "  generation INTEGER NOT NULL,\n"
+    "  applied_generation INTEGER NOT NULL DEFAULT 0,\n"
+    "  pool TEXT NOT NULL DEFAULT '',\n"
+    "  anti_affinity_group TEXT NOT NULL DEFAULT '',\n"
+    "  apply_error TEXT NOT NULL DEFAULT '',\n"
+    "  n_vcpus INTEGER NOT NULL DEFAULT 0,\n"
+    "  created_us INTEGER NOT NULL,\n"
+    "  updated_us INTEGER NOT NULL,\n"
+    "  request_json TEXT,\n"
+    "  plan_json TEXT\n"
+    ") STRICT;\n"
+    "CREATE INDEX vms_host ON vms(host_id, name);\n"
+    "CREATE INDEX vms_pool ON vms(pool, name);\n"
+    "CREATE TABLE vm_vcpus (\n"
+    "  vm_name TEXT NOT NULL REFERENCES vms(name) ON DELETE CASCADE,\n"
+    "  vcpu INTEGER NOT NULL CHECK (vcpu >= 0),\n"
+    "  host_id TEXT NOT NULL,\n"
+    "  cpu_id INTEGER NOT NULL,\n"
+    "  PRIMARY KEY (vm_name, vcpu),\n"
+    "  UNIQUE (host_id, cpu_id),\n"
+    "  FOREIGN KEY (host_id, cpu_id) REFERENCES cpus(host_id, cpu_id)\n"
+    ") STRICT, WITHOUT ROWID;\n"
+    "CREATE TABLE pools (\n"
+    "  name TEXT PRIMARY KEY NOT NULL,\n"
+    "  selector_json TEXT,\n"
+    "  created_us INTEGER NOT NULL\n"
+    ") STRICT;\n"
+    "CREATE TABLE pool_members (\n"
+    "  pool TEXT NOT NULL REFERENCES pools(name) ON DELETE CASCADE,\n"
+    "  host_id TEXT NOT NULL REFERENCES hosts(id) ON DELETE CASCADE,\n"
+    "  PRIMARY KEY (pool, host_id)\n"
+    ") STRICT, WITHOUT ROWID;\n"
+    "CREATE INDEX pool_members_host ON pool_members(host_id);\n"
+    "CREATE TABLE policies (\n"
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+    "  kind TEXT NOT NULL CHECK (kind IN ('feature_ban')),\n"
+    "  features_json TEXT NOT NULL,\n"
+    "  reason TEXT NOT NULL DEFAULT '',\n"
+    "  created_us INTEGER NOT NULL\n"
+    ") STRICT;\n"
+    "CREATE TABLE events (\n"
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+    "  time_us INTEGER NOT NULL,\n"
+    "  type TEXT NOT NULL,\n"
+    "  host_id TEXT,\n"
+    "  vm TEXT,\n"
+    "  detail_json TEXT\n"
+    ") STRICT;\n"
+    "CREATE INDEX events_time ON events(time_us);\n"
+    "CREATE TABLE capacity_snapshots (\n"
+    "  id INTEGER PRIMARY KEY,\n"
+    "  time_us INTEGER NOT NULL,\n"
+    "  scope TEXT NOT NULL,\n"
+    "  total INTEGER NOT NULL,\n"
+    "  allocated INTEGER NOT NULL,\n"
+    "  free INTEGER NOT NULL,\n"
+    "  degraded_usable INTEGER NOT NULL,\n"
+    "  reclaimed INTEGER NOT NULL,\n"
+    "  stranded INTEGER NOT NULL,\n"
+    "  quarantined INTEGER NOT NULL\n"
+    ") STRICT;\n"
+    "CREATE INDEX capacity_scope_time ON capacity_snapshots(scope, time_us);\n"
+    "CREATE INDEX capacity_time ON capacity_snapshots(time_us);\n"
+    "CREATE TABLE idempotency_keys (\n"
+    "  key TEXT PRIMARY KEY NOT NULL,\n"
+    "  request_hash TEXT NOT NULL,\n"
+    "  status INTEGER NOT NULL,\n"
+    "  response_json TEXT,\n"
+    "  created_us INTEGER NOT NULL\n"
+    ") STRICT;\n"
+    "CREATE INDEX idempotency_created ON idempotency_keys(created_us);\n"
+    "CREATE TABLE tokens (\n"
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+    "  hash BLOB NOT NULL UNIQUE,\n"
+    "  role TEXT NOT NULL,\n"
+    "  host_id TEXT NOT NULL DEFAULT '',\n"
+    "  description TEXT NOT NULL DEFAULT '',\n"
+    "  created_us INTEGER NOT NULL\n"
+    ") STRICT;\n",
+};
+
+#define KS_STORE__N_MIGRATIONS ((int)(sizeof(ks_store__migrations) / sizeof(ks_store__migrations[0])))
+
+#endif

@@ -1,0 +1,2174 @@
+/*
+ * ks_store_sqlite.c - the SQLite backend of ks_store.
+ *
+ * Owns one sqlite3 connection and a cache of prepared statements (one per
+ * entry of `sql_text[]`, prepared on first use with SQLITE_PREPARE_PERSISTENT,
+ * reused with sqlite3_reset; ks_store_close finalizes them all).
+ *
+ * Invariants:
+ *  1. A statement is reset before the function that used it returns, so no
+ *     statement keeps a read snapshot open between calls (WAL readers and
+ *     checkpoints are not held back).
+ *  2. `base.in_txn` mirrors "an explicit transaction is open".  SQLite may roll
+ *     a transaction back by itself after some errors (I/O, out of memory); the
+ *     commit/rollback paths read sqlite3_get_autocommit() and resynchronise.
+ *  3. vm_vcpus.host_id always equals vms.host_id of its VM (written here only).
+ *
+ * Threading: a handle is used by one thread at a time (opened with
+ * SQLITE_OPEN_NOMUTEX); separate handles may be used by separate threads.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "ks_feature.h"
+#include "ks_store.h"
+#include "ks_store_int.h"
+#include "ks_store_schema.sql.h"
+
+/* ---- statement table --------------------------------------------------- */
+
+#define HOST_COLS                                                                                 \
+    "id, hostname, arch, vendor, model_name, state, boot_id, generation, n_cpus, "              \
+    "registered_us, updated_us, last_heartbeat_us"
+#define CPU_COLS                                                                                  \
+    "host_id, cpu_id, package, die, cluster, core, thread, numa_node, l2_group, l3_group, "      \
+    "kind_class, kind_name, base_mhz, max_mhz, state, reserved, native, usable, defective"
+/* JSON columns only when ?5 is true: CASE is evaluated lazily, so the (large)
+ * documents are not even read when a listing does not want them. */
+#define VM_COLS                                                                                   \
+    "name, host_id, state, generation, applied_generation, pool, anti_affinity_group, "         \
+    "apply_error, n_vcpus, created_us, updated_us, CASE WHEN ?5 THEN request_json END, "        \
+    "CASE WHEN ?5 THEN plan_json END"
+#define VM_FILTER "(?1 IS NULL OR state = ?1) AND (?2 IS NULL OR pool = ?2) AND name > ?3 "
+
+enum {
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_HOST_HEAD,
+    ST_HOST_UPSERT,
+    ST_REPORT_UPSERT,
+    ST_CPU_IDS,
+    ST_VCPU_ON_CPU,
+    ST_CPU_DELETE,
+    ST_CPU_UPSERT,
+    ST_DEFECTS_DELETE,
+    ST_DEFECT_INSERT,
+    ST_HOST_GET,
+    ST_REPORT_GET,
+    ST_HOST_HEARTBEAT,
+    ST_HOST_SET_STATE,
+    ST_HOST_VM_COUNT,
+    ST_HOST_DELETE,
+    ST_HOST_LIST,
+    ST_HOST_COUNT,
+    ST_CPU_SCAN_ALL,
+    ST_CPU_SCAN_HOST,
+    ST_CPU_GET,
+    ST_DEFECT_LIST,
+    ST_VM_INSERT,
+    ST_VCPU_INSERT,
+    ST_VM_GET,
+    ST_VM_LIST_ALL,
+    ST_VM_LIST_HOST,
+    ST_VM_COUNT,
+    ST_VM_DELETE,
+    ST_VM_GEN,
+    ST_VCPU_DELETE_VM,
+    ST_VM_UPDATE_PLAN,
+    ST_VM_SET_STATE,
+    ST_VM_SET_APPLIED,
+    ST_VCPU_SCAN_ALL,
+    ST_VCPU_SCAN_HOST,
+    ST_VCPU_SCAN_VM,
+    ST_POOL_INSERT,
+    ST_POOL_GET,
+    ST_POOL_LIST,
+    ST_POOL_VM_COUNT,
+    ST_POOL_DELETE,
+    ST_POOL_EXISTS,
+    ST_MEMBERS_DELETE,
+    ST_MEMBER_INSERT,
+    ST_MEMBERS_LIST,
+    ST_POLICY_INSERT,
+    ST_POLICY_LIST,
+    ST_POLICY_DELETE,
+    ST_EVENT_INSERT,
+    ST_EVENT_LIST,
+    ST_EVENT_PRUNE,
+    ST_CAP_INSERT,
+    ST_CAP_LIST_ALL,
+    ST_CAP_LIST_SCOPE,
+    ST_CAP_PRUNE,
+    ST_IDEM_GET,
+    ST_IDEM_INSERT,
+    ST_IDEM_EXPIRE,
+    ST_TOKEN_INSERT,
+    ST_TOKEN_FIND,
+    ST_TOKEN_LIST,
+    ST_TOKEN_DELETE,
+    ST__COUNT
+};
+
+static const char *const sql_text[ST__COUNT] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_HOST_HEAD] = "SELECT boot_id, generation FROM hosts WHERE id = ?1",
+    [ST_HOST_UPSERT] =
+        "INSERT INTO hosts (id, hostname, arch, vendor, model_name, state, boot_id, generation, "
+        "n_cpus, registered_us, updated_us, last_heartbeat_us) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, 'ready', ?6, ?7, ?8, ?9, ?9, ?9) "
+        "ON CONFLICT (id) DO UPDATE SET hostname = excluded.hostname, arch = excluded.arch, "
+        "vendor = excluded.vendor, model_name = excluded.model_name, "
+        "state = CASE hosts.state WHEN 'lost' THEN 'ready' ELSE hosts.state END, "
+        "boot_id = excluded.boot_id, generation = excluded.generation, n_cpus = excluded.n_cpus, "
+        "updated_us = excluded.updated_us, last_heartbeat_us = excluded.last_heartbeat_us",
+    [ST_REPORT_UPSERT] = "INSERT INTO host_reports (host_id, report_json) VALUES (?1, ?2) "
+                         "ON CONFLICT (host_id) DO UPDATE SET report_json = excluded.report_json",
+    [ST_CPU_IDS] = "SELECT cpu_id FROM cpus WHERE host_id = ?1 ORDER BY cpu_id",
+    [ST_VCPU_ON_CPU] = "SELECT vm_name FROM vm_vcpus WHERE host_id = ?1 AND cpu_id = ?2",
+    [ST_CPU_DELETE] = "DELETE FROM cpus WHERE host_id = ?1 AND cpu_id = ?2",
+    [ST_CPU_UPSERT] =
+        "INSERT INTO cpus (" CPU_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
+        "?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19) "
+        "ON CONFLICT (host_id, cpu_id) DO UPDATE SET package = excluded.package, "
+        "die = excluded.die, cluster = excluded.cluster, core = excluded.core, "
+        "thread = excluded.thread, numa_node = excluded.numa_node, "
+        "l2_group = excluded.l2_group, l3_group = excluded.l3_group, "
+        "kind_class = excluded.kind_class, kind_name = excluded.kind_name, "
+        "base_mhz = excluded.base_mhz, max_mhz = excluded.max_mhz, state = excluded.state, "
+        "reserved = excluded.reserved, native = excluded.native, usable = excluded.usable, "
+        "defective = excluded.defective",
+    [ST_DEFECTS_DELETE] = "DELETE FROM cpu_defects WHERE host_id = ?1",
+    [ST_DEFECT_INSERT] = "INSERT INTO cpu_defects (host_id, cpu_id, feature, source, time_us, "
+                         "detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_HOST_GET] = "SELECT " HOST_COLS " FROM hosts WHERE id = ?1",
+    [ST_REPORT_GET] = "SELECT report_json FROM host_reports WHERE host_id = ?1",
+    [ST_HOST_HEARTBEAT] = "UPDATE hosts SET last_heartbeat_us = ?2 WHERE id = ?1",
+    [ST_HOST_SET_STATE] = "UPDATE hosts SET state = ?2, updated_us = ?3 WHERE id = ?1",
+    [ST_HOST_VM_COUNT] = "SELECT count(*) FROM vms WHERE host_id = ?1",
+    [ST_HOST_DELETE] = "DELETE FROM hosts WHERE id = ?1",
+    /* id > ?4 (never NULL: '' when not paginating) keeps the primary key usable
+     * for the keyset seek. */
+    [ST_HOST_LIST] = "SELECT " HOST_COLS " FROM hosts WHERE (?1 IS NULL OR state = ?1) "
+                     "AND (?2 IS NULL OR arch = ?2) AND (?3 IS NULL OR vendor = ?3) "
+                     "AND id > ?4 ORDER BY id LIMIT ?5",
+    [ST_HOST_COUNT] = "SELECT count(*) FROM hosts WHERE (?1 IS NULL OR state = ?1) "
+                      "AND (?2 IS NULL OR arch = ?2) AND (?3 IS NULL OR vendor = ?3)",
+    [ST_CPU_SCAN_ALL] = "SELECT " CPU_COLS " FROM cpus ORDER BY host_id, cpu_id",
+    [ST_CPU_SCAN_HOST] = "SELECT " CPU_COLS " FROM cpus WHERE host_id = ?1 ORDER BY cpu_id",
+    [ST_CPU_GET] = "SELECT " CPU_COLS " FROM cpus WHERE host_id = ?1 AND cpu_id = ?2",
+    [ST_DEFECT_LIST] = "SELECT host_id, cpu_id, feature, source, time_us, detail FROM cpu_defects "
+                       "WHERE (?1 IS NULL OR host_id = ?1) AND (?2 < 0 OR cpu_id = ?2) "
+                       "ORDER BY host_id, cpu_id, time_us, id",
+    [ST_VM_INSERT] = "INSERT INTO vms (name, host_id, state, generation, applied_generation, "
+                     "pool, anti_affinity_group, apply_error, n_vcpus, created_us, updated_us, "
+                     "request_json, plan_json) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    [ST_VCPU_INSERT] = "INSERT INTO vm_vcpus (vm_name, vcpu, host_id, cpu_id) "
+                       "VALUES (?1, ?2, ?3, ?4)",
+    [ST_VM_GET] = "SELECT " VM_COLS " FROM vms WHERE name = ?1",
+    [ST_VM_LIST_ALL] = "SELECT " VM_COLS " FROM vms WHERE " VM_FILTER "ORDER BY name LIMIT ?4",
+    [ST_VM_LIST_HOST] = "SELECT " VM_COLS " FROM vms WHERE host_id = ?6 AND " VM_FILTER
+                        "ORDER BY name LIMIT ?4",
+    [ST_VM_COUNT] = "SELECT count(*) FROM vms WHERE (?6 IS NULL OR host_id = ?6) "
+                    "AND (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR pool = ?2)",
+    [ST_VM_DELETE] = "DELETE FROM vms WHERE name = ?1",
+    [ST_VM_GEN] = "SELECT generation FROM vms WHERE name = ?1",
+    [ST_VCPU_DELETE_VM] = "DELETE FROM vm_vcpus WHERE vm_name = ?1",
+    [ST_VM_UPDATE_PLAN] = "UPDATE vms SET host_id = ?2, generation = ?3, plan_json = ?4, "
+                          "n_vcpus = ?5, updated_us = ?6 WHERE name = ?1",
+    [ST_VM_SET_STATE] = "UPDATE vms SET state = ?2, updated_us = ?3 WHERE name = ?1",
+    [ST_VM_SET_APPLIED] = "UPDATE vms SET applied_generation = ?2, apply_error = ?3, "
+                          "updated_us = ?4 WHERE name = ?1",
+    [ST_VCPU_SCAN_ALL] = "SELECT vm_name, vcpu, host_id, cpu_id FROM vm_vcpus "
+                         "ORDER BY host_id, cpu_id",
+    [ST_VCPU_SCAN_HOST] = "SELECT vm_name, vcpu, host_id, cpu_id FROM vm_vcpus "
+                          "WHERE host_id = ?1 ORDER BY cpu_id",
+    [ST_VCPU_SCAN_VM] = "SELECT vm_name, vcpu, host_id, cpu_id FROM vm_vcpus "
+                        "WHERE vm_name = ?2 AND (?1 IS NULL OR host_id = ?1) ORDER BY vcpu",
+    [ST_POOL_INSERT] = "INSERT INTO pools (name, selector_json, created_us) VALUES (?1, ?2, ?3)",
+    [ST_POOL_GET] = "SELECT name, selector_json, "
+                    "(SELECT count(*) FROM pool_members m WHERE m.pool = pools.name), created_us "
+                    "FROM pools WHERE name = ?1",
+    [ST_POOL_LIST] = "SELECT name, selector_json, "
+                     "(SELECT count(*) FROM pool_members m WHERE m.pool = pools.name), "
+                     "created_us FROM pools ORDER BY name",
+    [ST_POOL_VM_COUNT] = "SELECT count(*) FROM vms WHERE pool = ?1",
+    [ST_POOL_DELETE] = "DELETE FROM pools WHERE name = ?1",
+    [ST_POOL_EXISTS] = "SELECT 1 FROM pools WHERE name = ?1",
+    [ST_MEMBERS_DELETE] = "DELETE FROM pool_members WHERE pool = ?1",
+    [ST_MEMBER_INSERT] = "INSERT INTO pool_members (pool, host_id) VALUES (?1, ?2)",
+    [ST_MEMBERS_LIST] = "SELECT pool, host_id FROM pool_members "
+                        "WHERE (?1 IS NULL OR pool = ?1) ORDER BY pool, host_id",
+    [ST_POLICY_INSERT] = "INSERT INTO policies (kind, features_json, reason, created_us) "
+                         "VALUES (?1, ?2, ?3, ?4)",
+    [ST_POLICY_LIST] = "SELECT id, kind, features_json, reason, created_us FROM policies "
+                       "ORDER BY id",
+    [ST_POLICY_DELETE] = "DELETE FROM policies WHERE id = ?1",
+    [ST_EVENT_INSERT] = "INSERT INTO events (time_us, type, host_id, vm, detail_json) "
+                        "VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_EVENT_LIST] = "SELECT id, time_us, type, host_id, vm, detail_json FROM events "
+                      "WHERE id > ?1 ORDER BY id LIMIT ?2",
+    [ST_EVENT_PRUNE] = "DELETE FROM events WHERE time_us < ?1",
+    [ST_CAP_INSERT] = "INSERT INTO capacity_snapshots (time_us, scope, total, allocated, free, "
+                      "degraded_usable, reclaimed, stranded, quarantined) "
+                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [ST_CAP_LIST_ALL] = "SELECT id, time_us, scope, total, allocated, free, degraded_usable, "
+                        "reclaimed, stranded, quarantined FROM capacity_snapshots "
+                        "WHERE time_us >= ?2 ORDER BY time_us, id LIMIT ?3",
+    [ST_CAP_LIST_SCOPE] = "SELECT id, time_us, scope, total, allocated, free, degraded_usable, "
+                          "reclaimed, stranded, quarantined FROM capacity_snapshots "
+                          "WHERE scope = ?1 AND time_us >= ?2 ORDER BY time_us, id LIMIT ?3",
+    [ST_CAP_PRUNE] = "DELETE FROM capacity_snapshots WHERE time_us < ?1",
+    [ST_IDEM_GET] = "SELECT key, request_hash, status, response_json, created_us "
+                    "FROM idempotency_keys WHERE key = ?1",
+    [ST_IDEM_INSERT] = "INSERT INTO idempotency_keys (key, request_hash, status, response_json, "
+                       "created_us) VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_IDEM_EXPIRE] = "DELETE FROM idempotency_keys WHERE created_us < ?1",
+    [ST_TOKEN_INSERT] = "INSERT INTO tokens (hash, role, host_id, description, created_us) "
+                        "VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_TOKEN_FIND] = "SELECT id, hash, role, host_id, description, created_us FROM tokens "
+                      "WHERE hash = ?1",
+    [ST_TOKEN_LIST] = "SELECT id, hash, role, host_id, description, created_us FROM tokens "
+                      "ORDER BY id",
+    [ST_TOKEN_DELETE] = "DELETE FROM tokens WHERE id = ?1",
+};
+
+typedef struct sq_store {
+    ks_store base; /* first: a ks_store * is a sq_store * */
+    sqlite3 *db;
+    sqlite3_stmt *st[ST__COUNT];
+} sq_store;
+
+static sq_store *sq(ks_store *s)
+{
+    return (sq_store *)s;
+}
+
+/* ---- errors ------------------------------------------------------------ */
+
+static ks_code map_rc(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_OK:
+    case SQLITE_ROW:
+    case SQLITE_DONE:
+        return KS_OK;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return KS_EUNAVAIL;
+    case SQLITE_NOMEM:
+        return KS_ENOMEM;
+    case SQLITE_CONSTRAINT:
+        return KS_ECONFLICT;
+    case SQLITE_TOOBIG:
+        return KS_ETOOLARGE;
+    case SQLITE_MISUSE:
+    case SQLITE_RANGE:
+        return KS_EINTERNAL;
+    default:
+        return KS_EIO;
+    }
+}
+
+static ks_code sq_fail(sq_store *q, int rc, const char *what, ks_err *err)
+{
+    return ks_err_set(err, map_rc(rc), "%s: %s", what, sqlite3_errmsg(q->db));
+}
+
+/* ---- statements -------------------------------------------------------- */
+
+static ks_code stmt(sqlite3_stmt **out, sq_store *q, int id, ks_err *err)
+{
+    if (!q->st[id]) {
+        int rc = sqlite3_prepare_v3(q->db, sql_text[id], -1, SQLITE_PREPARE_PERSISTENT, &q->st[id],
+                                    NULL);
+        if (rc != SQLITE_OK) {
+            /* Our own SQL failing to compile is a bug or a damaged schema. */
+            ks_err_set(err, rc == SQLITE_NOMEM ? KS_ENOMEM : KS_EINTERNAL,
+                       "prepare statement %d: %s", id, sqlite3_errmsg(q->db));
+            q->st[id] = NULL;
+            return err ? err->code : (rc == SQLITE_NOMEM ? KS_ENOMEM : KS_EINTERNAL);
+        }
+    }
+    *out = q->st[id];
+    return KS_OK;
+}
+
+/* Invariant 1: every use ends here (NULL-safe). */
+static void stmt_done(sqlite3_stmt *st)
+{
+    if (st) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+    if (s)
+        sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+/* "" binds as NULL: optional filter strings. */
+static void bind_opt_text(sqlite3_stmt *st, int i, const char *s)
+{
+    bind_text(st, i, s && s[0] ? s : NULL);
+}
+
+static void bind_u64(sqlite3_stmt *st, int i, uint64_t v)
+{
+    /* Times and generations stay far below 2^63; larger values wrap into the
+     * negative range and come back intact through the same cast. */
+    sqlite3_bind_int64(st, i, (sqlite3_int64)v);
+}
+
+static uint64_t col_u64(sqlite3_stmt *st, int i)
+{
+    return (uint64_t)sqlite3_column_int64(st, i);
+}
+
+static void col_text(char *dst, size_t cap, sqlite3_stmt *st, int i)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    size_t n = t ? (size_t)sqlite3_column_bytes(st, i) : 0;
+    if (n >= cap)
+        n = cap - 1;
+    if (n)
+        memcpy(dst, t, n);
+    dst[n] = '\0';
+}
+
+/* Heap copy of a text column; *out NULL for SQL NULL.  KS_ENOMEM. */
+static ks_code col_dup(char **out, sqlite3_stmt *st, int i, ks_err *err)
+{
+    *out = NULL;
+    const unsigned char *t = sqlite3_column_text(st, i);
+    if (!t)
+        return sqlite3_errcode(sqlite3_db_handle(st)) == SQLITE_NOMEM
+                   ? ks_err_set(err, KS_ENOMEM, "out of memory reading a text column")
+                   : KS_OK;
+    size_t n = (size_t)sqlite3_column_bytes(st, i);
+    char *p = malloc(n + 1);
+    if (!p)
+        return ks_err_set(err, KS_ENOMEM, "out of memory copying %zu bytes", n);
+    memcpy(p, t, n);
+    p[n] = '\0';
+    *out = p;
+    return KS_OK;
+}
+
+static const char *col_str(sqlite3_stmt *st, int i)
+{
+    return (const char *)sqlite3_column_text(st, i);
+}
+
+/* Steps a statement expected to produce no row (INSERT/UPDATE/DELETE). */
+static int step_done(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* ---- feature set blobs ------------------------------------------------- */
+
+/* Little-endian words, trailing zero words trimmed; returns the byte length. */
+static int featset_encode(uint8_t buf[KS_FEATSET_WORDS * 8], const ks_featset *f)
+{
+    int n = KS_FEATSET_WORDS;
+    while (n > 0 && f->w[n - 1] == 0)
+        n--;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(buf, f->w, (size_t)n * 8);
+#else
+    for (int i = 0; i < n; i++)
+        for (int b = 0; b < 8; b++)
+            buf[i * 8 + b] = (uint8_t)(f->w[i] >> (8 * b));
+#endif
+    return n * 8;
+}
+
+static bool featset_decode(ks_featset *f, const void *blob, int len)
+{
+    if (len < 0 || len % 8 != 0 || len > KS_FEATSET_WORDS * 8 || (len > 0 && !blob))
+        return false;
+    int n = len / 8;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (n)
+        memcpy(f->w, blob, (size_t)len);
+#else
+    const uint8_t *p = blob;
+    for (int i = 0; i < n; i++) {
+        uint64_t w = 0;
+        for (int b = 0; b < 8; b++)
+            w |= (uint64_t)p[i * 8 + b] << (8 * b);
+        f->w[i] = w;
+    }
+#endif
+    for (int i = n; i < KS_FEATSET_WORDS; i++)
+        f->w[i] = 0;
+    return true;
+}
+
+static bool col_featset(ks_featset *f, sqlite3_stmt *st, int i)
+{
+    const void *b = sqlite3_column_blob(st, i);
+    return featset_decode(f, b, sqlite3_column_bytes(st, i));
+}
+
+/* ---- open / close / transactions --------------------------------------- */
+
+static ks_code sq_exec(sq_store *q, const char *sql, const char *what, ks_err *err)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(q->db, sql, NULL, NULL, &msg);
+    if (rc == SQLITE_OK)
+        return KS_OK;
+    ks_code code = ks_err_set(err, map_rc(rc), "%s: %s", what, msg ? msg : sqlite3_errstr(rc));
+    sqlite3_free(msg);
+    return code;
+}
+
+static ks_code sq_int_pragma(int64_t *out, sq_store *q, const char *sql, ks_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(q->db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    ks_code code = KS_OK;
+    if (rc == SQLITE_ROW)
+        *out = sqlite3_column_int64(st, 0);
+    else
+        code = sq_fail(q, rc, sql, err);
+    sqlite3_finalize(st);
+    return code;
+}
+
+static void sq_close(ks_store *s)
+{
+    sq_store *q = sq(s);
+    for (int i = 0; i < ST__COUNT; i++)
+        sqlite3_finalize(q->st[i]);
+    if (q->db) {
+        if (!sqlite3_get_autocommit(q->db))
+            sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
+        sqlite3_close_v2(q->db);
+    }
+    free(q);
+}
+
+static ks_code sq_begin(ks_store *s, ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    ks_code rc = stmt(&st, q, ST_BEGIN, err);
+    if (rc != KS_OK)
+        return rc;
+    int src = step_done(st);
+    stmt_done(st);
+    if (src != SQLITE_OK)
+        return sq_fail(q, src, "begin transaction", err);
+    s->in_txn = true;
+    return KS_OK;
+}
+
+static ks_code sq_rollback(ks_store *s, ks_err *err)
+{
+    sq_store *q = sq(s);
+    s->in_txn = false;
+    if (sqlite3_get_autocommit(q->db))
+        return KS_OK; /* invariant 2: SQLite already rolled back */
+    sqlite3_stmt *st = NULL;
+    ks_code rc = stmt(&st, q, ST_ROLLBACK, err);
+    if (rc != KS_OK)
+        return rc;
+    int src = step_done(st);
+    stmt_done(st);
+    if (src != SQLITE_OK)
+        return sq_fail(q, src, "rollback", err);
+    return KS_OK;
+}
+
+static ks_code sq_commit(ks_store *s, ks_err *err)
+{
+    sq_store *q = sq(s);
+    if (sqlite3_get_autocommit(q->db)) {
+        s->in_txn = false;
+        return ks_err_set(err, KS_EIO, "transaction was rolled back by an earlier error");
+    }
+    sqlite3_stmt *st = NULL;
+    ks_code rc = stmt(&st, q, ST_COMMIT, err);
+    if (rc != KS_OK) {
+        sq_rollback(s, NULL);
+        return rc;
+    }
+    int src = step_done(st);
+    stmt_done(st);
+    if (src != SQLITE_OK) {
+        rc = sq_fail(q, src, "commit", err);
+        sq_rollback(s, NULL);
+        return rc;
+    }
+    s->in_txn = false;
+    return KS_OK;
+}
+
+static ks_code sq_backup(ks_store *s, const char *path, ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3 *dst = NULL;
+    sqlite3_backup *b = NULL;
+    char tmp[4096], side[4200];
+    ks_code rc = KS_OK;
+    int n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    if (n < 0 || (size_t)n >= sizeof(tmp))
+        return ks_err_set(err, KS_EINVAL, "backup path too long");
+    unlink(tmp);
+    int src = sqlite3_open_v2(tmp, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    if (src != SQLITE_OK) {
+        rc = ks_err_set(err, map_rc(src), "open backup '%s': %s", tmp,
+                        dst ? sqlite3_errmsg(dst) : sqlite3_errstr(src));
+        goto done;
+    }
+    b = sqlite3_backup_init(dst, "main", q->db, "main");
+    if (!b) {
+        rc = ks_err_set(err, KS_EIO, "backup to '%s': %s", tmp, sqlite3_errmsg(dst));
+        goto done;
+    }
+    /* One step copies everything under one read snapshot: a consistent image.
+     * The writer (this handle) is ours, so nothing can change it meanwhile. */
+    src = sqlite3_backup_step(b, -1);
+    int fin = sqlite3_backup_finish(b);
+    b = NULL;
+    if (src != SQLITE_DONE || fin != SQLITE_OK) {
+        rc = ks_err_set(err, map_rc(src != SQLITE_DONE ? src : fin), "backup to '%s': %s", tmp,
+                        sqlite3_errmsg(dst));
+        goto done;
+    }
+    src = sqlite3_close(dst);
+    dst = NULL;
+    if (src != SQLITE_OK) {
+        rc = ks_err_set(err, KS_EIO, "close backup '%s': %s", tmp, sqlite3_errstr(src));
+        goto done;
+    }
+    /* A stale -wal beside the target would be replayed into the new file. */
+    snprintf(side, sizeof(side), "%s-wal", path);
+    unlink(side);
+    snprintf(side, sizeof(side), "%s-shm", path);
+    unlink(side);
+    if (rename(tmp, path) != 0) {
+        rc = ks_err_set(err, KS_EIO, "rename backup to '%s': errno %d", path, errno);
+        goto done;
+    }
+done:
+    if (dst)
+        sqlite3_close(dst);
+    if (rc != KS_OK)
+        unlink(tmp);
+    return rc;
+}
+
+static ks_code sq_integrity_check(ks_store *s, ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    ks_code rc = KS_OK;
+    int src = sqlite3_prepare_v2(q->db, "PRAGMA integrity_check", -1, &st, NULL);
+    if (src == SQLITE_OK)
+        src = sqlite3_step(st);
+    if (src != SQLITE_ROW) {
+        rc = sq_fail(q, src, "integrity check", err);
+        goto done;
+    }
+    const char *res = col_str(st, 0);
+    if (!res || strcmp(res, "ok") != 0) {
+        rc = ks_err_set(err, KS_EIO, "integrity check: %s", res ? res : "(null)");
+        goto done;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    src = sqlite3_prepare_v2(q->db, "PRAGMA foreign_key_check", -1, &st, NULL);
+    if (src == SQLITE_OK)
+        src = sqlite3_step(st);
+    if (src == SQLITE_ROW) {
+        rc = ks_err_set(err, KS_EIO, "foreign key violation: row %lld of table '%s' -> '%s'",
+                        (long long)sqlite3_column_int64(st, 1), col_str(st, 0), col_str(st, 2));
+        goto done;
+    }
+    if (src != SQLITE_DONE)
+        rc = sq_fail(q, src, "foreign key check", err);
+done:
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static ks_code sq_query_int(int64_t *out, ks_store *s, const char *sql, ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    ks_code rc = KS_OK;
+    int src = sqlite3_prepare_v2(q->db, sql, -1, &st, NULL);
+    if (src != SQLITE_OK || !st) {
+        rc = ks_err_set(err, src == SQLITE_NOMEM ? KS_ENOMEM : KS_EINVAL, "query '%s': %s", sql,
+                        st ? sqlite3_errmsg(q->db) : "no statement");
+        goto done;
+    }
+    src = sqlite3_step(st);
+    if (src == SQLITE_DONE) {
+        rc = ks_err_set(err, KS_ENOTFOUND, "query '%s' returned no row", sql);
+        goto done;
+    }
+    if (src != SQLITE_ROW) {
+        rc = sq_fail(q, src, "query", err);
+        goto done;
+    }
+    if (sqlite3_column_type(st, 0) != SQLITE_INTEGER) {
+        rc = ks_err_set(err, KS_EINVAL, "query '%s' did not return an integer", sql);
+        goto done;
+    }
+    *out = sqlite3_column_int64(st, 0);
+done:
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* ---- hosts ------------------------------------------------------------- */
+
+static void host_row_read(ks_store_host_row *h, sqlite3_stmt *st)
+{
+    col_text(h->id, sizeof(h->id), st, 0);
+    col_text(h->hostname, sizeof(h->hostname), st, 1);
+    h->arch = ks_store__arch_parse(col_str(st, 2));
+    col_text(h->vendor, sizeof(h->vendor), st, 3);
+    col_text(h->model_name, sizeof(h->model_name), st, 4);
+    int state = ks_store_host_state_from_str(col_str(st, 5));
+    h->state = (uint8_t)(state < 0 ? KS_STORE_HOST_LOST : state);
+    col_text(h->boot_id, sizeof(h->boot_id), st, 6);
+    h->generation = col_u64(st, 7);
+    h->n_cpus = (uint32_t)sqlite3_column_int64(st, 8);
+    h->registered_us = col_u64(st, 9);
+    h->updated_us = col_u64(st, 10);
+    h->last_heartbeat_us = col_u64(st, 11);
+    h->report_json = NULL;
+}
+
+/* CPU ids of `host` no longer in the report (r->cpus is sorted by id). */
+static ks_code stale_cpus(int32_t **out, uint32_t *n_out, uint32_t *n_kept, sq_store *q,
+                          const ks_report *r, ks_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int32_t *ids = NULL;
+    uint32_t n = 0, cap = 0, kept = 0, j = 0;
+    ks_code rc = stmt(&st, q, ST_CPU_IDS, err);
+    if (rc != KS_OK)
+        return rc;
+    bind_text(st, 1, r->host.id);
+    int src;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        int32_t id = (int32_t)sqlite3_column_int(st, 0);
+        while (j < r->n_cpus && r->cpus[j].id < id)
+            j++;
+        if (j < r->n_cpus && r->cpus[j].id == id) {
+            kept++;
+            continue;
+        }
+        if (n == cap) {
+            uint32_t ncap = cap ? cap * 2 : 16;
+            int32_t *nids = realloc(ids, ncap * sizeof(*ids));
+            if (!nids) {
+                rc = ks_err_set(err, KS_ENOMEM, "out of memory listing stale cpus");
+                goto done;
+            }
+            ids = nids;
+            cap = ncap;
+        }
+        ids[n++] = id;
+    }
+    if (src != SQLITE_DONE) {
+        rc = sq_fail(q, src, "read cpus", err);
+        goto done;
+    }
+    *out = ids;
+    *n_out = n;
+    *n_kept = kept;
+    ids = NULL;
+done:
+    stmt_done(st);
+    free(ids);
+    return rc;
+}
+
+static ks_code delete_stale_cpus(sq_store *q, const char *host, const int32_t *ids, uint32_t n,
+                                 ks_err *err)
+{
+    sqlite3_stmt *chk = NULL, *del = NULL;
+    ks_code rc = stmt(&chk, q, ST_VCPU_ON_CPU, err);
+    if (rc == KS_OK)
+        rc = stmt(&del, q, ST_CPU_DELETE, err);
+    for (uint32_t i = 0; rc == KS_OK && i < n; i++) {
+        bind_text(chk, 1, host);
+        sqlite3_bind_int(chk, 2, ids[i]);
+        int src = sqlite3_step(chk);
+        if (src == SQLITE_ROW) {
+            rc = ks_err_set(err, KS_ECONFLICT,
+                            "cpu %d of host '%s' is allocated to vm '%s' but no longer reported",
+                            ids[i], host, col_str(chk, 0));
+            break;
+        }
+        if (src != SQLITE_DONE) {
+            rc = sq_fail(q, src, "check cpu allocation", err);
+            break;
+        }
+        stmt_done(chk);
+        bind_text(del, 1, host);
+        sqlite3_bind_int(del, 2, ids[i]);
+        src = step_done(del);
+        stmt_done(del);
+        if (src != SQLITE_OK)
+            rc = sq_fail(q, src, "delete cpu", err);
+    }
+    stmt_done(chk);
+    stmt_done(del);
+    return rc;
+}
+
+static ks_code upsert_cpus(sq_store *q, const ks_report *r, ks_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    uint8_t bn[KS_FEATSET_WORDS * 8], bu[KS_FEATSET_WORDS * 8], bd[KS_FEATSET_WORDS * 8];
+    ks_code rc = stmt(&st, q, ST_CPU_UPSERT, err);
+    if (rc != KS_OK)
+        return rc;
+    for (uint32_t i = 0; i < r->n_cpus; i++) {
+        const ks_cpu *c = &r->cpus[i];
+        const ks_kind *k = c->kind >= 0 ? &r->kinds[c->kind] : NULL;
+        bind_text(st, 1, r->host.id);
+        sqlite3_bind_int(st, 2, c->id);
+        sqlite3_bind_int(st, 3, c->package);
+        sqlite3_bind_int(st, 4, c->die);
+        sqlite3_bind_int(st, 5, c->cluster);
+        sqlite3_bind_int(st, 6, c->core);
+        sqlite3_bind_int(st, 7, c->thread);
+        sqlite3_bind_int(st, 8, c->numa_node);
+        sqlite3_bind_int(st, 9, c->l2_group);
+        sqlite3_bind_int(st, 10, c->l3_group);
+        bind_text(st, 11, k ? ks_store__kind_class_str(k->kind_class) : NULL);
+        bind_text(st, 12, k ? k->name : "");
+        sqlite3_bind_int64(st, 13, c->base_mhz);
+        sqlite3_bind_int64(st, 14, c->max_mhz);
+        bind_text(st, 15, ks_store__cpu_state_str(c->state));
+        sqlite3_bind_int(st, 16, c->reserved ? 1 : 0);
+        sqlite3_bind_blob(st, 17, bn, featset_encode(bn, &c->native), SQLITE_STATIC);
+        sqlite3_bind_blob(st, 18, bu, featset_encode(bu, &c->usable), SQLITE_STATIC);
+        sqlite3_bind_blob(st, 19, bd, featset_encode(bd, &c->defective), SQLITE_STATIC);
+        int src = step_done(st);
+        sqlite3_reset(st);
+        if (src != SQLITE_OK) {
+            rc = sq_fail(q, src, "store cpu", err);
+            break;
+        }
+    }
+    stmt_done(st);
+    return rc;
+}
+
+static ks_code replace_defects(sq_store *q, const ks_report *r, ks_err *err)
+{
+    sqlite3_stmt *del = NULL, *ins = NULL;
+    ks_code rc = stmt(&del, q, ST_DEFECTS_DELETE, err);
+    if (rc != KS_OK)
+        return rc;
+    bind_text(del, 1, r->host.id);
+    int src = step_done(del);
+    stmt_done(del);
+    if (src != SQLITE_OK)
+        return sq_fail(q, src, "delete defects", err);
+    for (uint32_t i = 0; i < r->n_cpus; i++) {
+        const ks_cpu *c = &r->cpus[i];
+        for (uint16_t d = 0; d < c->n_defects; d++) {
+            const ks_defect *df = &c->defects[d];
+            if (!ins && (rc = stmt(&ins, q, ST_DEFECT_INSERT, err)) != KS_OK)
+                return rc;
+            bind_text(ins, 1, r->host.id);
+            sqlite3_bind_int(ins, 2, c->id);
+            bind_text(ins, 3, df->feature == KS_FEATURE_NONE ? NULL : ks_feature_name(df->feature));
+            bind_text(ins, 4, ks_store__defect_source_str(df->source));
+            bind_u64(ins, 5, df->time_us);
+            bind_text(ins, 6, df->detail);
+            src = step_done(ins);
+            stmt_done(ins);
+            if (src != SQLITE_OK)
+                return sq_fail(q, src, "store defect", err);
+        }
+    }
+    return KS_OK;
+}
+
+static ks_code sq_host_put_report(ks_store *s, const ks_report *r, const char *report_json,
+                                  uint64_t now_us, ks_store_put_result *res, ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    int32_t *stale = NULL;
+    uint32_t n_stale = 0, n_kept = 0;
+    ks_code rc = stmt(&st, q, ST_HOST_HEAD, err);
+    if (rc != KS_OK)
+        return rc;
+    bind_text(st, 1, r->host.id);
+    int src = sqlite3_step(st);
+    if (src == SQLITE_ROW) {
+        const char *boot = col_str(st, 0);
+        uint64_t gen = col_u64(st, 1);
+        if (boot && strcmp(boot, r->host.boot_id) == 0) {
+            if (r->host.generation < gen) {
+                rc = ks_err_set(err, KS_ECONFLICT,
+                                "report generation %llu is older than stored %llu",
+                                (unsigned long long)r->host.generation, (unsigned long long)gen);
+                goto done;
+            }
+            if (r->host.generation == gen) {
+                res->unchanged = true; /* idempotent replay: by (host, boot id, generation) */
+                goto done;
+            }
+        } else {
+            res->boot_changed = true;
+        }
+    } else if (src == SQLITE_DONE) {
+        res->created = true;
+    } else {
+        rc = sq_fail(q, src, "read host", err);
+        goto done;
+    }
+    stmt_done(st);
+
+    rc = stmt(&st, q, ST_HOST_UPSERT, err);
+    if (rc != KS_OK)
+        goto done;
+    bind_text(st, 1, r->host.id);
+    bind_text(st, 2, r->host.hostname);
+    bind_text(st, 3, ks_store__arch_str(r->host.arch));
+    bind_text(st, 4, r->host.vendor);
+    bind_text(st, 5, r->host.model_name);
+    bind_text(st, 6, r->host.boot_id);
+    bind_u64(st, 7, r->host.generation);
+    sqlite3_bind_int64(st, 8, r->n_cpus);
+    bind_u64(st, 9, now_us);
+    src = step_done(st);
+    stmt_done(st);
+    if (src != SQLITE_OK) {
+        rc = sq_fail(q, src, "store host", err);
+        goto done;
+    }
+    rc = stmt(&st, q, ST_REPORT_UPSERT, err);
+    if (rc != KS_OK)
+        goto done;
+    bind_text(st, 1, r->host.id);
+    bind_text(st, 2, report_json);
+    src = step_done(st);
+    stmt_done(st);
+    if (src != SQLITE_OK) {
+        rc = sq_fail(q, src, "store report", err);
+        goto done;
+    }
+    st = NULL;
+
+    if (!res->created) {
+        rc = stale_cpus(&stale, &n_stale, &n_kept, q, r, err);
+        if (rc == KS_OK)
+            rc = delete_stale_cpus(q, r->host.id, stale, n_stale, err);
+        if (rc != KS_OK)
+            goto done;
+    }
+    rc = upsert_cpus(q, r, err);
+    if (rc == KS_OK)
+        rc = replace_defects(q, r, err);
+    if (rc != KS_OK)
+        goto done;
+    res->n_cpus_removed = n_stale;
+    res->n_cpus_added = r->n_cpus - n_kept;
+done:
+    stmt_done(st);
+    free(stale);
+    return rc;
+}
+
+static ks_code sq_host_get(ks_store_host_row *out, ks_store *s, const char *id, bool with_report,
+                           ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    ks_store_host_row h;
+    memset(&h, 0, sizeof(h));
+    ks_code rc = stmt(&st, q, ST_HOST_GET, err);
+    if (rc != KS_OK)
+        return rc;
+    bind_text(st, 1, id);
+    int src = sqlite3_step(st);
+    if (src == SQLITE_DONE) {
+        rc = ks_err_set(err, KS_ENOTFOUND, "host '%s' not found", id);
+        goto done;
+    }
+    if (src != SQLITE_ROW) {
+        rc = sq_fail(q, src, "read host", err);
+        goto done;
+    }
+    host_row_read(&h, st);
+    stmt_done(st);
+    st = NULL;
+    if (with_report) {
+        rc = stmt(&st, q, ST_REPORT_GET, err);
+        if (rc != KS_OK)
+            goto done;
+        bind_text(st, 1, id);
+        src = sqlite3_step(st);
+        if (src == SQLITE_ROW)
+            rc = col_dup(&h.report_json, st, 0, err);
+        else if (src != SQLITE_DONE)
+            rc = sq_fail(q, src, "read report", err);
+        if (rc != KS_OK)
+            goto done;
+    }
+    *out = h;
+    h.report_json = NULL;
+done:
+    stmt_done(st);
+    ks_store_host_row_destroy(&h);
+    return rc;
+}
+
+/* Runs an UPDATE/DELETE keyed by a name; KS_ENOTFOUND when no row changed. */
+static ks_code write_one(sq_store *q, sqlite3_stmt *st, const char *what, const char *name,
+                         ks_err *err)
+{
+    int src = step_done(st);
+    stmt_done(st);
+    if (src != SQLITE_OK)
+        return sq_fail(q, src, what, err);
+    if (sqlite3_changes(q->db) == 0)
+        return ks_err_set(err, KS_ENOTFOUND, "%s '%s' not found", what, name);
+    return KS_OK;
+}
+
+static ks_code sq_host_heartbeat(ks_store *s, const char *id, uint64_t now_us, ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    ks_code rc = stmt(&st, q, ST_HOST_HEARTBEAT, err);
+    if (rc != KS_OK)
+        return rc;
+    bind_text(st, 1, id);
+    bind_u64(st, 2, now_us);
+    return write_one(q, st, "host", id, err);
+}
+
+static ks_code sq_host_set_state(ks_store *s, const char *id, ks_store_host_state state,
+                                 uint64_t now_us, ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    ks_code rc = stmt(&st, q, ST_HOST_SET_STATE, err);
+    if (rc != KS_OK)
+        return rc;
+    bind_text(st, 1, id);
+    bind_text(st, 2, ks_store_host_state_to_str(state));
+    bind_u64(st, 3, now_us);
+    return write_one(q, st, "host", id, err);
+}
+
+/* A single count(*) with one text parameter. */
+static ks_code count_by(int64_t *out, sq_store *q, int id, const char *arg, ks_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    ks_code rc = stmt(&st, q, id, err);
+    if (rc != KS_OK)
+        return rc;
+    bind_text(st, 1, arg);
+    int src = sqlite3_step(st);
+    if (src == SQLITE_ROW)
+        *out = sqlite3_column_int64(st, 0);
+    else
+        rc = sq_fail(q, src, "count", err);
+    stmt_done(st);
+    return rc;
+}
+
+static ks_code sq_host_delete(ks_store *s, const char *id, ks_err *err)
+{
+    sq_store *q = sq(s);
+    int64_t n_vms = 0;
+    ks_code rc = count_by(&n_vms, q, ST_HOST_VM_COUNT, id, err);
+    if (rc != KS_OK)
+        return rc;
+    if (n_vms > 0)
+        return ks_err_set(err, KS_ECONFLICT, "host '%s' has %lld vms", id, (long long)n_vms);
+    sqlite3_stmt *st = NULL;
+    rc = stmt(&st, q, ST_HOST_DELETE, err);
+    if (rc != KS_OK)
+        return rc;
+    bind_text(st, 1, id);
+    return write_one(q, st, "host", id, err);
+}
+
+static void bind_host_filter(sqlite3_stmt *st, const ks_store_host_filter *f)
+{
+    bind_text(st, 1, f->state >= 0 ? ks_store_host_state_to_str(f->state) : NULL);
+    bind_text(st, 2, f->arch >= 0 ? ks_store__arch_str(f->arch) : NULL);
+    bind_text(st, 3, f->vendor);
+}
+
+static ks_code sq_host_list(ks_store *s, const ks_store_host_filter *f, ks_store_host_cb cb,
+                            void *ctx, ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    ks_store_host_row h;
+    ks_code rc = stmt(&st, q, ST_HOST_LIST, err);
+    if (rc != KS_OK)
+        return rc;
+    bind_host_filter(st, f);
+    bind_text(st, 4, f->after_id ? f->after_id : "");
+    sqlite3_bind_int64(st, 5, f->limit ? (sqlite3_int64)f->limit : -1);
+    int src;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        host_row_read(&h, st);
+        if (cb(ctx, &h) != 0)
+            break;
+    }
+    if (src != SQLITE_ROW && src != SQLITE_DONE)
+        rc = sq_fail(q, src, "list hosts", err);
+    stmt_done(st);
+    return rc;
+}
+
+static ks_code sq_host_count(uint64_t *out, ks_store *s, const ks_store_host_filter *f,
+                             ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    ks_code rc = stmt(&st, q, ST_HOST_COUNT, err);
+    if (rc != KS_OK)
+        return rc;
+    bind_host_filter(st, f);
+    int src = sqlite3_step(st);
+    if (src == SQLITE_ROW)
+        *out = col_u64(st, 0);
+    else
+        rc = sq_fail(q, src, "count hosts", err);
+    stmt_done(st);
+    return rc;
+}
+
+/* ---- cpus -------------------------------------------------------------- */
+
+/* Hot path of the start-up scan: no allocation, text compared in place. */
+static bool cpu_row_read(ks_store_cpu_row *c, sqlite3_stmt *st)
+{
+    col_text(c->host_id, sizeof(c->host_id), st, 0);
+    c->cpu_id = sqlite3_column_int(st, 1);
+    c->package = sqlite3_column_int(st, 2);
+    c->die = sqlite3_column_int(st, 3);
+    c->cluster = sqlite3_column_int(st, 4);
+    c->core = sqlite3_column_int(st, 5);
+    c->thread = sqlite3_column_int(st, 6);
+    c->numa_node = sqlite3_column_int(st, 7);
+    c->l2_group = sqlite3_column_int(st, 8);
+    c->l3_group = sqlite3_column_int(st, 9);
+    const char *kc = col_str(st, 10);
+    c->kind_class = kc ? ks_store__kind_class_parse(kc) : -1;
+    col_text(c->kind_name, sizeof(c->kind_name), st, 11);
+    c->base_mhz = (uint32_t)sqlite3_column_int64(st, 12);
+    c->max_mhz = (uint32_t)sqlite3_column_int64(st, 13);
+    int state = ks_store__cpu_state_parse(col_str(st, 14));
+    c->state = (uint8_t)(state < 0 ? KS_CPU_QUARANTINED : state);
+    c->reserved = sqlite3_column_int(st, 15) != 0;
+    return state >= 0 && col_featset(&c->native, st, 16) && col_featset(&c->usable, st, 17) &&
+           col_featset(&c->defective, st, 18);
+}
+
+static ks_code sq_cpu_scan(ks_store *s, const char *host_id, ks_store_cpu_cb cb, void *ctx,
+                           ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    ks_store_cpu_row c;
+    ks_code rc = stmt(&st, q, host_id ? ST_CPU_SCAN_HOST : ST_CPU_SCAN_ALL, err);
+    if (rc != KS_OK)
+        return rc;
+    if (host_id)
+        bind_text(st, 1, host_id);
+    int src;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        if (!cpu_row_read(&c, st)) {
+            rc = ks_err_set(err, KS_EIO, "corrupt row for cpu %d of host '%s'", c.cpu_id,
+                            c.host_id);
+            break;
+        }
+        if (cb(ctx, &c) != 0)
+            break;
+    }
+    if (rc == KS_OK && src != SQLITE_ROW && src != SQLITE_DONE)
+        rc = sq_fail(q, src, "scan cpus", err);
+    stmt_done(st);
+    return rc;
+}
+
+static ks_code sq_cpu_get(ks_store_cpu_row *out, ks_store *s, const char *host_id, int32_t cpu_id,
+                          ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    ks_store_cpu_row c;
+    ks_code rc = stmt(&st, q, ST_CPU_GET, err);
+    if (rc != KS_OK)
+        return rc;
+    bind_text(st, 1, host_id);
+    sqlite3_bind_int(st, 2, cpu_id);
+    int src = sqlite3_step(st);
+    if (src == SQLITE_DONE)
+        rc = ks_err_set(err, KS_ENOTFOUND, "host '%s' has no cpu %d", host_id, cpu_id);
+    else if (src != SQLITE_ROW)
+        rc = sq_fail(q, src, "read cpu", err);
+    else if (!cpu_row_read(&c, st))
+        rc = ks_err_set(err, KS_EIO, "corrupt row for cpu %d of host '%s'", cpu_id, host_id);
+    else
+        *out = c;
+    stmt_done(st);
+    return rc;
+}
+
+static ks_code sq_defect_list(ks_store *s, const char *host_id, int32_t cpu_id,
+                              ks_store_defect_cb cb, void *ctx, ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    ks_store_defect_row d;
+    ks_code rc = stmt(&st, q, ST_DEFECT_LIST, err);
+    if (rc != KS_OK)
+        return rc;
+    bind_text(st, 1, host_id);
+    sqlite3_bind_int(st, 2, cpu_id);
+    int src;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        col_text(d.host_id, sizeof(d.host_id), st, 0);
+        d.cpu_id = sqlite3_column_int(st, 1);
+        col_text(d.feature_name, sizeof(d.feature_name), st, 2);
+        d.feature = KS_FEATURE_NONE;
+        unsigned fid;
+        if (d.feature_name[0] && ks_feature_lookup(d.feature_name, &fid, NULL) == KS_OK)
+            d.feature = (uint16_t)fid;
+        int source = ks_store__defect_source_parse(col_str(st, 3));
+        d.source = (uint8_t)(source < 0 ? KS_DEFECT_OPERATOR : source);
+        d.time_us = col_u64(st, 4);
+        col_text(d.detail, sizeof(d.detail), st, 5);
+        if (cb(ctx, &d) != 0)
+            break;
+    }
+    if (src != SQLITE_ROW && src != SQLITE_DONE)
+        rc = sq_fail(q, src, "list defects", err);
+    stmt_done(st);
+    return rc;
+}
+
+/* ---- vms --------------------------------------------------------------- */
+
+static ks_code insert_vcpus(sq_store *q, const char *vm, const char *host,
+                            const ks_store_vcpu_alloc *v, uint32_t n, ks_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    ks_code rc = n ? stmt(&st, q, ST_VCPU_INSERT, err) : KS_OK;
+    for (uint32_t i = 0; rc == KS_OK && i < n; i++) {
+        bind_text(st, 1, vm);
+        sqlite3_bind_int(st, 2, v[i].vcpu);
+        bind_text(st, 3, host);
+        sqlite3_bind_int(st, 4, v[i].cpu_id);
+        int src = step_done(st);
+        stmt_done(st);
+        if (src == SQLITE_OK)
+            continue;
+        switch (sqlite3_extended_errcode(q->db)) {
+        case SQLITE_CONSTRAINT_UNIQUE:
+            rc = ks_err_set(err, KS_ECONFLICT, "host cpu %s/%d is already allocated", host,
+                            v[i].cpu_id);
+            break;
+        case SQLITE_CONSTRAINT_PRIMARYKEY:
+            rc = ks_err_set(err, KS_EINVAL, "vcpu %d of vm '%s' is listed twice", v[i].vcpu, vm);
+            break;
+        case SQLITE_CONSTRAINT_FOREIGNKEY:
+            rc = ks_err_set(err, KS_ENOTFOUND, "host '%s' has no cpu %d", host, v[i].cpu_id);
+            break;
+        default:
+            rc = sq_fail(q, src, "store vcpu", err);
+        }
+    }
+    return rc;
+}
+
+static ks_code sq_vm_insert(ks_store *s, const ks_store_vm_row *vm,
+                            const ks_store_vcpu_alloc *vcpus, uint32_t n_vcpus, ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    ks_code rc = stmt(&st, q, ST_VM_INSERT, err);
+    if (rc != KS_OK)
+        return rc;
+    bind_text(st, 1, vm->name);
+    bind_text(st, 2, vm->host_id);
+    bind_text(st, 3, ks_store_vm_state_to_str(vm->state));
+    bind_u64(st, 4, vm->generation);
+    bind_u64(st, 5, vm->applied_generation);
+    bind_text(st, 6, vm->pool);
+    bind_text(st, 7, vm->anti_affinity_group);
+    bind_text(st, 8, vm->apply_error);
+    sqlite3_bind_int64(st, 9, n_vcpus);
+    bind_u64(st, 10, vm->created_us);
+    bind_u64(st, 11, vm->updated_us);
+    bind_text(st, 12, vm->request_json);
+    bind_text(st, 13, vm->plan_json);
+    int src = step_done(st);
+    stmt_done(st);
+    if (src != SQLITE_OK) {
+        switch (sqlite3_extended_errcode(q->db)) {
+        case SQLITE_CONSTRAINT_PRIMARYKEY:
+            return ks_err_set(err, KS_EEXIST, "vm '%s' already exists", vm->name);
+        case SQLITE_CONSTRAINT_FOREIGNKEY:
+            return ks_err_set(err, KS_ENOTFOUND, "host '%s' not found", vm->host_id);
+        default:
+            return sq_fail(q, src, "store vm", err);
+        }
+    }
+    return insert_vcpus(q, vm->name, vm->host_id, vcpus, n_vcpus, err);
+}
+
+/* Fills *v from a VM_COLS row; JSON pointers borrowed from the statement. */
+static void vm_row_read(ks_store_vm_row *v, sqlite3_stmt *st)
+{
+    col_text(v->name, sizeof(v->name), st, 0);
+    col_text(v->host_id, sizeof(v->host_id), st, 1);
+    int state = ks_store_vm_state_from_str(col_str(st, 2));
+    v->state = (uint8_t)(state < 0 ? KS_STORE_VM_FAILED : state);
+    v->generation = col_u64(st, 3);
+    v->applied_generation = col_u64(st, 4);
+    col_text(v->pool, sizeof(v->pool), st, 5);
+    col_text(v->anti_affinity_group, sizeof(v->anti_affinity_group), st, 6);
+    col_text(v->apply_error, sizeof(v->apply_error), st, 7);
+    v->n_vcpus = (uint32_t)sqlite3_column_int64(st, 8);
+    v->created_us = col_u64(st, 9);
+    v->updated_us = col_u64(st, 10);
+    v->request_json = (char *)col_str(st, 11);
+    v->plan_json = (char *)col_str(st, 12);
+}
+
+static ks_code sq_vm_get(ks_store_vm_row *out, ks_store *s, const char *name, bool with_json,
+                         ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    ks_store_vm_row v;
+    memset(&v, 0, sizeof(v));
+    ks_code rc = stmt(&st, q, ST_VM_GET, err);
+    if (rc != KS_OK)
+        return rc;
+    bind_text(st, 1, name);
+    sqlite3_bind_int(st, 5, with_json ? 1 : 0);
+    int src = sqlite3_step(st);
+    if (src == SQLITE_DONE) {
+        rc = ks_err_set(err, KS_ENOTFOUND, "vm '%s' not found", name);
+        goto done;
+    }
+    if (src != SQLITE_ROW) {
+        rc = sq_fail(q, src, "read vm", err);
+        goto done;
+    }
+    vm_row_read(&v, st);
+    v.request_json = v.plan_json = NULL;
+    if (with_json) {
+        rc = col_dup(&v.request_json, st, 11, err);
+        if (rc == KS_OK)
+            rc = col_dup(&v.plan_json, st, 12, err);
+        if (rc != KS_OK)
+            goto done;
+    }
+    *out = v;
+    v.request_json = v.plan_json = NULL;
+done:
+    stmt_done(st);
+    ks_store_vm_row_destroy(&v);
+    return rc;
+}
+
+static void bind_vm_filter(sqlite3_stmt *st, const ks_store_vm_filter *f)
+{
+    bind_text(st, 1, f->state >= 0 ? ks_store_vm_state_to_str(f->state) : NULL);
+    bind_text(st, 2, f->pool); /* "" matches VMs in no pool */
+    bind_opt_text(st, 6, f->host_id);
+}
+
+static ks_code sq_vm_list(ks_store *s, const ks_store_vm_filter *f, ks_store_vm_cb cb, void *ctx,
+                          ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    ks_store_vm_row v;
+    bool by_host = f->host_id && f->host_id[0];
+    ks_code rc = stmt(&st, q, by_host ? ST_VM_LIST_HOST : ST_VM_LIST_ALL, err);
+    if (rc != KS_OK)
+        return rc;
+    bind_vm_filter(st, f);
+    bind_text(st, 3, f->after_name ? f->after_name : "");
+    sqlite3_bind_int64(st, 4, f->limit ? (sqlite3_int64)f->limit : -1);
+    sqlite3_bind_int(st, 5, f->with_json ? 1 : 0);
+    int src;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        vm_row_read(&v, st);
+        if (cb(ctx, &v) != 0)
+            break;
+    }
+    if (src != SQLITE_ROW && src != SQLITE_DONE)
+        rc = sq_fail(q, src, "list vms", err);
+    stmt_done(st);
+    return rc;
+}
+
+static ks_code sq_vm_count(uint64_t *out, ks_store *s, const ks_store_vm_filter *f, ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    ks_code rc = stmt(&st, q, ST_VM_COUNT, err);
+    if (rc != KS_OK)
+        return rc;
+    bind_vm_filter(st, f);
+    int src = sqlite3_step(st);
+    if (src == SQLITE_ROW)
+        *out = col_u64(st, 0);
+    else
+        rc = sq_fail(q, src, "count vms", err);
+    stmt_done(st);
+    return rc;
+}
+
+static ks_code sq_vm_delete(ks_store *s, const char *name, ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    ks_code rc = stmt(&st, q, ST_VM_DELETE, err);
+    if (rc != KS_OK)
+        return rc;
+    bind_text(st, 1, name);
+    return write_one(q, st, "vm", name, err);
+}
+
+static ks_code sq_vm_update_plan(ks_store *s, const char *name, const char *host_id,
+                                 uint64_t generation, const char *plan_json,
+                                 const ks_store_vcpu_alloc *vcpus, uint32_t n_vcpus,
+                                 uint64_t now_us, ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    ks_code rc = stmt(&st, q, ST_VM_GEN, err);
+    if (rc != KS_OK)
+        return rc;
+    bind_text(st, 1, name);
+    int src = sqlite3_step(st);
+    uint64_t gen = src == SQLITE_ROW ? col_u64(st, 0) : 0;
+    stmt_done(st);
+    if (src == SQLITE_DONE)
+        return ks_err_set(err, KS_ENOTFOUND, "vm '%s' not found", name);
+    if (src != SQLITE_ROW)
+        return sq_fail(q, src, "read vm", err);
+    if (generation <= gen)
+        return ks_err_set(err, KS_ECONFLICT, "plan generation %llu is not newer than stored %llu",
+                          (unsigned long long)generation, (unsigned long long)gen);
+
+    rc = stmt(&st, q, ST_VCPU_DELETE_VM, err);
+    if (rc != KS_OK)
+        return rc;
+    bind_text(st, 1, name);
+    src = step_done(st);
+    stmt_done(st);
+    if (src != SQLITE_OK)
+        return sq_fail(q, src, "delete vcpus", err);
+
+    rc = stmt(&st, q, ST_VM_UPDATE_PLAN, err);
+    if (rc != KS_OK)
+        return rc;
+    bind_text(st, 1, name);
+    bind_text(st, 2, host_id);
+    bind_u64(st, 3, generation);
+    bind_text(st, 4, plan_json);
+    sqlite3_bind_int64(st, 5, n_vcpus);
+    bind_u64(st, 6, now_us);
+    src = step_done(st);
+    stmt_done(st);
+    if (src != SQLITE_OK) {
+        if (sqlite3_extended_errcode(q->db) == SQLITE_CONSTRAINT_FOREIGNKEY)
+            return ks_err_set(err, KS_ENOTFOUND, "host '%s' not found", host_id);
+        return sq_fail(q, src, "update vm", err);
+    }
+    return insert_vcpus(q, name, host_id, vcpus, n_vcpus, err);
+}
+
+static ks_code sq_vm_set_state(ks_store *s, const char *name, ks_store_vm_state state,
+                               uint64_t now_us, ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    ks_code rc = stmt(&st, q, ST_VM_SET_STATE, err);
+    if (rc != KS_OK)
+        return rc;
+    bind_text(st, 1, name);
+    bind_text(st, 2, ks_store_vm_state_to_str(state));
+    bind_u64(st, 3, now_us);
+    return write_one(q, st, "vm", name, err);
+}
+
+static ks_code sq_vm_set_applied(ks_store *s, const char *name, uint64_t applied_generation,
+                                 const char *apply_error, uint64_t now_us, ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    ks_code rc = stmt(&st, q, ST_VM_SET_APPLIED, err);
+    if (rc != KS_OK)
+        return rc;
+    bind_text(st, 1, name);
+    bind_u64(st, 2, applied_generation);
+    bind_text(st, 3, apply_error ? apply_error : "");
+    bind_u64(st, 4, now_us);
+    return write_one(q, st, "vm", name, err);
+}
+
+static ks_code sq_vcpu_scan(ks_store *s, const char *host_id, const char *vm_name,
+                            ks_store_vcpu_cb cb, void *ctx, ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    ks_store_vcpu_row v;
+    int id = vm_name ? ST_VCPU_SCAN_VM : host_id ? ST_VCPU_SCAN_HOST : ST_VCPU_SCAN_ALL;
+    ks_code rc = stmt(&st, q, id, err);
+    if (rc != KS_OK)
+        return rc;
+    if (host_id)
+        bind_text(st, 1, host_id);
+    if (vm_name)
+        bind_text(st, 2, vm_name);
+    int src;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        col_text(v.vm_name, sizeof(v.vm_name), st, 0);
+        v.vcpu = sqlite3_column_int(st, 1);
+        col_text(v.host_id, sizeof(v.host_id), st, 2);
+        v.cpu_id = sqlite3_column_int(st, 3);
+        if (cb(ctx, &v) != 0)
+            break;
+    }
+    if (src != SQLITE_ROW && src != SQLITE_DONE)
+        rc = sq_fail(q, src, "scan vcpus", err);
+    stmt_done(st);
+    return rc;
+}
+
+/* ---- pools ------------------------------------------------------------- */
+
+static ks_code sq_pool_create(ks_store *s, const char *name, const char *selector_json,
+                              uint64_t now_us, ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    ks_code rc = stmt(&st, q, ST_POOL_INSERT, err);
+    if (rc != KS_OK)
+        return rc;
+    bind_text(st, 1, name);
+    bind_text(st, 2, selector_json);
+    bind_u64(st, 3, now_us);
+    int src = step_done(st);
+    stmt_done(st);
+    if (src == SQLITE_OK)
+        return KS_OK;
+    if (sqlite3_extended_errcode(q->db) == SQLITE_CONSTRAINT_PRIMARYKEY)
+        return ks_err_set(err, KS_EEXIST, "pool '%s' already exists", name);
+    return sq_fail(q, src, "store pool", err);
+}
+
+static void pool_row_read(ks_store_pool_row *p, sqlite3_stmt *st)
+{
+    col_text(p->name, sizeof(p->name), st, 0);
+    p->selector_json = (char *)col_str(st, 1);
+    p->n_members = (uint32_t)sqlite3_column_int64(st, 2);
+    p->created_us = col_u64(st, 3);
+}
+
+static ks_code sq_pool_get(ks_store_pool_row *out, ks_store *s, const char *name, ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    ks_store_pool_row p;
+    memset(&p, 0, sizeof(p));
+    ks_code rc = stmt(&st, q, ST_POOL_GET, err);
+    if (rc != KS_OK)
+        return rc;
+    bind_text(st, 1, name);
+    int src = sqlite3_step(st);
+    if (src == SQLITE_DONE) {
+        rc = ks_err_set(err, KS_ENOTFOUND, "pool '%s' not found", name);
+        goto done;
+    }
+    if (src != SQLITE_ROW) {
+        rc = sq_fail(q, src, "read pool", err);
+        goto done;
+    }
+    pool_row_read(&p, st);
+    rc = col_dup(&p.selector_json, st, 1, err);
+    if (rc != KS_OK)
+        goto done;
+    *out = p;
+    p.selector_json = NULL;
+done:
+    stmt_done(st);
+    ks_store_pool_row_destroy(&p);
+    return rc;
+}
+
+static ks_code sq_pool_list(ks_store *s, ks_store_pool_cb cb, void *ctx, ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    ks_store_pool_row p;
+    ks_code rc = stmt(&st, q, ST_POOL_LIST, err);
+    if (rc != KS_OK)
+        return rc;
+    int src;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        pool_row_read(&p, st);
+        if (cb(ctx, &p) != 0)
+            break;
+    }
+    if (src != SQLITE_ROW && src != SQLITE_DONE)
+        rc = sq_fail(q, src, "list pools", err);
+    stmt_done(st);
+    return rc;
+}
+
+static ks_code sq_pool_delete(ks_store *s, const char *name, ks_err *err)
+{
+    sq_store *q = sq(s);
+    int64_t n_vms = 0;
+    ks_code rc = count_by(&n_vms, q, ST_POOL_VM_COUNT, name, err);
+    if (rc != KS_OK)
+        return rc;
+    if (n_vms > 0)
+        return ks_err_set(err, KS_ECONFLICT, "pool '%s' has %lld vms", name, (long long)n_vms);
+    sqlite3_stmt *st = NULL;
+    rc = stmt(&st, q, ST_POOL_DELETE, err);
+    if (rc != KS_OK)
+        return rc;
+    bind_text(st, 1, name);
+    return write_one(q, st, "pool", name, err);
+}
+
+static ks_code sq_pool_members_set(ks_store *s, const char *name, const char *const *host_ids,
+                                   uint32_t n, ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    int64_t exists = 0;
+    ks_code rc = stmt(&st, q, ST_POOL_EXISTS, err);
+    if (rc != KS_OK)
+        return rc;
+    bind_text(st, 1, name);
+    int src = sqlite3_step(st);
+    exists = src == SQLITE_ROW;
+    stmt_done(st);
+    if (src != SQLITE_ROW && src != SQLITE_DONE)
+        return sq_fail(q, src, "read pool", err);
+    if (!exists)
+        return ks_err_set(err, KS_ENOTFOUND, "pool '%s' not found", name);
+    rc = stmt(&st, q, ST_MEMBERS_DELETE, err);
+    if (rc != KS_OK)
+        return rc;
+    bind_text(st, 1, name);
+    src = step_done(st);
+    stmt_done(st);
+    if (src != SQLITE_OK)
+        return sq_fail(q, src, "delete pool members", err);
+    rc = stmt(&st, q, ST_MEMBER_INSERT, err);
+    for (uint32_t i = 0; rc == KS_OK && i < n; i++) {
+        bind_text(st, 1, name);
+        bind_text(st, 2, host_ids[i]);
+        src = step_done(st);
+        stmt_done(st);
+        if (src == SQLITE_OK)
+            continue;
+        switch (sqlite3_extended_errcode(q->db)) {
+        case SQLITE_CONSTRAINT_PRIMARYKEY:
+            rc = ks_err_set(err, KS_EINVAL, "host '%s' listed twice in pool '%s'", host_ids[i],
+                            name);
+            break;
+        case SQLITE_CONSTRAINT_FOREIGNKEY:
+            rc = ks_err_set(err, KS_ENOTFOUND, "host '%s' not found", host_ids[i]);
+            break;
+        default:
+            rc = sq_fail(q, src, "store pool member", err);
+        }
+    }
+    return rc;
+}
+
+static ks_code sq_pool_members_list(ks_store *s, const char *pool, ks_store_member_cb cb,
+                                    void *ctx, ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    ks_code rc = stmt(&st, q, ST_MEMBERS_LIST, err);
+    if (rc != KS_OK)
+        return rc;
+    bind_text(st, 1, pool);
+    int src;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW)
+        if (cb(ctx, col_str(st, 0), col_str(st, 1)) != 0)
+            break;
+    if (src != SQLITE_ROW && src != SQLITE_DONE)
+        rc = sq_fail(q, src, "list pool members", err);
+    stmt_done(st);
+    return rc;
+}
+
+/* ---- policies ---------------------------------------------------------- */
+
+/* *out_id (may be NULL) = the rowid just inserted by `st`. */
+static ks_code insert_returning_id(int64_t *out_id, sq_store *q, sqlite3_stmt *st,
+                                   const char *what, ks_err *err)
+{
+    int src = step_done(st);
+    stmt_done(st);
+    if (src != SQLITE_OK)
+        return sq_fail(q, src, what, err);
+    if (out_id)
+        *out_id = sqlite3_last_insert_rowid(q->db);
+    return KS_OK;
+}
+
+static ks_code sq_policy_add(int64_t *out_id, ks_store *s, ks_store_policy_kind kind,
+                             const char *features_json, const char *reason, uint64_t now_us,
+                             ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    ks_code rc = stmt(&st, q, ST_POLICY_INSERT, err);
+    if (rc != KS_OK)
+        return rc;
+    bind_text(st, 1, ks_store_policy_kind_to_str(kind));
+    bind_text(st, 2, features_json);
+    bind_text(st, 3, reason ? reason : "");
+    bind_u64(st, 4, now_us);
+    return insert_returning_id(out_id, q, st, "store policy", err);
+}
+
+static ks_code sq_policy_list(ks_store *s, ks_store_policy_cb cb, void *ctx, ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    ks_store_policy_row p;
+    ks_code rc = stmt(&st, q, ST_POLICY_LIST, err);
+    if (rc != KS_OK)
+        return rc;
+    int src;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        p.id = sqlite3_column_int64(st, 0);
+        int kind = ks_store_policy_kind_from_str(col_str(st, 1));
+        p.kind = (uint8_t)(kind < 0 ? 0 : kind);
+        p.features_json = col_str(st, 2);
+        col_text(p.reason, sizeof(p.reason), st, 3);
+        p.created_us = col_u64(st, 4);
+        if (cb(ctx, &p) != 0)
+            break;
+    }
+    if (src != SQLITE_ROW && src != SQLITE_DONE)
+        rc = sq_fail(q, src, "list policies", err);
+    stmt_done(st);
+    return rc;
+}
+
+static ks_code delete_by_id(sq_store *q, int stmt_id, int64_t id, const char *what, ks_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    ks_code rc = stmt(&st, q, stmt_id, err);
+    if (rc != KS_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, id);
+    int src = step_done(st);
+    stmt_done(st);
+    if (src != SQLITE_OK)
+        return sq_fail(q, src, what, err);
+    if (sqlite3_changes(q->db) == 0)
+        return ks_err_set(err, KS_ENOTFOUND, "%s %lld not found", what, (long long)id);
+    return KS_OK;
+}
+
+static ks_code sq_policy_delete(ks_store *s, int64_t id, ks_err *err)
+{
+    return delete_by_id(sq(s), ST_POLICY_DELETE, id, "policy", err);
+}
+
+/* ---- events ------------------------------------------------------------ */
+
+static ks_code sq_event_append(int64_t *out_id, ks_store *s, uint64_t time_us, const char *type,
+                               const char *host_id, const char *vm, const char *detail_json,
+                               ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    ks_code rc = stmt(&st, q, ST_EVENT_INSERT, err);
+    if (rc != KS_OK)
+        return rc;
+    bind_u64(st, 1, time_us);
+    bind_text(st, 2, type);
+    bind_opt_text(st, 3, host_id);
+    bind_opt_text(st, 4, vm);
+    bind_text(st, 5, detail_json);
+    return insert_returning_id(out_id, q, st, "store event", err);
+}
+
+static ks_code sq_event_list(ks_store *s, int64_t since_id, uint32_t limit, ks_store_event_cb cb,
+                             void *ctx, ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    ks_store_event_row e;
+    ks_code rc = stmt(&st, q, ST_EVENT_LIST, err);
+    if (rc != KS_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, since_id);
+    sqlite3_bind_int64(st, 2, limit ? (sqlite3_int64)limit : -1);
+    int src;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        e.id = sqlite3_column_int64(st, 0);
+        e.time_us = col_u64(st, 1);
+        col_text(e.type, sizeof(e.type), st, 2);
+        col_text(e.host_id, sizeof(e.host_id), st, 3);
+        col_text(e.vm, sizeof(e.vm), st, 4);
+        e.detail_json = col_str(st, 5);
+        if (cb(ctx, &e) != 0)
+            break;
+    }
+    if (src != SQLITE_ROW && src != SQLITE_DONE)
+        rc = sq_fail(q, src, "list events", err);
+    stmt_done(st);
+    return rc;
+}
+
+static ks_code delete_before(uint64_t *out_n, sq_store *q, int stmt_id, uint64_t before_us,
+                             const char *what, ks_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    ks_code rc = stmt(&st, q, stmt_id, err);
+    if (rc != KS_OK)
+        return rc;
+    bind_u64(st, 1, before_us);
+    int src = step_done(st);
+    stmt_done(st);
+    if (src != SQLITE_OK)
+        return sq_fail(q, src, what, err);
+    if (out_n)
+        *out_n = (uint64_t)sqlite3_changes64(q->db);
+    return KS_OK;
+}
+
+static ks_code sq_event_prune(uint64_t *out_n, ks_store *s, uint64_t before_us, ks_err *err)
+{
+    return delete_before(out_n, sq(s), ST_EVENT_PRUNE, before_us, "prune events", err);
+}
+
+/* ---- capacity ---------------------------------------------------------- */
+
+static ks_code sq_capacity_insert(int64_t *out_id, ks_store *s, const ks_store_capacity_row *row,
+                                  ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    ks_code rc = stmt(&st, q, ST_CAP_INSERT, err);
+    if (rc != KS_OK)
+        return rc;
+    bind_u64(st, 1, row->time_us);
+    bind_text(st, 2, row->scope);
+    bind_u64(st, 3, row->total);
+    bind_u64(st, 4, row->allocated);
+    bind_u64(st, 5, row->free);
+    bind_u64(st, 6, row->degraded_usable);
+    bind_u64(st, 7, row->reclaimed);
+    bind_u64(st, 8, row->stranded);
+    bind_u64(st, 9, row->quarantined);
+    return insert_returning_id(out_id, q, st, "store capacity snapshot", err);
+}
+
+static ks_code sq_capacity_list(ks_store *s, const char *scope, uint64_t since_us, uint32_t limit,
+                                ks_store_capacity_cb cb, void *ctx, ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    ks_store_capacity_row c;
+    ks_code rc = stmt(&st, q, scope ? ST_CAP_LIST_SCOPE : ST_CAP_LIST_ALL, err);
+    if (rc != KS_OK)
+        return rc;
+    if (scope)
+        bind_text(st, 1, scope);
+    bind_u64(st, 2, since_us);
+    sqlite3_bind_int64(st, 3, limit ? (sqlite3_int64)limit : -1);
+    int src;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        c.id = sqlite3_column_int64(st, 0);
+        c.time_us = col_u64(st, 1);
+        col_text(c.scope, sizeof(c.scope), st, 2);
+        c.total = col_u64(st, 3);
+        c.allocated = col_u64(st, 4);
+        c.free = col_u64(st, 5);
+        c.degraded_usable = col_u64(st, 6);
+        c.reclaimed = col_u64(st, 7);
+        c.stranded = col_u64(st, 8);
+        c.quarantined = col_u64(st, 9);
+        if (cb(ctx, &c) != 0)
+            break;
+    }
+    if (src != SQLITE_ROW && src != SQLITE_DONE)
+        rc = sq_fail(q, src, "list capacity", err);
+    stmt_done(st);
+    return rc;
+}
+
+static ks_code sq_capacity_prune(uint64_t *out_n, ks_store *s, uint64_t before_us, ks_err *err)
+{
+    return delete_before(out_n, sq(s), ST_CAP_PRUNE, before_us, "prune capacity", err);
+}
+
+/* ---- idempotency ------------------------------------------------------- */
+
+static ks_code sq_idem_get(ks_store_idem_row *out, ks_store *s, const char *key, ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    ks_store_idem_row r;
+    memset(&r, 0, sizeof(r));
+    ks_code rc = stmt(&st, q, ST_IDEM_GET, err);
+    if (rc != KS_OK)
+        return rc;
+    bind_text(st, 1, key);
+    int src = sqlite3_step(st);
+    if (src == SQLITE_DONE) {
+        rc = ks_err_set(err, KS_ENOTFOUND, "idempotency key not found");
+        goto done;
+    }
+    if (src != SQLITE_ROW) {
+        rc = sq_fail(q, src, "read idempotency key", err);
+        goto done;
+    }
+    col_text(r.key, sizeof(r.key), st, 0);
+    col_text(r.request_hash, sizeof(r.request_hash), st, 1);
+    r.status = sqlite3_column_int(st, 2);
+    r.created_us = col_u64(st, 4);
+    rc = col_dup(&r.response_json, st, 3, err);
+    if (rc != KS_OK)
+        goto done;
+    *out = r;
+    r.response_json = NULL;
+done:
+    stmt_done(st);
+    ks_store_idem_row_destroy(&r);
+    return rc;
+}
+
+static ks_code sq_idem_put(ks_store *s, const char *key, const char *request_hash, int32_t status,
+                           const char *response_json, uint64_t now_us, ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    ks_code rc = stmt(&st, q, ST_IDEM_INSERT, err);
+    if (rc != KS_OK)
+        return rc;
+    bind_text(st, 1, key);
+    bind_text(st, 2, request_hash);
+    sqlite3_bind_int(st, 3, status);
+    bind_text(st, 4, response_json);
+    bind_u64(st, 5, now_us);
+    int src = step_done(st);
+    stmt_done(st);
+    if (src == SQLITE_OK)
+        return KS_OK;
+    if (sqlite3_extended_errcode(q->db) == SQLITE_CONSTRAINT_PRIMARYKEY)
+        return ks_err_set(err, KS_EEXIST, "idempotency key already stored");
+    return sq_fail(q, src, "store idempotency key", err);
+}
+
+static ks_code sq_idem_expire(uint64_t *out_n, ks_store *s, uint64_t older_than_us, ks_err *err)
+{
+    return delete_before(out_n, sq(s), ST_IDEM_EXPIRE, older_than_us, "expire idempotency keys",
+                         err);
+}
+
+/* ---- tokens ------------------------------------------------------------ */
+
+static ks_code sq_token_add(int64_t *out_id, ks_store *s, const uint8_t *hash, size_t hash_len,
+                            const char *role, const char *host_id, const char *description,
+                            uint64_t now_us, ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    ks_code rc = stmt(&st, q, ST_TOKEN_INSERT, err);
+    if (rc != KS_OK)
+        return rc;
+    sqlite3_bind_blob(st, 1, hash, (int)hash_len, SQLITE_STATIC);
+    bind_text(st, 2, role);
+    bind_text(st, 3, host_id ? host_id : "");
+    bind_text(st, 4, description ? description : "");
+    bind_u64(st, 5, now_us);
+    int src = step_done(st);
+    stmt_done(st);
+    if (src != SQLITE_OK) {
+        if (sqlite3_extended_errcode(q->db) == SQLITE_CONSTRAINT_UNIQUE)
+            return ks_err_set(err, KS_EEXIST, "token already exists");
+        return sq_fail(q, src, "store token", err);
+    }
+    if (out_id)
+        *out_id = sqlite3_last_insert_rowid(q->db);
+    return KS_OK;
+}
+
+static void token_row_read(ks_store_token_row *t, sqlite3_stmt *st)
+{
+    t->id = sqlite3_column_int64(st, 0);
+    const void *h = sqlite3_column_blob(st, 1);
+    int n = sqlite3_column_bytes(st, 1);
+    if (n < 0 || n > KS_STORE_TOKEN_HASH_MAX || !h)
+        n = 0;
+    memset(t->hash, 0, sizeof(t->hash));
+    if (n)
+        memcpy(t->hash, h, (size_t)n);
+    t->hash_len = (uint32_t)n;
+    col_text(t->role, sizeof(t->role), st, 2);
+    col_text(t->host_id, sizeof(t->host_id), st, 3);
+    col_text(t->description, sizeof(t->description), st, 4);
+    t->created_us = col_u64(st, 5);
+}
+
+static ks_code sq_token_find(ks_store_token_row *out, ks_store *s, const uint8_t *hash,
+                             size_t hash_len, ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    ks_code rc = stmt(&st, q, ST_TOKEN_FIND, err);
+    if (rc != KS_OK)
+        return rc;
+    sqlite3_bind_blob(st, 1, hash, (int)hash_len, SQLITE_STATIC);
+    int src = sqlite3_step(st);
+    if (src == SQLITE_ROW)
+        token_row_read(out, st);
+    else if (src == SQLITE_DONE)
+        rc = ks_err_set(err, KS_ENOTFOUND, "token not found");
+    else
+        rc = sq_fail(q, src, "read token", err);
+    stmt_done(st);
+    return rc;
+}
+
+static ks_code sq_token_list(ks_store *s, ks_store_token_cb cb, void *ctx, ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    ks_store_token_row t;
+    ks_code rc = stmt(&st, q, ST_TOKEN_LIST, err);
+    if (rc != KS_OK)
+        return rc;
+    int src;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        token_row_read(&t, st);
+        if (cb(ctx, &t) != 0)
+            break;
+    }
+    if (src != SQLITE_ROW && src != SQLITE_DONE)
+        rc = sq_fail(q, src, "list tokens", err);
+    stmt_done(st);
+    return rc;
+}
+
+static ks_code sq_token_delete(ks_store *s, int64_t id, ks_err *err)
+{
+    return delete_by_id(sq(s), ST_TOKEN_DELETE, id, "token", err);
+}
+
+/* ---- operations table and open ----------------------------------------- */
+
+static const ks_store_ops sqlite_ops = {
+    .name = "sqlite",
+    .close = sq_close,
+    .begin = sq_begin,
+    .commit = sq_commit,
+    .rollback = sq_rollback,
+    .backup = sq_backup,
+    .integrity_check = sq_integrity_check,
+    .query_int = sq_query_int,
+    .host_put_report = sq_host_put_report,
+    .host_get = sq_host_get,
+    .host_heartbeat = sq_host_heartbeat,
+    .host_set_state = sq_host_set_state,
+    .host_delete = sq_host_delete,
+    .host_list = sq_host_list,
+    .host_count = sq_host_count,
+    .cpu_scan = sq_cpu_scan,
+    .cpu_get = sq_cpu_get,
+    .defect_list = sq_defect_list,
+    .vm_insert = sq_vm_insert,
+    .vm_get = sq_vm_get,
+    .vm_list = sq_vm_list,
+    .vm_count = sq_vm_count,
+    .vm_delete = sq_vm_delete,
+    .vm_update_plan = sq_vm_update_plan,
+    .vm_set_state = sq_vm_set_state,
+    .vm_set_applied = sq_vm_set_applied,
+    .vcpu_scan = sq_vcpu_scan,
+    .pool_create = sq_pool_create,
+    .pool_get = sq_pool_get,
+    .pool_list = sq_pool_list,
+    .pool_delete = sq_pool_delete,
+    .pool_members_set = sq_pool_members_set,
+    .pool_members_list = sq_pool_members_list,
+    .policy_add = sq_policy_add,
+    .policy_list = sq_policy_list,
+    .policy_delete = sq_policy_delete,
+    .event_append = sq_event_append,
+    .event_list = sq_event_list,
+    .event_prune = sq_event_prune,
+    .capacity_insert = sq_capacity_insert,
+    .capacity_list = sq_capacity_list,
+    .capacity_prune = sq_capacity_prune,
+    .idem_get = sq_idem_get,
+    .idem_put = sq_idem_put,
+    .idem_expire = sq_idem_expire,
+    .token_add = sq_token_add,
+    .token_find = sq_token_find,
+    .token_list = sq_token_list,
+    .token_delete = sq_token_delete,
+};
+
+/* Brings the schema to KS_STORE_SCHEMA_VERSION in one transaction. */
+static ks_code migrate(sq_store *q, const char *path, ks_err *err)
+{
+    int64_t v = 0;
+    ks_code rc = sq_int_pragma(&v, q, "PRAGMA user_version", err);
+    if (rc != KS_OK)
+        return rc;
+    if (v > KS_STORE_SCHEMA_VERSION)
+        return ks_err_set(err, KS_EINVAL,
+                          "database schema version %lld is newer than this kintsugid supports (%d)",
+                          (long long)v, KS_STORE_SCHEMA_VERSION);
+    if (q->base.read_only) {
+        if (v < KS_STORE_SCHEMA_VERSION)
+            return ks_err_set(err, KS_EINVAL,
+                              "database '%s' has schema version %lld, expected %d (open it "
+                              "read-write once to migrate)",
+                              path, (long long)v, KS_STORE_SCHEMA_VERSION);
+        return KS_OK;
+    }
+    if (v == KS_STORE_SCHEMA_VERSION)
+        return KS_OK;
+    rc = sq_exec(q, "BEGIN IMMEDIATE", "begin migration", err);
+    if (rc != KS_OK)
+        return rc;
+    /* Another process may have migrated between the read and the lock. */
+    rc = sq_int_pragma(&v, q, "PRAGMA user_version", err);
+    for (int64_t m = v; rc == KS_OK && m < KS_STORE_SCHEMA_VERSION; m++) {
+        if (m >= KS_STORE__N_MIGRATIONS) {
+            rc = ks_err_set(err, KS_EINTERNAL, "no migration from schema version %lld",
+                            (long long)m);
+            break;
+        }
+        char what[64];
+        snprintf(what, sizeof(what), "migration %lld", (long long)m + 1);
+        rc = sq_exec(q, ks_store__migrations[m], what, err);
+    }
+    if (rc == KS_OK && v < KS_STORE_SCHEMA_VERSION) {
+        char sql[64];
+        snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", KS_STORE_SCHEMA_VERSION);
+        rc = sq_exec(q, sql, "set schema version", err);
+    }
+    if (rc == KS_OK)
+        rc = sq_exec(q, "COMMIT", "commit migration", err);
+    if (rc != KS_OK && !sqlite3_get_autocommit(q->db))
+        sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+ks_code ks_store__sqlite_open(ks_store **out, const char *path, const ks_store_options *opts,
+                              ks_err *err)
+{
+    sq_store *q = calloc(1, sizeof(*q));
+    ks_code rc = KS_OK;
+    if (!q)
+        return ks_err_set(err, KS_ENOMEM, "out of memory opening the store");
+    q->base.ops = &sqlite_ops;
+    q->base.read_only = opts->read_only;
+    int flags = SQLITE_OPEN_NOMUTEX |
+                (opts->read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    int src = sqlite3_open_v2(path, &q->db, flags, NULL);
+    if (src != SQLITE_OK) {
+        rc = ks_err_set(err, opts->read_only && src == SQLITE_CANTOPEN ? KS_EINVAL : map_rc(src),
+                        "open database '%s': %s", path,
+                        q->db ? sqlite3_errmsg(q->db) : sqlite3_errstr(src));
+        goto done;
+    }
+    sqlite3_extended_result_codes(q->db, 1);
+    sqlite3_busy_timeout(q->db, (int)(opts->busy_timeout_ms > INT32_MAX ? INT32_MAX
+                                                                        : opts->busy_timeout_ms));
+    if (!opts->read_only) {
+        int64_t dummy;
+        /* journal_mode answers with the mode in force: "wal", or "memory" for
+         * an in-memory database (used by tests), anything else is an error. */
+        sqlite3_stmt *st = NULL;
+        src = sqlite3_prepare_v2(q->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
+        if (src == SQLITE_OK)
+            src = sqlite3_step(st);
+        if (src != SQLITE_ROW) {
+            sqlite3_finalize(st);
+            rc = sq_fail(q, src, "set WAL mode", err);
+            goto done;
+        }
+        const char *mode = col_str(st, 0);
+        bool ok = mode && (strcmp(mode, "wal") == 0 || strcmp(mode, "memory") == 0);
+        char seen[16];
+        ks_store__copy(seen, sizeof(seen), mode);
+        sqlite3_finalize(st);
+        if (!ok) {
+            rc = ks_err_set(err, KS_EIO, "database '%s' refused WAL mode (got '%s')", path, seen);
+            goto done;
+        }
+        rc = sq_exec(q, opts->sync_full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
+                     "set synchronous", err);
+        if (rc == KS_OK)
+            rc = sq_exec(q, "PRAGMA foreign_keys = ON", "enable foreign keys", err);
+        if (rc == KS_OK)
+            rc = sq_exec(q, "PRAGMA cache_size = -32768", "set cache size", err);
+        if (rc == KS_OK)
+            rc = sq_int_pragma(&dummy, q, "PRAGMA foreign_keys", err);
+        if (rc == KS_OK && dummy != 1)
+            rc = ks_err_set(err, KS_EIO, "this SQLite cannot enforce foreign keys");
+        if (rc != KS_OK)
+            goto done;
+    } else {
+        rc = sq_exec(q, "PRAGMA query_only = ON", "set query_only", err);
+        if (rc != KS_OK)
+            goto done;
+    }
+    rc = migrate(q, path, err);
+    if (rc != KS_OK)
+        goto done;
+    *out = &q->base;
+    q = NULL;
+done:
+    if (q)
+        sq_close(&q->base);
+    return rc;
+}
