@@ -1,0 +1,553 @@
+/*
+ * test_ks_vm.c - the VM request (POST /v1/vms body) and vCPU plan codecs
+ * (docs/report-schema.md): accepted forms and defaults, round trips, and
+ * tables of invalid documents with the field and message they must produce.
+ */
+#include "ks_test.h"
+
+#include <jansson.h>
+
+#include "ks_feature.h"
+#include "ks_vm.h"
+
+static unsigned fid(const char *name)
+{
+    unsigned id = 0;
+    ks_err err;
+    if (ks_feature_lookup(name, &id, &err) != KS_OK)
+        fail_msg("catalogue lacks '%s': %s", name, err.msg);
+    return id;
+}
+
+static json_t *load(const char *text)
+{
+    json_error_t jerr;
+    json_t *doc = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+    if (!doc)
+        fail_msg("test JSON does not parse: %s: %s", jerr.text, text);
+    return doc;
+}
+
+static ks_vm_request *decode_request(const char *text)
+{
+    json_t *doc = load(text);
+    ks_vm_request *r = NULL;
+    ks_err err;
+    ks_code rc = ks_vm_request_from_json(&r, doc, &err);
+    json_decref(doc);
+    if (rc != KS_OK)
+        fail_msg("request rejected: %s: %s (%s)", err.field, err.msg, text);
+    return r;
+}
+
+static void test_vm__enum_strings(void **state)
+{
+    (void)state;
+    for (int i = 0; i < KS_PLACE__COUNT; i++)
+        assert_int_equal(ks_placement_mode_from_str(ks_placement_mode_to_str((ks_placement_mode)i)),
+                         i);
+    for (int i = 0; i < KS_NUMA__COUNT; i++)
+        assert_int_equal(ks_numa_mode_from_str(ks_numa_mode_to_str((ks_numa_mode)i)), i);
+    for (int i = 0; i < KS_SMT__COUNT; i++)
+        assert_int_equal(ks_smt_mode_from_str(ks_smt_mode_to_str((ks_smt_mode)i)), i);
+    assert_string_equal(ks_placement_mode_to_str(KS_PLACE_SPREAD), "spread");
+    assert_string_equal(ks_numa_mode_to_str(KS_NUMA_STRICT), "strict");
+    assert_string_equal(ks_smt_mode_to_str(KS_SMT_ISOLATE), "isolate");
+    assert_int_equal(ks_placement_mode_from_str("PACK"), -1);
+    assert_int_equal(ks_smt_mode_from_str(NULL), -1);
+}
+
+static void test_vm__request_minimal_defaults(void **state)
+{
+    (void)state;
+    ks_vm_request *r = decode_request("{\"name\":\"web-1\",\"vcpus\":4}");
+    assert_string_equal(r->name, "web-1");
+    assert_int_equal(r->n_any, 4);
+    assert_int_equal(r->n_performance, 0);
+    assert_int_equal(r->n_efficiency, 0);
+    assert_int_equal(ks_vm_request_vcpus(r), 4);
+    assert_int_equal(r->memory_mib, 1024);
+    assert_true(ks_featset_empty(&r->required));
+    assert_true(ks_featset_empty(&r->forbidden));
+    assert_string_equal(r->pool, "");
+    assert_string_equal(r->host, "");
+    assert_int_equal(r->placement, KS_PLACE_PACK);
+    assert_int_equal(r->numa, KS_NUMA_PREFERRED);
+    assert_int_equal(r->smt, KS_SMT_ALLOW);
+    assert_false(r->pmu.enabled);
+    assert_int_equal(r->pmu.n_allow, 0);
+    ks_vm_request_free(r);
+    ks_vm_request_free(NULL);
+}
+
+static void test_vm__request_full_and_round_trip(void **state)
+{
+    (void)state;
+    ks_vm_request *r = decode_request(
+        "{\"name\":\"db.7\",\"vcpus\":{\"performance\":6,\"efficiency\":2},\"memory_mib\":16384,"
+        "\"required_features\":[\"avx2\",\"aes\"],\"forbidden_features\":[\"avx512\"],"
+        "\"pool\":\"gen12\",\"host\":\"h-0042\",\"anti_affinity_group\":\"db\",\"min_mhz\":3000,"
+        "\"placement\":\"spread\",\"numa\":\"strict\",\"smt\":\"isolate\","
+        "\"pmu\":{\"enabled\":true,\"allow_events\":[\"instructions\",\"cycles\"],"
+        "\"deny_events\":[\"offcore_response\"]}}");
+    assert_int_equal(r->n_performance, 6);
+    assert_int_equal(r->n_efficiency, 2);
+    assert_int_equal(r->n_any, 0);
+    assert_int_equal(ks_vm_request_vcpus(r), 8);
+    assert_int_equal(r->memory_mib, 16384);
+    assert_true(ks_featset_test(&r->required, fid("avx2")));
+    assert_true(ks_featset_test(&r->required, fid("aes")));
+    assert_int_equal(ks_featset_popcount(&r->required), 2);
+    /* a group name expands to its members */
+    assert_true(ks_featset_test(&r->forbidden, fid("avx512f")));
+    assert_true(ks_featset_test(&r->forbidden, fid("avx512bw")));
+    assert_string_equal(r->pool, "gen12");
+    assert_string_equal(r->host, "h-0042");
+    assert_string_equal(r->anti_affinity_group, "db");
+    assert_int_equal(r->min_mhz, 3000);
+    assert_int_equal(r->placement, KS_PLACE_SPREAD);
+    assert_int_equal(r->numa, KS_NUMA_STRICT);
+    assert_int_equal(r->smt, KS_SMT_ISOLATE);
+    assert_true(r->pmu.enabled);
+    assert_int_equal(r->pmu.n_allow, 2);
+    assert_string_equal(r->pmu.allow_events[1], "cycles");
+    assert_int_equal(r->pmu.n_deny, 1);
+    assert_string_equal(r->pmu.deny_events[0], "offcore_response");
+
+    json_t *doc = ks_vm_request_to_json(r);
+    assert_non_null(doc);
+    ks_vm_request *back = NULL;
+    ks_err err;
+    ks_code rc = ks_vm_request_from_json(&back, doc, &err);
+    if (rc != KS_OK)
+        fail_msg("round trip rejected: %s: %s", err.field, err.msg);
+    json_t *again = ks_vm_request_to_json(back);
+    assert_true(json_equal(doc, again));
+    assert_true(ks_featset_equal(&r->required, &back->required));
+    assert_true(ks_featset_equal(&r->forbidden, &back->forbidden));
+    assert_int_equal(back->n_performance, 6);
+    assert_int_equal(back->n_efficiency, 2);
+    json_decref(again);
+    json_decref(doc);
+    ks_vm_request_free(back);
+    ks_vm_request_free(r);
+
+    /* "vcpus": N round-trips as a number, the object form with "any" as an object */
+    r = decode_request("{\"name\":\"a\",\"vcpus\":{\"performance\":1,\"any\":3}}");
+    assert_int_equal(r->n_any, 3);
+    doc = ks_vm_request_to_json(r);
+    assert_true(json_is_object(json_object_get(doc, "vcpus")));
+    assert_false(json_is_true(json_object_get(json_object_get(doc, "pmu"), "enabled")));
+    assert_null(json_object_get(doc, "pool"));
+    json_decref(doc);
+    ks_vm_request_free(r);
+    r = decode_request("{\"name\":\"b\",\"vcpus\":{\"efficiency\":2}}");
+    assert_int_equal(r->n_efficiency, 2);
+    ks_vm_request_free(r);
+    r = decode_request("{\"name\":\"c\",\"vcpus\":1024,\"required_features\":[\"x86-64-v3\"]}");
+    assert_true(ks_featset_test(&r->required, fid("avx2")));
+    doc = ks_vm_request_to_json(r);
+    assert_int_equal(json_integer_value(json_object_get(doc, "vcpus")), 1024);
+    json_decref(doc);
+    ks_vm_request_free(r);
+}
+
+typedef struct bad_doc {
+    const char *name;
+    const char *text;
+    const char *field;
+    const char *msg;
+} bad_doc;
+
+static const bad_doc k_bad_requests[] = {
+    {"missing name", "{\"vcpus\":2}", "name", "missing required key 'name'"},
+    {"invalid name", "{\"name\":\"web 1\",\"vcpus\":2}", "name", "invalid id 'web 1'"},
+    {"name too long",
+     "{\"name\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\"vcpus\":1}",
+     "name", "id too long (64 bytes, at most 63)"},
+    {"missing vcpus", "{\"name\":\"a\"}", "vcpus", "missing required key 'vcpus'"},
+    {"zero vcpus", "{\"name\":\"a\",\"vcpus\":0}", "vcpus", "value 0 out of range (1..1024)"},
+    {"zero vcpus object", "{\"name\":\"a\",\"vcpus\":{\"performance\":0}}", "vcpus",
+     "at least 1 vcpu"},
+    {"too many vcpus", "{\"name\":\"a\",\"vcpus\":{\"performance\":1000,\"efficiency\":100}}",
+     "vcpus", "too many vcpus (1100, at most 1024)"},
+    {"vcpus wrong type", "{\"name\":\"a\",\"vcpus\":\"4\"}", "vcpus",
+     "expected integer or object"},
+    {"unknown vcpus key", "{\"name\":\"a\",\"vcpus\":{\"big\":2}}", "vcpus.big",
+     "unknown key 'big'"},
+    {"negative efficiency", "{\"name\":\"a\",\"vcpus\":{\"efficiency\":-1}}", "vcpus.efficiency",
+     "out of range"},
+    {"unknown field", "{\"name\":\"a\",\"vcpus\":1,\"gpu\":true}", "gpu", "unknown key 'gpu'"},
+    {"memory wrong type", "{\"name\":\"a\",\"vcpus\":1,\"memory_mib\":\"8G\"}", "memory_mib",
+     "expected integer, got string"},
+    {"memory zero", "{\"name\":\"a\",\"vcpus\":1,\"memory_mib\":0}", "memory_mib",
+     "at least 1"},
+    {"unknown required feature", "{\"name\":\"a\",\"vcpus\":1,\"required_features\":[\"avx513\"]}",
+     "required_features[0]", "unknown feature 'avx513'"},
+    {"forbidden not an array", "{\"name\":\"a\",\"vcpus\":1,\"forbidden_features\":\"avx2\"}",
+     "forbidden_features", "expected array of feature names, got string"},
+    {"required and forbidden",
+     "{\"name\":\"a\",\"vcpus\":1,\"required_features\":[\"avx512bw\"],"
+     "\"forbidden_features\":[\"avx512\"]}",
+     "forbidden_features", "feature 'avx512bw' is both required and forbidden"},
+    {"bad placement", "{\"name\":\"a\",\"vcpus\":1,\"placement\":\"scatter\"}", "placement",
+     "unknown value 'scatter' (expected pack or spread)"},
+    {"bad numa", "{\"name\":\"a\",\"vcpus\":1,\"numa\":\"loose\"}", "numa", "unknown value 'loose'"},
+    {"bad smt", "{\"name\":\"a\",\"vcpus\":1,\"smt\":true}", "smt", "expected string, got boolean"},
+    {"invalid pool", "{\"name\":\"a\",\"vcpus\":1,\"pool\":\"\"}", "pool", "invalid id ''"},
+    {"min_mhz negative", "{\"name\":\"a\",\"vcpus\":1,\"min_mhz\":-5}", "min_mhz", "out of range"},
+    {"pmu unknown key", "{\"name\":\"a\",\"vcpus\":1,\"pmu\":{\"on\":true}}", "pmu.on",
+     "unknown key 'on'"},
+    {"pmu enabled wrong type", "{\"name\":\"a\",\"vcpus\":1,\"pmu\":{\"enabled\":1}}",
+     "pmu.enabled", "expected boolean, got integer"},
+    {"pmu event wrong type", "{\"name\":\"a\",\"vcpus\":1,\"pmu\":{\"allow_events\":[\"x\",2]}}",
+     "pmu.allow_events[1]", "expected string, got integer"},
+    {"pmu allowed and denied",
+     "{\"name\":\"a\",\"vcpus\":1,\"pmu\":{\"allow_events\":[\"cycles\"],"
+     "\"deny_events\":[\"cycles\"]}}",
+     "pmu.deny_events", "event 'cycles' is both allowed and denied"},
+    {"not an object", "[]", "", "a vm request must be a JSON object"},
+};
+
+static void test_vm__request_invalid(void **state)
+{
+    (void)state;
+    size_t n = sizeof(k_bad_requests) / sizeof(k_bad_requests[0]);
+    assert_true(n >= 10);
+    for (size_t i = 0; i < n; i++) {
+        const bad_doc *b = &k_bad_requests[i];
+        json_t *doc = load(b->text);
+        ks_vm_request *r = NULL;
+        ks_err err;
+        memset(&err, 0, sizeof(err));
+        ks_code rc = ks_vm_request_from_json(&r, doc, &err);
+        json_decref(doc);
+        if (rc == KS_OK) {
+            ks_vm_request_free(r);
+            fail_msg("case '%s' was accepted", b->name);
+        }
+        assert_null(r);
+        if (rc != KS_EINVAL || strcmp(err.field, b->field) != 0 || !strstr(err.msg, b->msg))
+            fail_msg("case '%s': got code %d field '%s' msg '%s', want field '%s' msg ~'%s'",
+                     b->name, rc, err.field, err.msg, b->field, b->msg);
+    }
+}
+
+/* A 4-vCPU plan: 2 P + 2 E vCPUs, 2 clusters, 2 guest NUMA nodes. */
+static ks_plan *build_plan(void)
+{
+    ks_plan *p = NULL;
+    ks_err err;
+    assert_int_equal(ks_plan_new(&p, 4, &err), KS_OK);
+    assert_int_equal(p->n_vcpus, 4);
+    assert_int_equal(p->vcpus[3].id, 3);
+    assert_int_equal(p->vcpus[3].host_cpu, -1);
+    assert_string_equal(p->cpu_model, "host");
+    snprintf(p->vm, sizeof(p->vm), "web-1");
+    snprintf(p->host, sizeof(p->host), "h-0042");
+    p->generation = 3;
+    p->memory_mib = 8192;
+    p->topology.sockets = 1;
+    p->topology.dies = 1;
+    p->topology.clusters = 2;
+    p->topology.cores = 2;
+    p->topology.threads = 1;
+    static const int32_t host_cpus[] = {12, 14, 20, 21};
+    for (int i = 0; i < 4; i++) {
+        ks_plan_vcpu *v = &p->vcpus[i];
+        bool perf = i < 2;
+        v->host_cpu = host_cpus[i];
+        v->kind_class = perf ? KS_KIND_PERFORMANCE : KS_KIND_EFFICIENCY;
+        snprintf(v->kind_name, sizeof(v->kind_name), "%s", perf ? "IntelCore" : "IntelAtom");
+        v->max_mhz = perf ? 5200 : 3900;
+        v->cluster = i / 2;
+        v->core = i % 2;
+        v->l2_group = i / 2;
+        v->l3_group = 0;
+        v->numa_node = i / 2;
+    }
+    assert_int_equal(ks_feature_add_name(&p->visible, "x86-64-v3", NULL), KS_OK);
+    assert_int_equal(ks_feature_add_name(&p->disable, "avx512", NULL), KS_OK);
+    p->pmu.enabled = true;
+    p->pmu.version = 5;
+    p->pmu.gp_counters = 4;
+    p->pmu.fixed_counters = 3;
+    p->pmu.n_allow = 1;
+    p->pmu.allow_events = calloc(1, KS_NAME_MAX);
+    assert_non_null(p->pmu.allow_events);
+    snprintf(p->pmu.allow_events[0], KS_NAME_MAX, "instructions");
+    p->n_numa = 2;
+    p->numa = calloc(2, sizeof(*p->numa));
+    assert_non_null(p->numa);
+    for (int n = 0; n < 2; n++) {
+        p->numa[n].node = n;
+        p->numa[n].host_node = n;
+        p->numa[n].memory_mib = 4096;
+        p->numa[n].n_vcpus = 2;
+        p->numa[n].vcpus = malloc(2 * sizeof(int32_t));
+        assert_non_null(p->numa[n].vcpus);
+        p->numa[n].vcpus[0] = 2 * n;
+        p->numa[n].vcpus[1] = 2 * n + 1;
+    }
+    return p;
+}
+
+static void assert_plans_equal(const ks_plan *a, const ks_plan *b)
+{
+    assert_string_equal(a->vm, b->vm);
+    assert_string_equal(a->host, b->host);
+    assert_int_equal(a->generation, b->generation);
+    assert_int_equal(a->memory_mib, b->memory_mib);
+    assert_memory_equal(&a->topology, &b->topology, sizeof(a->topology));
+    assert_int_equal(a->n_vcpus, b->n_vcpus);
+    for (uint32_t i = 0; i < a->n_vcpus; i++)
+        assert_memory_equal(&a->vcpus[i], &b->vcpus[i], sizeof(a->vcpus[i]));
+    assert_string_equal(a->cpu_model, b->cpu_model);
+    assert_true(ks_featset_equal(&a->visible, &b->visible));
+    assert_true(ks_featset_equal(&a->disable, &b->disable));
+    assert_int_equal(a->pmu.enabled, b->pmu.enabled);
+    assert_int_equal(a->pmu.version, b->pmu.version);
+    assert_int_equal(a->pmu.gp_counters, b->pmu.gp_counters);
+    assert_int_equal(a->pmu.fixed_counters, b->pmu.fixed_counters);
+    assert_int_equal(a->pmu.n_allow, b->pmu.n_allow);
+    for (uint32_t i = 0; i < a->pmu.n_allow; i++)
+        assert_string_equal(a->pmu.allow_events[i], b->pmu.allow_events[i]);
+    assert_int_equal(a->pmu.n_deny, b->pmu.n_deny);
+    assert_int_equal(a->n_numa, b->n_numa);
+    for (uint32_t i = 0; i < a->n_numa; i++) {
+        assert_int_equal(a->numa[i].node, b->numa[i].node);
+        assert_int_equal(a->numa[i].host_node, b->numa[i].host_node);
+        assert_int_equal(a->numa[i].memory_mib, b->numa[i].memory_mib);
+        assert_int_equal(a->numa[i].n_vcpus, b->numa[i].n_vcpus);
+        assert_memory_equal(a->numa[i].vcpus, b->numa[i].vcpus,
+                            a->numa[i].n_vcpus * sizeof(int32_t));
+    }
+}
+
+static void test_vm__plan_round_trip(void **state)
+{
+    (void)state;
+    ks_plan *p = build_plan();
+    ks_err err;
+    json_t *doc = ks_plan_to_json(p);
+    assert_non_null(doc);
+    /* DESIGN.md shape */
+    json_t *v0 = json_array_get(json_object_get(doc, "vcpus"), 0);
+    assert_string_equal(json_string_value(json_object_get(v0, "kind")), "performance");
+    assert_int_equal(json_integer_value(json_object_get(v0, "host_cpu")), 12);
+    json_t *features = json_object_get(doc, "features");
+    assert_string_equal(json_string_value(json_object_get(features, "model")), "host");
+    assert_true(json_array_size(json_object_get(features, "disable")) > 10);
+
+    ks_plan *back = NULL;
+    ks_code rc = ks_plan_from_json(&back, doc, &err);
+    if (rc != KS_OK)
+        fail_msg("plan rejected: %s: %s", err.field, err.msg);
+    assert_plans_equal(p, back);
+    json_t *again = ks_plan_to_json(back);
+    assert_true(json_equal(doc, again));
+
+    ks_plan *copy = NULL;
+    assert_int_equal(ks_plan_dup(&copy, back, &err), KS_OK);
+    ks_plan_free(back);
+    assert_plans_equal(p, copy);
+    ks_plan_free(copy);
+
+    /* vcpus may come in any order; they are stored by id */
+    json_t *vcpus = json_object_get(doc, "vcpus");
+    json_t *first = json_incref(json_array_get(vcpus, 0));
+    assert_int_equal(json_array_remove(vcpus, 0), 0);
+    assert_int_equal(json_array_append_new(vcpus, first), 0);
+    assert_int_equal(ks_plan_from_json(&back, doc, &err), KS_OK);
+    assert_plans_equal(p, back);
+    ks_plan_free(back);
+
+    assert_int_equal(ks_plan_new(&back, KS_VM_MAX_VCPUS + 1, &err), KS_EINVAL);
+    json_decref(again);
+    json_decref(doc);
+    ks_plan_free(p);
+    ks_plan_free(NULL);
+}
+
+#define PV(id, cpu, extra) \
+    "{\"id\":" #id ",\"host_cpu\":" #cpu ",\"kind\":\"performance\"" extra "}"
+#define PLAN_HEAD "\"vm\":\"v\",\"host\":\"h\",\"generation\":1,"
+#define TOPO2 "\"topology\":{\"sockets\":1,\"cores\":2},"
+#define FEAT "\"features\":{\"enable\":[\"sse2\"]}"
+
+static const char k_valid_plan[] =
+    "{" PLAN_HEAD TOPO2 "\"vcpus\":[" PV(0, 1, "") "," PV(1, 2, ",\"core\":1") "]," FEAT "}";
+
+static const bad_doc k_bad_plans[] = {
+    {"vcpu id gap", "{" PLAN_HEAD TOPO2 "\"vcpus\":[" PV(0, 1, "") "," PV(2, 2, "") "]," FEAT "}",
+     "vcpus[1].id", "value 2 out of range (0..1)"},
+    {"duplicate vcpu id",
+     "{" PLAN_HEAD TOPO2 "\"vcpus\":[" PV(1, 1, "") "," PV(1, 2, "") "]," FEAT "}",
+     "vcpus[1].id", "duplicate vcpu id 1"},
+    {"host cpu twice", "{" PLAN_HEAD TOPO2 "\"vcpus\":[" PV(0, 5, "") "," PV(1, 5, "") "]," FEAT
+                       "}",
+     "vcpus[1].host_cpu", "host cpu 5 is already used by vcpus[0]"},
+    {"topology too small",
+     "{" PLAN_HEAD "\"topology\":{\"sockets\":1,\"cores\":1},\"vcpus\":[" PV(0, 1, "") "," PV(
+         1, 2, "") "]," FEAT "}",
+     "topology", "topology has 1 vcpu slots but the plan has 2 vcpus"},
+    {"topology zero", "{" PLAN_HEAD "\"topology\":{\"sockets\":0,\"cores\":2},\"vcpus\":[" PV(
+                          0, 1, "") "]," FEAT "}",
+     "topology.sockets", "sockets must be at least 1"},
+    {"coordinate outside topology",
+     "{" PLAN_HEAD TOPO2 "\"vcpus\":[" PV(0, 1, "") "," PV(1, 2, ",\"core\":2") "]," FEAT "}",
+     "vcpus[1].core", "core 2 out of range (topology has 2 cores)"},
+    {"unknown enable feature",
+     "{" PLAN_HEAD TOPO2 "\"vcpus\":[" PV(0, 1, "") "],\"features\":{\"enable\":[\"sse2\","
+     "\"avx513\"]}}",
+     "features.enable[1]", "unknown feature 'avx513'"},
+    {"enabled and disabled",
+     "{" PLAN_HEAD TOPO2 "\"vcpus\":[" PV(0, 1, "") "],\"features\":{\"enable\":[\"avx2\"],"
+     "\"disable\":[\"avx2\"]}}",
+     "features.disable", "feature 'avx2' is both enabled and disabled"},
+    {"generation zero",
+     "{\"vm\":\"v\",\"host\":\"h\",\"generation\":0," TOPO2 "\"vcpus\":[" PV(0, 1, "") "]," FEAT
+     "}",
+     "generation", "generation must be at least 1"},
+    {"missing generation", "{\"vm\":\"v\",\"host\":\"h\"," TOPO2 "\"vcpus\":[" PV(0, 1, "") "]," FEAT
+                           "}",
+     "generation", "missing required key 'generation'"},
+    {"vcpu in no numa node",
+     "{" PLAN_HEAD TOPO2 "\"vcpus\":[" PV(0, 1, "") "," PV(1, 2, ",\"core\":1") "]," FEAT
+     ",\"numa\":[{\"node\":0,\"vcpus\":[0]}]}",
+     "numa", "vcpu 1 is in no numa node"},
+    {"vcpu in two numa nodes",
+     "{" PLAN_HEAD TOPO2 "\"vcpus\":[" PV(0, 1, "") "," PV(1, 2, ",\"numa_node\":1") "]," FEAT
+     ",\"numa\":[{\"node\":0,\"vcpus\":[0,1]},{\"node\":1,\"vcpus\":[1]}]}",
+     "numa[1].vcpus[0]", "vcpu 1 is already in numa[0]"},
+    {"numa_node disagrees",
+     "{" PLAN_HEAD TOPO2 "\"vcpus\":[" PV(0, 1, "") "," PV(1, 2, "") "]," FEAT
+     ",\"numa\":[{\"node\":0,\"vcpus\":[0]},{\"node\":1,\"vcpus\":[1]}]}",
+     "vcpus[1]", "vcpu 1 has numa_node 0 but numa[1] (node 1) lists it"},
+    {"unknown vcpu key", "{" PLAN_HEAD TOPO2 "\"vcpus\":[" PV(0, 1, ",\"pin\":3") "]," FEAT "}",
+     "vcpus[0].pin", "unknown key 'pin'"},
+    {"bad kind", "{" PLAN_HEAD TOPO2 "\"vcpus\":[{\"id\":0,\"host_cpu\":1,\"kind\":\"turbo\"}],"
+                 FEAT "}",
+     "vcpus[0].kind", "unknown value 'turbo'"},
+    {"no vcpus", "{" PLAN_HEAD TOPO2 "\"vcpus\":[]," FEAT "}", "vcpus",
+     "a plan needs at least 1 vcpu"},
+    {"invalid vm name", "{\"vm\":\"../x\",\"host\":\"h\",\"generation\":1," TOPO2
+                        "\"vcpus\":[" PV(0, 1, "") "]," FEAT "}",
+     "vm", "invalid id '../x'"},
+    {"missing features", "{" PLAN_HEAD TOPO2 "\"vcpus\":[" PV(0, 1, "") "]}", "features",
+     "missing required key 'features'"},
+    {"pmu counters wrong type",
+     "{" PLAN_HEAD TOPO2 "\"vcpus\":[" PV(0, 1, "") "]," FEAT ",\"pmu\":{\"gp_counters\":\"4\"}}",
+     "pmu.gp_counters", "expected integer, got string"},
+    {"unknown top-level key", "{" PLAN_HEAD TOPO2 "\"vcpus\":[" PV(0, 1, "") "]," FEAT
+                              ",\"cpu\":\"max\"}",
+     "cpu", "unknown key 'cpu'"},
+};
+
+static void test_vm__plan_invalid(void **state)
+{
+    (void)state;
+    ks_err err;
+    ks_plan *p = NULL;
+    json_t *ok = load(k_valid_plan);
+    ks_code rc = ks_plan_from_json(&p, ok, &err);
+    if (rc != KS_OK)
+        fail_msg("base plan rejected: %s: %s", err.field, err.msg);
+    assert_int_equal(p->vcpus[1].core, 1);
+    assert_int_equal(p->topology.dies, 1);
+    assert_int_equal(p->topology.threads, 1);
+    ks_plan_free(p);
+    json_decref(ok);
+
+    size_t n = sizeof(k_bad_plans) / sizeof(k_bad_plans[0]);
+    assert_true(n >= 8);
+    for (size_t i = 0; i < n; i++) {
+        const bad_doc *b = &k_bad_plans[i];
+        json_t *doc = load(b->text);
+        p = NULL;
+        memset(&err, 0, sizeof(err));
+        rc = ks_plan_from_json(&p, doc, &err);
+        json_decref(doc);
+        if (rc == KS_OK) {
+            ks_plan_free(p);
+            fail_msg("case '%s' was accepted", b->name);
+        }
+        assert_null(p);
+        if (rc != KS_EINVAL || strcmp(err.field, b->field) != 0 || !strstr(err.msg, b->msg))
+            fail_msg("case '%s': got code %d field '%s' msg '%s', want field '%s' msg ~'%s'",
+                     b->name, rc, err.field, err.msg, b->field, b->msg);
+    }
+}
+
+/* Byte mutations of valid documents: errors or valid values, never crashes or leaks. */
+static void test_vm__never_crashes(void **state)
+{
+    (void)state;
+    ks_plan *p = build_plan();
+    json_t *pdoc = ks_plan_to_json(p);
+    char *texts[2];
+    texts[0] = json_dumps(pdoc, JSON_COMPACT);
+    texts[1] = strdup("{\"name\":\"db.7\",\"vcpus\":{\"performance\":6,\"efficiency\":2},"
+                      "\"memory_mib\":16384,\"required_features\":[\"avx2\"],"
+                      "\"placement\":\"spread\",\"pmu\":{\"enabled\":true,"
+                      "\"allow_events\":[\"cycles\"]}}");
+    assert_non_null(texts[0]);
+    assert_non_null(texts[1]);
+    static const char junk[] = "{}[]\",:0123456789-tfnul ";
+    uint32_t seed = 777;
+    for (int t = 0; t < 2; t++) {
+        size_t len = strlen(texts[t]);
+        char *buf = malloc(len + 1);
+        assert_non_null(buf);
+        for (int iter = 0; iter < 1500; iter++) {
+            memcpy(buf, texts[t], len + 1);
+            for (int k = 0; k < 1 + iter % 3; k++) {
+                seed = seed * 1103515245u + 12345u;
+                size_t pos = (seed >> 8) % len;
+                seed = seed * 1103515245u + 12345u;
+                buf[pos] = junk[(seed >> 8) % (sizeof(junk) - 1)];
+            }
+            json_t *doc = json_loads(buf, JSON_REJECT_DUPLICATES, NULL);
+            if (!doc)
+                continue;
+            ks_err err;
+            if (t == 0) {
+                ks_plan *x = NULL;
+                if (ks_plan_from_json(&x, doc, &err) == KS_OK) {
+                    json_t *again = ks_plan_to_json(x);
+                    assert_non_null(again);
+                    json_decref(again);
+                }
+                ks_plan_free(x);
+            } else {
+                ks_vm_request *x = NULL;
+                if (ks_vm_request_from_json(&x, doc, &err) == KS_OK) {
+                    json_t *again = ks_vm_request_to_json(x);
+                    assert_non_null(again);
+                    json_decref(again);
+                }
+                ks_vm_request_free(x);
+            }
+            json_decref(doc);
+        }
+        free(buf);
+    }
+    free(texts[0]);
+    free(texts[1]);
+    json_decref(pdoc);
+    ks_plan_free(p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_vm__enum_strings),
+        cmocka_unit_test(test_vm__request_minimal_defaults),
+        cmocka_unit_test(test_vm__request_full_and_round_trip),
+        cmocka_unit_test(test_vm__request_invalid),
+        cmocka_unit_test(test_vm__plan_round_trip),
+        cmocka_unit_test(test_vm__plan_invalid),
+        cmocka_unit_test(test_vm__never_crashes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
