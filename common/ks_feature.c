@@ -34,15 +34,60 @@ typedef struct ks_feature__group {
     ks_arch arch;
     const char *members; /* space-separated canonical names or "prefix*" */
 } ks_feature__group;
-extern const ks_feature__group ks_feature__groups[];
-extern const size_t ks_feature__groups_len;
 
 typedef struct ks_feature__alias {
     const char *alias;
     const char *name;
 } ks_feature__alias;
-extern const ks_feature__alias ks_feature__aliases[];
-extern const size_t ks_feature__aliases_len;
+
+/*
+ * Groups: names are stable API (requests name them).  Members are canonical
+ * names or "prefix*" (every canonical name of the group's arch that starts so).
+ * A group never has the name of a feature of another arch than its own unless
+ * it is spelled "arm64_<name>" (found by the arch-aware calls).
+ */
+static const ks_feature__group ks_feature__groups[] = {
+    {"sse", KS_ARCH_X86_64, "sse sse2 pni ssse3 sse4_1 sse4_2"},
+    {"avx-family", KS_ARCH_X86_64, "avx avx2 fma f16c"},
+    {"avx512", KS_ARCH_X86_64, "avx512*"},
+    {"aes", KS_ARCH_X86_64, "aes vaes"},
+    {"sha", KS_ARCH_X86_64, "sha_ni sha512"},
+    {"amx", KS_ARCH_X86_64, "amx_*"},
+    {"bmi", KS_ARCH_X86_64, "bmi1 bmi2"},
+    {"vnni", KS_ARCH_X86_64, "avx512_vnni avx_vnni avx_vnni_int8 avx_vnni_int16"},
+    {"crypto", KS_ARCH_X86_64, "aes pclmulqdq sha_ni vaes vpclmulqdq gfni sha512 sm3 sm4"},
+    {"avx10-family", KS_ARCH_X86_64, "avx10 avx10_128 avx10_256 avx10_512"},
+    {"x86-64-v2", KS_ARCH_X86_64, "cx16 lahf_lm popcnt pni sse4_1 sse4_2 ssse3"},
+    {"x86-64-v3", KS_ARCH_X86_64, "avx avx2 bmi1 bmi2 f16c fma abm movbe xsave"},
+    {"x86-64-v4", KS_ARCH_X86_64, "avx512f avx512bw avx512cd avx512dq avx512vl"},
+    {"sve", KS_ARCH_ARM64, "sve*"},
+    {"arm64_crypto", KS_ARCH_ARM64, "arm64_aes pmull sha1 sha2 sha3 arm64_sha512 arm64_sm3 arm64_sm4"},
+    {"arm64_sha", KS_ARCH_ARM64, "sha1 sha2 sha3 arm64_sha512 svesha3"},
+    {"sme-family", KS_ARCH_ARM64, "arm64_sme sme*"},
+    {"mte-family", KS_ARCH_ARM64, "mte mte3"},
+    {"pauth", KS_ARCH_ARM64, "paca pacg"},
+};
+
+static const size_t ks_feature__groups_len = sizeof ks_feature__groups / sizeof ks_feature__groups[0];
+
+/*
+ * Extra spellings accepted by ks_feature_lookup() beyond each row's canonical,
+ * QEMU and libvirt names (QEMU's own aliases, common marketing names).
+ */
+static const ks_feature__alias ks_feature__aliases[] = {
+    {"sse3", "pni"},
+    {"lzcnt", "abm"},
+    {"xd", "nx"},
+    {"i64", "lm"},
+    {"ffxsr", "fxsr_opt"},
+    {"pclmul", "pclmulqdq"},
+    /* spellings of QEMU and libvirt releases newer than the ones we target */
+    {"stibp-always-on", "amd_stibp_always_on"},
+    {"lfence-always-serializing", "lfence_rdtsc"},
+    {"auto-ibrs", "autoibrs"},
+};
+
+static const size_t ks_feature__aliases_len = sizeof ks_feature__aliases / sizeof ks_feature__aliases[0];
 
 /* ------------------------------------------------------------------ */
 /* Name index                                                          */

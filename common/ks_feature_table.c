@@ -10,8 +10,11 @@
  *
  * x86 rows: name = Linux /proc/cpuinfo flag (arch/x86/include/asm/cpufeatures.h;
  * flags Linux hides take the lower-cased macro name), CPUID (leaf, subleaf,
- * register, bit), QEMU 7.2 -cpu property (target/i386/cpu.c feature_word_info)
- * and libvirt cpu_map name, or NULL where the tool has none.  depends follows
+ * register, bit), the -cpu property QEMU 7.2 accepts (target/i386/cpu.c
+ * feature_word_info; NULL when 7.2 has none, because 7.2 refuses unknown
+ * properties - later QEMU spellings are lookup aliases in ks_feature.c) and
+ * the libvirt 9.0 cpu_map/x86_features.xml name, or NULL.  test_ks_feature
+ * checks both against the installed qemu-system-x86_64 and cpu_map.  depends follows
  * Linux arch/x86/kernel/cpu/cpuid-deps.c, plus the implications guests rely
  * on (avx512f needs avx2 and fma).
  * arm64 rows: name = /proc/cpuinfo "Features" word, with the AT_HWCAP (1) or
@@ -27,23 +30,8 @@
 /* arm64 row with a HWCAP bit */
 #define A(n, w, b, dep, d) {n, KS_ARCH_ARM64, false, 0, NS, 0, 0, w, b, NULL, NULL, dep, d}
 
-typedef struct ks_feature__group {
-    const char *name;
-    ks_arch arch;
-    const char *members;
-} ks_feature__group;
-
-typedef struct ks_feature__alias {
-    const char *alias;
-    const char *name;
-} ks_feature__alias;
-
 extern const ks_feature_info ks_feature__table[];
 extern const size_t ks_feature__table_len;
-extern const ks_feature__group ks_feature__groups[];
-extern const size_t ks_feature__groups_len;
-extern const ks_feature__alias ks_feature__aliases[];
-extern const size_t ks_feature__aliases_len;
 
 const ks_feature_info ks_feature__table[] = {
     /* ---- CPUID 1 EDX (Linux word 0) ---- */
@@ -158,14 +146,14 @@ const ks_feature_info ks_feature__table[] = {
     X("bmi1", 7, 0, EBX, 3, "bmi1", "bmi1", NULL, "bit manipulation 1"),
     X("hle", 7, 0, EBX, 4, "hle", "hle", NULL, "hardware lock elision"),
     X("avx2", 7, 0, EBX, 5, "avx2", "avx2", "avx", "AVX2"),
-    X("fdp_excptn_only", 7, 0, EBX, 6, "fdp-excptn-only", NULL, NULL, "FPU data pointer updated only on x87 exceptions"),
+    X("fdp_excptn_only", 7, 0, EBX, 6, NULL, NULL, NULL, "FPU data pointer updated only on x87 exceptions"),
     X("smep", 7, 0, EBX, 7, "smep", "smep", NULL, "supervisor mode execution protection"),
     X("bmi2", 7, 0, EBX, 8, "bmi2", "bmi2", NULL, "bit manipulation 2"),
     X("erms", 7, 0, EBX, 9, "erms", "erms", NULL, "enhanced REP MOVSB/STOSB"),
     X("invpcid", 7, 0, EBX, 10, "invpcid", "invpcid", "pcid", "INVPCID"),
     X("rtm", 7, 0, EBX, 11, "rtm", "rtm", NULL, "restricted transactional memory"),
     X("cqm", 7, 0, EBX, 12, NULL, "cmt", NULL, "cache QoS monitoring"),
-    X("zero_fcs_fds", 7, 0, EBX, 13, "zero-fcs-fds", NULL, NULL, "FPU CS and DS deprecated"),
+    X("zero_fcs_fds", 7, 0, EBX, 13, NULL, NULL, NULL, "FPU CS and DS deprecated"),
     X("mpx", 7, 0, EBX, 14, "mpx", "mpx", "xsave", "memory protection extensions"),
     X("rdt_a", 7, 0, EBX, 15, NULL, NULL, NULL, "resource director technology allocation"),
     X("avx512f", 7, 0, EBX, 16, "avx512f", "avx512f", "avx2 fma", "AVX-512 foundation"),
@@ -241,7 +229,7 @@ const ks_feature_info ks_feature__table[] = {
     X("amx_int8", 7, 0, EDX, 25, "amx-int8", "amx-int8", "amx_tile", "AMX INT8"),
     X("spec_ctrl", 7, 0, EDX, 26, "spec-ctrl", "spec-ctrl", NULL, "IBRS and IBPB"),
     X("intel_stibp", 7, 0, EDX, 27, "stibp", "stibp", "spec_ctrl", "single thread indirect branch predictors"),
-    X("flush_l1d", 7, 0, EDX, 28, "flush-l1d", NULL, NULL, "L1D flush MSR"),
+    X("flush_l1d", 7, 0, EDX, 28, NULL, NULL, NULL, "L1D flush MSR"),
     X("arch_capabilities", 7, 0, EDX, 29, "arch-capabilities", "arch-capabilities", NULL, "IA32_ARCH_CAPABILITIES MSR"),
     X("core_capabilities", 7, 0, EDX, 30, "core-capability", "core-capability", NULL, "IA32_CORE_CAPABILITIES MSR"),
     X("spec_ctrl_ssbd", 7, 0, EDX, 31, "ssbd", "ssbd", "spec_ctrl", "speculative store bypass disable"),
@@ -373,47 +361,47 @@ const ks_feature_info ks_feature__table[] = {
     X("uintr", 7, 0, EDX, 5, NULL, NULL, "xsaves", "user interrupts"),
 
     /* ---- CPUID 7.1 EAX (word 12, continued) ---- */
-    X("sha512", 7, 1, EAX, 0, "sha512", NULL, "avx", "SHA512 instructions"),
-    X("sm3", 7, 1, EAX, 1, "sm3", NULL, "avx", "SM3 instructions"),
-    X("sm4", 7, 1, EAX, 2, "sm4", NULL, "avx", "SM4 instructions"),
+    X("sha512", 7, 1, EAX, 0, NULL, NULL, "avx", "SHA512 instructions"),
+    X("sm3", 7, 1, EAX, 1, NULL, NULL, "avx", "SM3 instructions"),
+    X("sm4", 7, 1, EAX, 2, NULL, NULL, "avx", "SM4 instructions"),
     X("rao_int", 7, 1, EAX, 3, NULL, NULL, NULL, "remote atomic operations (integer)"),
     X("lass", 7, 1, EAX, 6, NULL, NULL, "smap", "linear address space separation"),
-    X("cmpccxadd", 7, 1, EAX, 7, "cmpccxadd", NULL, NULL, "CMPccXADD"),
+    X("cmpccxadd", 7, 1, EAX, 7, NULL, NULL, NULL, "CMPccXADD"),
     X("arch_perfmon_ext", 7, 1, EAX, 8, NULL, NULL, NULL, "architectural perfmon extension leaf"),
-    X("fzrm", 7, 1, EAX, 10, "fzrm", "fzrm", NULL, "fast zero-length REP MOVSB"),
-    X("fsrs", 7, 1, EAX, 11, "fsrs", "fsrs", NULL, "fast short REP STOSB"),
-    X("fsrc", 7, 1, EAX, 12, "fsrc", "fsrc", NULL, "fast short REP CMPSB/SCASB"),
-    X("fred", 7, 1, EAX, 17, "fred", NULL, "lkgs", "flexible return and event delivery"),
-    X("lkgs", 7, 1, EAX, 18, "lkgs", NULL, NULL, "load kernel GS"),
-    X("wrmsrns", 7, 1, EAX, 19, "wrmsrns", NULL, NULL, "non-serialising WRMSR"),
-    X("amx_fp16", 7, 1, EAX, 21, "amx-fp16", "amx-fp16", "amx_tile", "AMX FP16"),
+    X("fzrm", 7, 1, EAX, 10, NULL, NULL, NULL, "fast zero-length REP MOVSB"),
+    X("fsrs", 7, 1, EAX, 11, NULL, NULL, NULL, "fast short REP STOSB"),
+    X("fsrc", 7, 1, EAX, 12, NULL, NULL, NULL, "fast short REP CMPSB/SCASB"),
+    X("fred", 7, 1, EAX, 17, NULL, NULL, "lkgs", "flexible return and event delivery"),
+    X("lkgs", 7, 1, EAX, 18, NULL, NULL, NULL, "load kernel GS"),
+    X("wrmsrns", 7, 1, EAX, 19, NULL, NULL, NULL, "non-serialising WRMSR"),
+    X("amx_fp16", 7, 1, EAX, 21, NULL, NULL, "amx_tile", "AMX FP16"),
     X("hreset", 7, 1, EAX, 22, NULL, NULL, NULL, "history reset"),
-    X("avx_ifma", 7, 1, EAX, 23, "avx-ifma", NULL, "avx2", "AVX (VEX) integer FMA"),
-    X("lam", 7, 1, EAX, 26, "lam", NULL, NULL, "linear address masking"),
+    X("avx_ifma", 7, 1, EAX, 23, NULL, NULL, "avx2", "AVX (VEX) integer FMA"),
+    X("lam", 7, 1, EAX, 26, NULL, NULL, NULL, "linear address masking"),
     X("msrlist", 7, 1, EAX, 27, NULL, NULL, NULL, "RDMSRLIST/WRMSRLIST"),
 
     /* ---- CPUID 7.1 EDX ---- */
-    X("avx_vnni_int8", 7, 1, EDX, 4, "avx-vnni-int8", NULL, "avx2", "AVX VNNI INT8"),
-    X("avx_ne_convert", 7, 1, EDX, 5, "avx-ne-convert", NULL, "avx2", "AVX no-exception FP conversions"),
-    X("amx_complex", 7, 1, EDX, 8, "amx-complex", NULL, "amx_tile", "AMX complex FP16"),
-    X("avx_vnni_int16", 7, 1, EDX, 10, "avx-vnni-int16", NULL, "avx2", "AVX VNNI INT16"),
-    X("prefetchiti", 7, 1, EDX, 14, "prefetchiti", NULL, NULL, "PREFETCHIT0/1"),
+    X("avx_vnni_int8", 7, 1, EDX, 4, NULL, NULL, "avx2", "AVX VNNI INT8"),
+    X("avx_ne_convert", 7, 1, EDX, 5, NULL, NULL, "avx2", "AVX no-exception FP conversions"),
+    X("amx_complex", 7, 1, EDX, 8, NULL, NULL, "amx_tile", "AMX complex FP16"),
+    X("avx_vnni_int16", 7, 1, EDX, 10, NULL, NULL, "avx2", "AVX VNNI INT16"),
+    X("prefetchiti", 7, 1, EDX, 14, NULL, NULL, NULL, "PREFETCHIT0/1"),
     X("user_msr", 7, 1, EDX, 15, NULL, NULL, NULL, "URDMSR/UWRMSR"),
-    X("avx10", 7, 1, EDX, 19, "avx10", NULL, "avx512f avx512bw avx512cd avx512dq avx512vl", "AVX10 converged vector ISA"),
+    X("avx10", 7, 1, EDX, 19, NULL, NULL, "avx512f avx512bw avx512cd avx512dq avx512vl", "AVX10 converged vector ISA"),
     X("apx", 7, 1, EDX, 21, NULL, NULL, "xsave", "advanced performance extensions (APX_F)"),
 
     /* ---- CPUID 7.2 EDX ---- */
-    X("intel_psfd", 7, 2, EDX, 0, "intel-psfd", NULL, NULL, "predictive store forwarding disable"),
-    X("ipred_ctrl", 7, 2, EDX, 1, "ipred-ctrl", NULL, NULL, "IPRED_DIS control"),
-    X("rrsba_ctrl", 7, 2, EDX, 2, "rrsba-ctrl", NULL, NULL, "RRSBA_DIS control"),
-    X("ddpd_u", 7, 2, EDX, 3, "ddpd-u", NULL, NULL, "data dependent prefetcher disable"),
-    X("bhi_ctrl", 7, 2, EDX, 4, "bhi-ctrl", NULL, NULL, "BHI_DIS_S control"),
-    X("mcdt_no", 7, 2, EDX, 5, "mcdt-no", NULL, NULL, "not affected by MXCSR configuration dependent timing"),
+    X("intel_psfd", 7, 2, EDX, 0, NULL, NULL, NULL, "predictive store forwarding disable"),
+    X("ipred_ctrl", 7, 2, EDX, 1, NULL, NULL, NULL, "IPRED_DIS control"),
+    X("rrsba_ctrl", 7, 2, EDX, 2, NULL, NULL, NULL, "RRSBA_DIS control"),
+    X("ddpd_u", 7, 2, EDX, 3, NULL, NULL, NULL, "data dependent prefetcher disable"),
+    X("bhi_ctrl", 7, 2, EDX, 4, NULL, NULL, NULL, "BHI_DIS_S control"),
+    X("mcdt_no", 7, 2, EDX, 5, NULL, NULL, NULL, "not affected by MXCSR configuration dependent timing"),
 
     /* ---- CPUID 0x24.0 EBX: AVX10 vector lengths ---- */
-    X("avx10_128", 0x24, 0, EBX, 16, "avx10-128", NULL, "avx10", "AVX10 128-bit vectors"),
-    X("avx10_256", 0x24, 0, EBX, 17, "avx10-256", NULL, "avx10_128", "AVX10 256-bit vectors"),
-    X("avx10_512", 0x24, 0, EBX, 18, "avx10-512", NULL, "avx10_256", "AVX10 512-bit vectors"),
+    X("avx10_128", 0x24, 0, EBX, 16, NULL, NULL, "avx10", "AVX10 128-bit vectors"),
+    X("avx10_256", 0x24, 0, EBX, 17, NULL, NULL, "avx10_128", "AVX10 256-bit vectors"),
+    X("avx10_512", 0x24, 0, EBX, 18, NULL, NULL, "avx10_256", "AVX10 512-bit vectors"),
 
     /* ---- CPUID 0x19 EBX: Key Locker ---- */
     X("aeskle", 0x19, NS, EBX, 0, NULL, NULL, "kl aes", "AES Key Locker instructions"),
@@ -447,12 +435,12 @@ const ks_feature_info ks_feature__table[] = {
     X("per_thread_mba", 0x10, 3, ECX, 0, NULL, NULL, "mba", "per-thread memory bandwidth allocation"),
     X("sgx1", 0x12, 0, EAX, 0, NULL, "sgx1", "sgx", "SGX1 leaf functions"),
     X("sgx2", 0x12, 0, EAX, 1, NULL, "sgx2", "sgx1", "SGX2 dynamic memory management"),
-    X("sgx_edeccssa", 0x12, 0, EAX, 11, NULL, "sgx-edeccssa", "sgx1", "SGX EDECCSSA leaf"),
+    X("sgx_edeccssa", 0x12, 0, EAX, 11, NULL, NULL, "sgx1", "SGX EDECCSSA leaf"),
     X("intel_pt_lip", 0x14, 0, ECX, 31, NULL, "intel-pt-lip", "intel_pt", "processor trace uses linear IPs"),
 
     /* ---- CPUID 0x80000007 (Linux word 17 and scattered) ---- */
-    X("overflow_recov", 0x80000007, NS, EBX, 0, "overflow-recov", NULL, NULL, "MCA overflow recovery"),
-    X("succor", 0x80000007, NS, EBX, 1, "succor", NULL, NULL, "uncorrectable error containment and recovery"),
+    X("overflow_recov", 0x80000007, NS, EBX, 0, NULL, NULL, NULL, "MCA overflow recovery"),
+    X("succor", 0x80000007, NS, EBX, 1, NULL, NULL, NULL, "uncorrectable error containment and recovery"),
     X("smca", 0x80000007, NS, EBX, 3, NULL, NULL, NULL, "scalable MCA"),
     X("hw_pstate", 0x80000007, NS, EDX, 7, NULL, NULL, NULL, "AMD hardware P-states"),
     X("invtsc", 0x80000007, NS, EDX, 8, "invtsc", "invtsc", "tsc", "invariant TSC (Linux: constant_tsc nonstop_tsc)"),
@@ -468,13 +456,13 @@ const ks_feature_info ks_feature__table[] = {
     X("amd_ibpb", 0x80000008, NS, EBX, 12, "ibpb", "ibpb", NULL, "AMD indirect branch prediction barrier"),
     X("amd_ibrs", 0x80000008, NS, EBX, 14, "ibrs", "ibrs", NULL, "AMD indirect branch restricted speculation"),
     X("amd_stibp", 0x80000008, NS, EBX, 15, "amd-stibp", "amd-stibp", NULL, "AMD single thread indirect branch predictors"),
-    X("amd_stibp_always_on", 0x80000008, NS, EBX, 17, "stibp-always-on", NULL, "amd_stibp", "STIBP always-on preferred"),
+    X("amd_stibp_always_on", 0x80000008, NS, EBX, 17, NULL, NULL, "amd_stibp", "STIBP always-on preferred"),
     X("amd_ppin", 0x80000008, NS, EBX, 23, NULL, NULL, NULL, "AMD protected processor inventory number"),
     X("amd_ssbd", 0x80000008, NS, EBX, 24, "amd-ssbd", "amd-ssbd", NULL, "AMD speculative store bypass disable"),
     X("virt_ssbd", 0x80000008, NS, EBX, 25, "virt-ssbd", "virt-ssbd", NULL, "virtualised speculative store bypass disable"),
     X("amd_ssb_no", 0x80000008, NS, EBX, 26, "amd-no-ssb", "amd-no-ssb", NULL, "not affected by speculative store bypass"),
     X("cppc", 0x80000008, NS, EBX, 27, NULL, NULL, NULL, "collaborative processor performance control"),
-    X("amd_psfd", 0x80000008, NS, EBX, 28, "amd-psfd", "amd-psfd", NULL, "AMD predictive store forwarding disable"),
+    X("amd_psfd", 0x80000008, NS, EBX, 28, NULL, NULL, NULL, "AMD predictive store forwarding disable"),
     X("btc_no", 0x80000008, NS, EBX, 29, NULL, NULL, NULL, "not affected by branch type confusion"),
     X("amd_ibpb_ret", 0x80000008, NS, EBX, 30, NULL, NULL, "amd_ibpb", "IBPB clears return address predictor"),
     X("brs", 0x80000008, NS, EBX, 31, NULL, NULL, NULL, "AMD branch sampling"),
@@ -495,7 +483,7 @@ const ks_feature_info ks_feature__table[] = {
     X("vgif", 0x8000000a, NS, EDX, 16, "vgif", "vgif", "svm", "virtual GIF"),
     X("x2avic", 0x8000000a, NS, EDX, 18, NULL, NULL, "avic", "virtual x2APIC"),
     X("v_spec_ctrl", 0x8000000a, NS, EDX, 20, NULL, NULL, "svm", "virtual SPEC_CTRL"),
-    X("vnmi", 0x8000000a, NS, EDX, 25, "vnmi", NULL, "svm", "virtual NMI"),
+    X("vnmi", 0x8000000a, NS, EDX, 25, NULL, NULL, "svm", "virtual NMI"),
     X("svme_addr_chk", 0x8000000a, NS, EDX, 28, "svme-addr-chk", "svme-addr-chk", "svm", "SVME address check"),
 
     /* ---- CPUID 0x8000001f EAX, AMD memory encryption (Linux word 19) ---- */
@@ -513,24 +501,33 @@ const ks_feature_info ks_feature__table[] = {
     X("hv_inuse_wr_allowed", 0x8000001f, NS, EAX, 30, NULL, NULL, "sev_snp", "writes to in-use hypervisor pages allowed"),
 
     /* ---- CPUID 0x80000021 EAX, AMD extended feature 2 (Linux word 20) ---- */
-    X("no_nested_data_bp", 0x80000021, NS, EAX, 0, "no-nested-data-bp", NULL, NULL, "no nested data breakpoints"),
+    X("no_nested_data_bp", 0x80000021, NS, EAX, 0, NULL, NULL, NULL, "no nested data breakpoints"),
     X("wrmsr_xx_base_ns", 0x80000021, NS, EAX, 1, NULL, NULL, NULL, "non-serialising WRMSR to FS/GS base"),
-    X("lfence_rdtsc", 0x80000021, NS, EAX, 2, "lfence-always-serializing", NULL, NULL, "LFENCE always serialising"),
-    X("null_sel_clr_base", 0x80000021, NS, EAX, 6, "null-sel-clr-base", NULL, NULL, "null selector clears base"),
-    X("autoibrs", 0x80000021, NS, EAX, 8, "auto-ibrs", "auto-ibrs", NULL, "automatic IBRS"),
+    X("lfence_rdtsc", 0x80000021, NS, EAX, 2, NULL, NULL, NULL, "LFENCE always serialising"),
+    X("null_sel_clr_base", 0x80000021, NS, EAX, 6, NULL, NULL, NULL, "null selector clears base"),
+    X("autoibrs", 0x80000021, NS, EAX, 8, NULL, NULL, NULL, "automatic IBRS"),
     X("no_smm_ctl_msr", 0x80000021, NS, EAX, 9, NULL, NULL, NULL, "SMM_CTL MSR not present"),
-    X("sbpb", 0x80000021, NS, EAX, 27, "sbpb", NULL, NULL, "selective branch prediction barrier"),
-    X("ibpb_brtype", 0x80000021, NS, EAX, 28, "ibpb-brtype", NULL, NULL, "IBPB flushes all branch types"),
-    X("srso_no", 0x80000021, NS, EAX, 29, "srso-no", NULL, NULL, "not affected by SRSO"),
-    X("srso_user_kernel_no", 0x80000021, NS, EAX, 30, "srso-user-kernel-no", NULL, NULL, "not affected by SRSO across user/kernel"),
+    X("sbpb", 0x80000021, NS, EAX, 27, NULL, NULL, NULL, "selective branch prediction barrier"),
+    X("ibpb_brtype", 0x80000021, NS, EAX, 28, NULL, NULL, NULL, "IBPB flushes all branch types"),
+    X("srso_no", 0x80000021, NS, EAX, 29, NULL, NULL, NULL, "not affected by SRSO"),
+    X("srso_user_kernel_no", 0x80000021, NS, EAX, 30, NULL, NULL, NULL, "not affected by SRSO across user/kernel"),
     X("srso_bp_spec_reduce", 0x80000021, NS, EAX, 31, NULL, NULL, NULL, "BpSpecReduce mitigates SRSO for VMs"),
 
     /* ---- CPUID 0x80000020 EBX / 0x80000022 EAX (AMD QoS, perfmon) ---- */
     X("smba", 0x80000020, 0, EBX, 2, NULL, NULL, NULL, "slow memory bandwidth allocation"),
     X("bmec", 0x80000020, 0, EBX, 3, NULL, NULL, "cqm_mbm_total cqm_mbm_local", "bandwidth monitoring event configuration"),
-    X("perfmon_v2", 0x80000022, NS, EAX, 0, "perfmon-v2", NULL, NULL, "AMD performance monitoring v2"),
+    X("perfmon_v2", 0x80000022, NS, EAX, 0, NULL, NULL, NULL, "AMD performance monitoring v2"),
     X("amd_lbr_v2", 0x80000022, NS, EAX, 1, NULL, NULL, NULL, "AMD last branch record v2"),
     X("amd_lbr_pmc_freeze", 0x80000022, NS, EAX, 2, NULL, NULL, "amd_lbr_v2", "AMD LBR and PMC freeze"),
+
+    /* ---- CPUID 0x12: SGX capabilities and attributes ---- */
+    X("sgx_exinfo", 0x12, 0, EBX, 0, "sgx-exinfo", "sgx-exinfo", "sgx1", "SGX extended page-fault info"),
+    X("sgx_debug", 0x12, 1, EAX, 1, "sgx-debug", "sgx-debug", "sgx1", "SGX debug enclaves"),
+    X("sgx_mode64", 0x12, 1, EAX, 2, "sgx-mode64", "sgx-mode64", "sgx1", "SGX 64-bit enclaves"),
+    X("sgx_provisionkey", 0x12, 1, EAX, 4, "sgx-provisionkey", "sgx-provisionkey", "sgx1", "SGX provisioning key"),
+    X("sgx_tokenkey", 0x12, 1, EAX, 5, "sgx-tokenkey", "sgx-tokenkey", "sgx1", "SGX launch token key"),
+    X("sgx_kss", 0x12, 1, EAX, 7, "sgx-kss", "sgx-kss", "sgx1", "SGX key separation and sharing"),
+    X("sgx_aex_notify", 0x12, 1, EAX, 10, NULL, NULL, "sgx1", "SGX AEX notify"),
 };
 
 const size_t ks_feature__table_len = sizeof ks_feature__table / sizeof ks_feature__table[0];
@@ -538,48 +535,3 @@ const size_t ks_feature__table_len = sizeof ks_feature__table / sizeof ks_featur
 /* Ids are bits of a ks_featset. */
 _Static_assert(sizeof ks_feature__table / sizeof ks_feature__table[0] <= KS_FEATSET_BITS,
                "feature catalogue outgrew KS_FEATSET_BITS");
-
-/*
- * Groups: names are stable API (requests name them).  Members are canonical
- * names or "prefix*" (every canonical name of the group's arch that starts so).
- * A group never has the name of a feature of another arch than its own unless
- * it is spelled "arm64_<name>" (found by the arch-aware calls).
- */
-const ks_feature__group ks_feature__groups[] = {
-    {"sse", KS_ARCH_X86_64, "sse sse2 pni ssse3 sse4_1 sse4_2"},
-    {"avx-family", KS_ARCH_X86_64, "avx avx2 fma f16c"},
-    {"avx512", KS_ARCH_X86_64, "avx512*"},
-    {"aes", KS_ARCH_X86_64, "aes vaes"},
-    {"sha", KS_ARCH_X86_64, "sha_ni sha512"},
-    {"amx", KS_ARCH_X86_64, "amx_*"},
-    {"bmi", KS_ARCH_X86_64, "bmi1 bmi2"},
-    {"vnni", KS_ARCH_X86_64, "avx512_vnni avx_vnni avx_vnni_int8 avx_vnni_int16"},
-    {"crypto", KS_ARCH_X86_64, "aes pclmulqdq sha_ni vaes vpclmulqdq gfni sha512 sm3 sm4"},
-    {"avx10-family", KS_ARCH_X86_64, "avx10 avx10_128 avx10_256 avx10_512"},
-    {"x86-64-v2", KS_ARCH_X86_64, "cx16 lahf_lm popcnt pni sse4_1 sse4_2 ssse3"},
-    {"x86-64-v3", KS_ARCH_X86_64, "avx avx2 bmi1 bmi2 f16c fma abm movbe xsave"},
-    {"x86-64-v4", KS_ARCH_X86_64, "avx512f avx512bw avx512cd avx512dq avx512vl"},
-    {"sve", KS_ARCH_ARM64, "sve*"},
-    {"arm64_crypto", KS_ARCH_ARM64, "arm64_aes pmull sha1 sha2 sha3 arm64_sha512 arm64_sm3 arm64_sm4"},
-    {"arm64_sha", KS_ARCH_ARM64, "sha1 sha2 sha3 arm64_sha512 svesha3"},
-    {"sme-family", KS_ARCH_ARM64, "arm64_sme sme*"},
-    {"mte-family", KS_ARCH_ARM64, "mte mte3"},
-    {"pauth", KS_ARCH_ARM64, "paca pacg"},
-};
-
-const size_t ks_feature__groups_len = sizeof ks_feature__groups / sizeof ks_feature__groups[0];
-
-/*
- * Extra spellings accepted by ks_feature_lookup() beyond each row's canonical,
- * QEMU and libvirt names (QEMU's own aliases, common marketing names).
- */
-const ks_feature__alias ks_feature__aliases[] = {
-    {"sse3", "pni"},
-    {"lzcnt", "abm"},
-    {"xd", "nx"},
-    {"i64", "lm"},
-    {"ffxsr", "fxsr_opt"},
-    {"pclmul", "pclmulqdq"},
-};
-
-const size_t ks_feature__aliases_len = sizeof ks_feature__aliases / sizeof ks_feature__aliases[0];

@@ -67,12 +67,13 @@ static const char *const k_golden[] = {
     "sme", "sev", "vm_page_flush", "sev_es", "sev_snp", "v_tsc_aux", "sme_coherent", "debug_swap",
     "rmpread", "segmented_rmp", "svsm", "hv_inuse_wr_allowed", "no_nested_data_bp", "wrmsr_xx_base_ns", "lfence_rdtsc", "null_sel_clr_base",
     "autoibrs", "no_smm_ctl_msr", "sbpb", "ibpb_brtype", "srso_no", "srso_user_kernel_no", "srso_bp_spec_reduce", "smba",
-    "bmec", "perfmon_v2", "amd_lbr_v2", "amd_lbr_pmc_freeze",
+    "bmec", "perfmon_v2", "amd_lbr_v2", "amd_lbr_pmc_freeze", "sgx_exinfo", "sgx_debug", "sgx_mode64", "sgx_provisionkey",
+    "sgx_tokenkey", "sgx_kss", "sgx_aex_notify",
 };
 #define KS_GOLDEN_N (sizeof k_golden / sizeof k_golden[0])
 /* FNV-1a 64 over the first KS_GOLDEN_N names, each followed by '\n'. */
-#define KS_GOLDEN_FNV UINT64_C(0xae691f8be4cfcc5e)
-#define KS_GOLDEN_COUNT 428
+#define KS_GOLDEN_FNV UINT64_C(0x72c6474e698dd8ab)
+#define KS_GOLDEN_COUNT 435
 
 /* ------------------------------------------------------------------ */
 /* helpers                                                             */
@@ -390,6 +391,62 @@ static void test_feature__depends_resolve_without_cycles(void **state)
             if (ks_featset_test(&clo, id_of(w)))
                 fail_msg("dependency cycle through '%s' and '%s'", f->name, w);
     }
+}
+
+/* Every QEMU name is a -cpu property the installed QEMU (7.2 in our images)
+ * accepts: QEMU refuses to start on an unknown one. */
+static void test_feature__qemu_names_exist_in_installed_qemu(void **state)
+{
+    (void)state;
+    FILE *p = popen("qemu-system-x86_64 -cpu help 2>/dev/null", "r");
+    if (p == NULL)
+        skip();
+    static char text[65536];
+    size_t len = fread(text, 1, sizeof text - 1, p);
+    text[len] = '\0';
+    pclose(p);
+    char *flags = strstr(text, "Recognized CPUID flags:");
+    if (flags == NULL)
+        skip(); /* no QEMU here */
+    size_t n_checked = 0;
+    for (unsigned i = 0; i < ks_feature_count(); i++) {
+        const char *q = ks_feature_get(i)->qemu;
+        if (q == NULL)
+            continue;
+        char word[80];
+        snprintf(word, sizeof word, " %s\n", q);
+        char word2[80];
+        snprintf(word2, sizeof word2, " %s ", q);
+        if (!strstr(flags, word) && !strstr(flags, word2))
+            fail_msg("QEMU does not know '%s' (feature '%s')", q, ks_feature_name(i));
+        n_checked++;
+    }
+    assert_true(n_checked >= 180);
+}
+
+/* Every libvirt name is a feature of the installed libvirt cpu_map. */
+static void test_feature__libvirt_names_exist_in_cpu_map(void **state)
+{
+    (void)state;
+    FILE *f = fopen("/usr/share/libvirt/cpu_map/x86_features.xml", "r");
+    if (f == NULL)
+        skip();
+    static char text[262144];
+    size_t len = fread(text, 1, sizeof text - 1, f);
+    text[len] = '\0';
+    fclose(f);
+    size_t n_checked = 0;
+    for (unsigned i = 0; i < ks_feature_count(); i++) {
+        const char *l = ks_feature_get(i)->libvirt;
+        if (l == NULL)
+            continue;
+        char pat[96];
+        snprintf(pat, sizeof pat, "<feature name='%s'", l);
+        if (!strstr(text, pat))
+            fail_msg("libvirt cpu_map has no '%s' (feature '%s')", l, ks_feature_name(i));
+        n_checked++;
+    }
+    assert_true(n_checked >= 180);
 }
 
 /* ------------------------------------------------------------------ */
@@ -748,7 +805,7 @@ static ks_featset decode(const fake_leaf *leaves, size_t n, uint32_t fail_leaf)
 {
     fake_cpu c = {leaves, n, fail_leaf, 0};
     ks_featset out;
-    ks_featset_set(&out, 3); /* must be cleared */
+    memset(&out, 0xff, sizeof out); /* the decoder must clear it */
     ks_feature_decode_cpuid(&out, fake_cpuid, &c);
     assert_true(c.calls > 0 && c.calls < 200); /* each leaf asked about once */
     return out;
@@ -933,6 +990,8 @@ int main(void)
         cmocka_unit_test(test_feature__cpuid_and_hwcap_unique_round_trip),
         cmocka_unit_test(test_feature__known_locations),
         cmocka_unit_test(test_feature__depends_resolve_without_cycles),
+        cmocka_unit_test(test_feature__qemu_names_exist_in_installed_qemu),
+        cmocka_unit_test(test_feature__libvirt_names_exist_in_cpu_map),
         cmocka_unit_test(test_feature__qemu_and_libvirt_names),
         cmocka_unit_test(test_feature__unknown_name_errors),
         cmocka_unit_test(test_feature__cross_arch_names),
