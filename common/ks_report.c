@@ -561,7 +561,7 @@ static json_t *cpu_to_json(const ks_cpu *c, set_table *sets)
     bad |= ks_json__set(o, "native", json_integer(set_table_intern(sets, &c->native)));
     bad |= ks_json__set(o, "usable", json_integer(set_table_intern(sets, &c->usable)));
     json_t *defects = json_array();
-    for (uint16_t i = 0; defects && !bad && i < c->n_defects; i++)
+    for (uint16_t i = 0; defects && !bad && c->defects && i < c->n_defects; i++)
         bad |= ks_json__append(defects, defect_to_json(&c->defects[i]));
     bad |= ks_json__set(o, "defects", defects);
     bad |= ks_json__set(o, "state", json_string(ks_cpu_state_to_str((ks_cpu_state)c->state)));
@@ -584,7 +584,7 @@ static json_t *cache_to_json(const ks_cache *c)
     bad |= ks_json__set(o, "size_bytes", ks_json__uint(c->size_bytes));
     bad |= ks_json__set(o, "line_bytes", json_integer(c->line_bytes));
     json_t *cpus = json_array();
-    for (uint32_t i = 0; cpus && !bad && i < c->n_cpus; i++)
+    for (uint32_t i = 0; cpus && !bad && c->cpus && i < c->n_cpus; i++)
         bad |= ks_json__append(cpus, json_integer(c->cpus[i]));
     bad |= ks_json__set(o, "cpus", cpus);
     if (bad) {
@@ -1017,7 +1017,7 @@ static ks_code get_index(const json_t *o, const char *p, const char *key, uint32
 
 static ks_code decode_cpu(ks_report *r, ks_cpu *c, const json_t *o, const char *p,
                           const ks_featset *sets, size_t n_sets, const ks_featset *arch_all,
-                          ks_err *err)
+                          const ks_featset *base, ks_err *err)
 {
     char q[KS_JSON_PATH_MAX];
     const json_t *defects = NULL;
@@ -1097,10 +1097,8 @@ static ks_code decode_cpu(ks_report *r, ks_cpu *c, const json_t *o, const char *
         if (rc != KS_OK)
             return rc;
     }
-    ks_featset base;
-    ks_feature_base_isa((ks_arch)r->host.arch, &base);
     c->state = state >= 0 ? (uint8_t)state : KS_CPU_ONLINE;
-    derive_cpu(c, &base);
+    derive_cpu(c, base);
     if (state >= 0) {
         c->state = (uint8_t)state;
         if (state == KS_CPU_OFFLINE || state == KS_CPU_QUARANTINED)
@@ -1137,15 +1135,16 @@ static ks_code decode_cpus(ks_report *r, const json_t *arr, const ks_featset *se
 {
     size_t n = json_array_size(arr);
     uint8_t seen[KS_REPORT_MAX_CPUS / 8];
-    ks_featset arch_all;
+    ks_featset arch_all, base;
     ks_feature_all_of_arch((ks_arch)r->host.arch, &arch_all);
+    ks_feature_base_isa((ks_arch)r->host.arch, &base);
     memset(seen, 0, sizeof(seen));
     ks_code rc = ks_report_alloc_cpus(r, (uint32_t)n, err);
     for (size_t i = 0; rc == KS_OK && i < n; i++) {
         char p[KS_JSON_PATH_MAX], q[KS_JSON_PATH_MAX];
         ks_cpu *c = &r->cpus[i];
         IDX(p, "cpus", i);
-        rc = decode_cpu(r, c, json_array_get(arr, i), p, sets, n_sets, &arch_all, err);
+        rc = decode_cpu(r, c, json_array_get(arr, i), p, sets, n_sets, &arch_all, &base, err);
         if (rc != KS_OK)
             break;
         if (seen[c->id / 8] & (1u << (c->id % 8)))
