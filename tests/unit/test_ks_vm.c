@@ -538,6 +538,77 @@ static void test_vm__never_crashes(void **state)
     ks_plan_free(p);
 }
 
+/* The source tree: from ctest's environment, else from this file's path. */
+static void source_dir(char *buf, size_t cap)
+{
+    const char *env = getenv("KS_SOURCE_DIR");
+    if (env) {
+        ks_test_path(buf, cap, "%s", env);
+        return;
+    }
+    ks_test_path(buf, cap, "%s", __FILE__);
+    char *cut = strstr(buf, "/tests/unit/");
+    assert_non_null(cut);
+    *cut = '\0';
+}
+
+/* SPEC: docs/report-schema.md - its three examples decode and re-encode unchanged. */
+static void test_vm__schema_doc_examples(void **state)
+{
+    (void)state;
+    char dir[4096], path[4200];
+    source_dir(dir, sizeof(dir));
+    char *md = ks_test_read_file(ks_test_path(path, sizeof(path), "%s/docs/report-schema.md", dir),
+                                 NULL);
+    assert_non_null(md);
+    const char *at = md;
+    for (int which = 0; which < 3; which++) {
+        const char *start = strstr(at, "```json\n");
+        assert_non_null(start);
+        start += strlen("```json\n");
+        const char *end = strstr(start, "\n```");
+        assert_non_null(end);
+        at = end + 4;
+        json_error_t jerr;
+        json_t *doc = json_loadb(start, (size_t)(end - start), JSON_REJECT_DUPLICATES, &jerr);
+        if (!doc)
+            fail_msg("example %d is not JSON: %s (line %d)", which, jerr.text, jerr.line);
+        ks_err err;
+        ks_code rc;
+        json_t *again = NULL;
+        if (which == 0) {
+            ks_report *r = NULL;
+            rc = ks_report_from_json(&r, doc, &err);
+            if (rc == KS_OK) {
+                again = ks_report_to_json(r);
+                assert_int_equal(r->cpus[1].state, KS_CPU_DEGRADED);
+                assert_false(ks_featset_test(&r->cpus[1].usable, fid("avx512bw")));
+            }
+            ks_report_free(r);
+        } else if (which == 1) {
+            ks_vm_request *r = NULL;
+            rc = ks_vm_request_from_json(&r, doc, &err);
+            if (rc == KS_OK)
+                again = ks_vm_request_to_json(r);
+            ks_vm_request_free(r);
+        } else {
+            ks_plan *p = NULL;
+            rc = ks_plan_from_json(&p, doc, &err);
+            if (rc == KS_OK)
+                again = ks_plan_to_json(p);
+            ks_plan_free(p);
+        }
+        if (rc != KS_OK)
+            fail_msg("example %d rejected: %s: %s", which, err.field, err.msg);
+        /* The request example names a group, which the encoder writes expanded. */
+        if (which != 1 && !json_equal(doc, again))
+            fail_msg("example %d does not re-encode unchanged", which);
+        json_decref(again);
+        json_decref(doc);
+    }
+    free(md);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -548,6 +619,7 @@ int main(void)
         cmocka_unit_test(test_vm__plan_round_trip),
         cmocka_unit_test(test_vm__plan_invalid),
         cmocka_unit_test(test_vm__never_crashes),
+        cmocka_unit_test(test_vm__schema_doc_examples),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
