@@ -404,8 +404,8 @@ const ks_feature_info ks_feature__table[] = {
     X("avx10_512", 0x24, 0, EBX, 18, NULL, NULL, "avx10_256", "AVX10 512-bit vectors"),
 
     /* ---- CPUID 0x19 EBX: Key Locker ---- */
-    X("aeskle", 0x19, NS, EBX, 0, NULL, NULL, "kl aes", "AES Key Locker instructions"),
-    X("wide_kl", 0x19, NS, EBX, 2, NULL, NULL, "aeskle", "wide Key Locker instructions"),
+    X("aeskle", 0x19, NS, EBX, 0, NULL, NULL, "kl aes", "AES Key Locker instructions enabled by the OS"),
+    X("wide_kl", 0x19, NS, EBX, 2, NULL, NULL, "kl", "wide Key Locker instructions"),
 
     /* ---- CPUID 6 (Linux word 14 and scattered) ---- */
     X("dtherm", 6, NS, EAX, 0, NULL, NULL, NULL, "digital thermal sensor"),
@@ -528,6 +528,10 @@ const ks_feature_info ks_feature__table[] = {
     X("sgx_tokenkey", 0x12, 1, EAX, 5, "sgx-tokenkey", "sgx-tokenkey", "sgx1", "SGX launch token key"),
     X("sgx_kss", 0x12, 1, EAX, 7, "sgx-kss", "sgx-kss", "sgx1", "SGX key separation and sharing"),
     X("sgx_aex_notify", 0x12, 1, EAX, 10, NULL, NULL, "sgx1", "SGX AEX notify"),
+
+    /* ---- scattered single bits Linux reports under its own words ---- */
+    X("aperfmperf", 6, NS, ECX, 0, NULL, NULL, NULL, "APERF/MPERF MSRs"),
+    X("intel_ppin", 7, 1, EBX, 0, NULL, NULL, NULL, "Intel protected processor inventory number"),
 };
 
 const size_t ks_feature__table_len = sizeof ks_feature__table / sizeof ks_feature__table[0];

@@ -68,12 +68,12 @@ static const char *const k_golden[] = {
     "rmpread", "segmented_rmp", "svsm", "hv_inuse_wr_allowed", "no_nested_data_bp", "wrmsr_xx_base_ns", "lfence_rdtsc", "null_sel_clr_base",
     "autoibrs", "no_smm_ctl_msr", "sbpb", "ibpb_brtype", "srso_no", "srso_user_kernel_no", "srso_bp_spec_reduce", "smba",
     "bmec", "perfmon_v2", "amd_lbr_v2", "amd_lbr_pmc_freeze", "sgx_exinfo", "sgx_debug", "sgx_mode64", "sgx_provisionkey",
-    "sgx_tokenkey", "sgx_kss", "sgx_aex_notify",
+    "sgx_tokenkey", "sgx_kss", "sgx_aex_notify", "aperfmperf", "intel_ppin",
 };
 #define KS_GOLDEN_N (sizeof k_golden / sizeof k_golden[0])
 /* FNV-1a 64 over the first KS_GOLDEN_N names, each followed by '\n'. */
-#define KS_GOLDEN_FNV UINT64_C(0x72c6474e698dd8ab)
-#define KS_GOLDEN_COUNT 435
+#define KS_GOLDEN_FNV UINT64_C(0x8fe9186e98f6d5ed)
+#define KS_GOLDEN_COUNT 437
 
 /* ------------------------------------------------------------------ */
 /* helpers                                                             */
@@ -927,6 +927,127 @@ static void test_feature__decode_every_entry(void **state)
     }
 }
 
+/* A recorded CPUID dump (hwloc's format, fixtures/hwloc-x86): lines
+ * "mask eax ebx ecx edx => eax ebx ecx edx"; mask bit 2 says ecx was an input. */
+typedef struct dump_line {
+    uint32_t mask, in[4], out[4];
+} dump_line;
+
+typedef struct dump_cpu {
+    dump_line lines[512];
+    size_t n;
+} dump_cpu;
+
+static bool dump_cpuid(void *ctx, uint32_t leaf, uint32_t subleaf, uint32_t regs[4])
+{
+    const dump_cpu *d = ctx;
+    for (size_t i = 0; i < d->n; i++) {
+        const dump_line *l = &d->lines[i];
+        if (l->in[0] == leaf && (!(l->mask & 4) || l->in[2] == subleaf)) {
+            memcpy(regs, l->out, sizeof l->out);
+            return true;
+        }
+    }
+    return false; /* not recorded: as if the leaf were absent */
+}
+
+/* Unpacks NAME/pu0 of fixtures/hwloc-x86/NAME.tar.bz2 and decodes it. */
+static bool decode_fixture(const char *name, ks_featset *out)
+{
+    char tar[1024], dir[256], cmd[2400], pu0[1400];
+    ks_test_path(tar, sizeof tar, "%s/hwloc-x86/%s.tar.bz2", ks_test_fixtures_dir(), name);
+    if (access(tar, R_OK) != 0)
+        return false;
+    ks_test_mkdtemp(dir, sizeof dir);
+    ks_test_path(cmd, sizeof cmd, "tar -xjf '%s' -C '%s' '%s/pu0'", tar, dir, name);
+    assert_int_equal(system(cmd), 0);
+    ks_test_path(pu0, sizeof pu0, "%s/%s/pu0", dir, name);
+    FILE *f = fopen(pu0, "r");
+    assert_non_null(f);
+    static dump_cpu d;
+    d.n = 0;
+    char line[256];
+    while (fgets(line, sizeof line, f) && d.n < sizeof d.lines / sizeof d.lines[0]) {
+        dump_line *l = &d.lines[d.n];
+        if (sscanf(line, "%x %x %x %x %x => %x %x %x %x", &l->mask, &l->in[0], &l->in[1],
+                   &l->in[2], &l->in[3], &l->out[0], &l->out[1], &l->out[2], &l->out[3]) == 9)
+            d.n++;
+    }
+    fclose(f);
+    ks_test_rmdir(dir);
+    assert_true(d.n > 10);
+    ks_feature_decode_cpuid(out, dump_cpuid, &d);
+    return true;
+}
+
+static void test_feature__decode_recorded_cpus(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *fixture, *has, *lacks;
+    } cases[] = {
+        {"Intel-Haswell-2xXeon-E5-2680v3",
+         "fpu sse2 pni ssse3 sse4_2 popcnt aes pclmulqdq avx avx2 fma f16c bmi1 bmi2 movbe abm "
+         "rdrand xsaveopt lm nx pdpe1gb invtsc",
+         "avx512f sha_ni vaes adx rdseed amx_tile sse4a"},
+        {"Intel-Skylake-2xXeon6140",
+         "avx2 avx512f avx512bw avx512dq avx512vl avx512cd adx rdseed clflushopt clwb xsavec",
+         "avx512_vnni avx512_bf16 amx_tile avx_vnni sha_ni"},
+        {"Intel-CascadeLake-2xXeon6230", "avx512f avx512_vnni avx512vl",
+         "avx512_bf16 amx_tile avx512_fp16 vaes"},
+        {"Intel-SapphireRapids-2xXeonMax9460",
+         "avx512f avx512_fp16 avx512_bf16 avx512_vnni avx_vnni amx_tile amx_bf16 amx_int8 vaes "
+         "vpclmulqdq gfni sha_ni serialize tsxldtrk movdiri movdir64b enqcmd la57 xfd",
+         "avx10 sme sse4a avx512er amx_fp16"},
+        {"Intel-RaptorLake-Corei7-1370P",
+         "avx2 avx_vnni hybrid_cpu sha_ni gfni vaes vpclmulqdq serialize movdiri waitpkg",
+         "avx512f avx512bw amx_tile"},
+        {"AMD-19h-Zen3-2xEpyc-7763",
+         "avx2 fma vaes vpclmulqdq sha_ni clzero svm npt sse4a abm topoext rdpru wbnoinvd",
+         "avx512f fma4 xop amx_tile hle"},
+        {"Hygon-Dhyana-32cores", "avx2 fma svm sse4a clzero adx smap clflushopt", "avx512f vaes sha_ni rdseed"},
+        {"Intel-KnightsLanding-XeonPhi-7210", "avx512f avx512pf avx512er avx512cd",
+         "avx512bw avx512vl avx512dq"},
+    };
+    size_t n_decoded = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ks_featset got;
+        if (!decode_fixture(cases[i].fixture, &got))
+            continue;
+        n_decoded++;
+        ks_featset has = set_of(cases[i].has), lacks = set_of(cases[i].lacks);
+        ks_featset missing;
+        ks_featset_andnot(&missing, &has, &got);
+        if (!ks_featset_empty(&missing))
+            fail_msg("%s: '%s' not decoded", cases[i].fixture,
+                     ks_feature_name((unsigned)ks_featset_next(&missing, 0)));
+        if (ks_featset_intersects(&lacks, &got)) {
+            ks_featset_and(&missing, &lacks, &got);
+            fail_msg("%s: '%s' decoded but absent", cases[i].fixture,
+                     ks_feature_name((unsigned)ks_featset_next(&missing, 0)));
+        }
+        /* Real CPUs satisfy the catalogue's dependencies: every decoded feature
+         * has everything it depends on, so removing nothing removes nothing. */
+        ks_featset base;
+        ks_feature_base_isa(KS_ARCH_X86_64, &base);
+        assert_true(ks_featset_subset(&base, &got));
+        for (int b = ks_featset_next(&got, 0); b >= 0; b = ks_featset_next(&got, (unsigned)b + 1)) {
+            const ks_feature_info *f = ks_feature_get((unsigned)b);
+            if (!f->depends)
+                continue;
+            char buf[256];
+            snprintf(buf, sizeof buf, "%s", f->depends);
+            char *save = NULL;
+            for (char *w = strtok_r(buf, " ", &save); w; w = strtok_r(NULL, " ", &save))
+                if (!ks_featset_test(&got, id_of(w)))
+                    fail_msg("%s has '%s' without '%s' it depends on", cases[i].fixture, f->name,
+                             w);
+        }
+    }
+    if (n_decoded == 0)
+        skip(); /* no fixtures on this machine */
+}
+
 /* ------------------------------------------------------------------ */
 /* /proc/cpuinfo                                                        */
 /* ------------------------------------------------------------------ */
@@ -1002,6 +1123,7 @@ int main(void)
         cmocka_unit_test(test_feature__decode_max_leaf),
         cmocka_unit_test(test_feature__decode_subleaves),
         cmocka_unit_test(test_feature__decode_every_entry),
+        cmocka_unit_test(test_feature__decode_recorded_cpus),
         cmocka_unit_test(test_feature__from_cpuinfo),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
