@@ -460,18 +460,27 @@ static void host_link(ks_fleet *f, khost *h)
     h->linked = true;
 }
 
-/* Makes room in the class lists for h (so host_link never fails). */
+/* Makes room in the class lists for h, which becomes a member of its classes
+ * (so host_link never fails).  Undone by host_release_links(). */
 static bool host_reserve_links(ks_fleet *f, const khost *h)
 {
     if (!buckets_ensure(f, h->n_cpus))
         return false;
     for (uint32_t i = 0; i < h->n_classes; i++) {
         ks_sched__class *c = &f->classes[h->classes[i].cls];
-        if (!fa_grow(f, (void **)&c->hosts, &c->cap_hosts, c->n_hosts + 1,
+        if (!fa_grow(f, (void **)&c->hosts, &c->cap_hosts, c->n_members + 1,
                      sizeof(ks_sched__hostref)))
             return false;
     }
+    for (uint32_t i = 0; i < h->n_classes; i++)
+        f->classes[h->classes[i].cls].n_members++;
     return true;
+}
+
+static void host_release_links(ks_fleet *f, const khost *h)
+{
+    for (uint32_t i = 0; i < h->n_classes; i++)
+        f->classes[h->classes[i].cls].n_members--;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1024,13 +1033,13 @@ ks_code ks_fleet_host_update(ks_fleet *f, const ks_report *r, ks_sched_affected 
         goto oom;
     if (!old) {
         if (!fa_grow(f, (void **)&f->hosts, &f->cap_hosts, f->n_hosts + 1, sizeof(khost *)))
-            goto oom;
+            goto oom_reserved;
         ks_sched__scratch *sc = f->sc;
         if (f->n_hosts + 1 > sc->host_cap) {
             uint32_t nc = sc->host_cap ? sc->host_cap * 2 : 64;
             uint32_t *ns = calloc(nc, sizeof(uint32_t));
             if (!ns)
-                goto oom;
+                goto oom_reserved;
             if (sc->host_cap)
                 memcpy(ns, sc->host_stamp, sc->host_cap * sizeof(uint32_t));
             free(sc->host_stamp);
@@ -1039,7 +1048,7 @@ ks_code ks_fleet_host_update(ks_fleet *f, const ks_report *r, ks_sched_affected 
             sc->host_cap = nc;
         }
         if (!smap_put(f, &f->host_map, h->id, h))
-            goto oom;
+            goto oom_reserved;
         h->index = f->n_hosts;
         f->hosts[f->n_hosts++] = h;
         host_link(f, h);
@@ -1051,7 +1060,7 @@ ks_code ks_fleet_host_update(ks_fleet *f, const ks_report *r, ks_sched_affected 
     kvm **vms = NULL;
     uint32_t n_vms = host_vms(f, old, &vms);
     if (old->n_vms && !vms)
-        goto oom;
+        goto oom_reserved;
     host_unlink(f, old);
     h->index = old->index;
     h->n_aa = 0;
@@ -1099,9 +1108,12 @@ ks_code ks_fleet_host_update(ks_fleet *f, const ks_report *r, ks_sched_affected 
     }
     smap_replace(&f->host_map, h->id, h);
     f->hosts[h->index] = h;
+    host_release_links(f, old);
     host_free(f, (khost *)old);
     host_link(f, h);
     return rc;
+oom_reserved:
+    host_release_links(f, h);
 oom:
     host_free(f, h);
     return ks_err_set(err, KS_ENOMEM, "out of memory indexing host '%s'", r->host.id);
@@ -1132,6 +1144,7 @@ ks_code ks_fleet_host_remove(ks_fleet *f, const char *host, ks_err *err)
     uint32_t ix = h->index;
     f->hosts[ix] = f->hosts[--f->n_hosts];
     f->hosts[ix]->index = ix;
+    host_release_links(f, h);
     host_free(f, h);
     return KS_OK;
 }

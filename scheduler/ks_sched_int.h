@@ -40,6 +40,7 @@ typedef struct ks_sched__class {
     uint8_t kind;   /* ks_kind_class */
     uint32_t n_hosts, cap_hosts;
     ks_sched__hostref *hosts; /* schedulable hosts with >= 1 free CPU of this class */
+    uint32_t n_members;       /* indexed hosts having this class (bounds n_hosts) */
 } ks_sched__class;
 
 /* Per host, per class: its usable CPUs of that class in topological order. */
