@@ -61,14 +61,16 @@ static const ks_feature__group ks_feature__groups[] = {
     {"x86-64-v3", KS_ARCH_X86_64, "avx avx2 bmi1 bmi2 f16c fma abm movbe xsave"},
     {"x86-64-v4", KS_ARCH_X86_64, "avx512f avx512bw avx512cd avx512dq avx512vl"},
     {"sve", KS_ARCH_ARM64, "sve*"},
-    {"arm64_crypto", KS_ARCH_ARM64, "arm64_aes pmull sha1 sha2 sha3 arm64_sha512 arm64_sm3 arm64_sm4"},
+    {"arm64_crypto", KS_ARCH_ARM64,
+     "arm64_aes pmull sha1 sha2 sha3 arm64_sha512 arm64_sm3 arm64_sm4"},
     {"arm64_sha", KS_ARCH_ARM64, "sha1 sha2 sha3 arm64_sha512 svesha3"},
     {"sme-family", KS_ARCH_ARM64, "arm64_sme sme*"},
     {"mte-family", KS_ARCH_ARM64, "mte mte3"},
     {"pauth", KS_ARCH_ARM64, "paca pacg"},
 };
 
-static const size_t ks_feature__groups_len = sizeof ks_feature__groups / sizeof ks_feature__groups[0];
+static const size_t ks_feature__groups_len =
+    sizeof ks_feature__groups / sizeof ks_feature__groups[0];
 
 /*
  * Extra spellings accepted by ks_feature_lookup() beyond each row's canonical,
@@ -87,13 +89,14 @@ static const ks_feature__alias ks_feature__aliases[] = {
     {"auto-ibrs", "autoibrs"},
 };
 
-static const size_t ks_feature__aliases_len = sizeof ks_feature__aliases / sizeof ks_feature__aliases[0];
+static const size_t ks_feature__aliases_len =
+    sizeof ks_feature__aliases / sizeof ks_feature__aliases[0];
 
 /* ------------------------------------------------------------------ */
 /* Name index                                                          */
 /* ------------------------------------------------------------------ */
 
-#define KS_FEAT_NAME_MAX 48   /* longest normalised name we index */
+#define KS_FEAT_NAME_MAX 48     /* longest normalised name we index */
 #define KS_FEAT_HASH_SLOTS 4096 /* power of two, > 4 x names (canonical+qemu+libvirt+alias) */
 #define KS_FEAT_GROUP_MAX 64
 
@@ -182,8 +185,8 @@ static void for_each_word(const char *s, void (*fn)(void *, const char *, size_t
         while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r' || *s == '\f' || *s == '\v')
             s++;
         const char *w = s;
-        while (*s && !(*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r' || *s == '\f' ||
-                       *s == '\v'))
+        while (*s &&
+               !(*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r' || *s == '\f' || *s == '\v'))
             s++;
         if (s > w)
             fn(ctx, w, (size_t)(s - w));
@@ -308,8 +311,7 @@ int ks_arch_from_str(const char *s)
 {
     if (s == NULL)
         return -1;
-    if (str_ieq(s, "x86_64") || str_ieq(s, "amd64") || str_ieq(s, "x86") ||
-        str_ieq(s, "x86-64"))
+    if (str_ieq(s, "x86_64") || str_ieq(s, "amd64") || str_ieq(s, "x86") || str_ieq(s, "x86-64"))
         return KS_ARCH_X86_64;
     if (str_ieq(s, "aarch64") || str_ieq(s, "arm64"))
         return KS_ARCH_ARM64;
@@ -442,7 +444,8 @@ ks_code ks_feature_add_name(ks_featset *set, const char *name, ks_err *err)
     ensure_index();
     size_t len = strlen(name);
     if (strncmp(name, KS_FEATURE_GROUP_PREFIX, KS_FEATURE_GROUP_PREFIX_LEN) == 0) {
-        int g = group_find_len(name + KS_FEATURE_GROUP_PREFIX_LEN, len - KS_FEATURE_GROUP_PREFIX_LEN);
+        int g =
+            group_find_len(name + KS_FEATURE_GROUP_PREFIX_LEN, len - KS_FEATURE_GROUP_PREFIX_LEN);
         if (g >= 0) {
             ks_featset_or(set, set, &g_group_sets[g]);
             return KS_OK;
@@ -499,8 +502,7 @@ ks_code ks_feature_add_name_arch(ks_featset *set, ks_arch arch, const char *name
     }
     char q[64];
     quote_name(q, sizeof q, name);
-    return ks_err_set(err, KS_EINVAL, "unknown %s feature or group '%s'", ks_arch_to_str(arch),
-                      q);
+    return ks_err_set(err, KS_EINVAL, "unknown %s feature or group '%s'", ks_arch_to_str(arch), q);
 }
 
 /* ------------------------------------------------------------------ */
@@ -575,8 +577,8 @@ void ks_feature_decode_cpuid(ks_featset *out, ks_cpuid_fn cpuid, void *ctx)
             if (max_centaur < 0xc0000000u || leaf > max_centaur || max_centaur > 0xcfffffffu)
                 continue;
         }
-        /* A subleaf must also be in range: leaf 7 and 0x14 give their max in eax of subleaf 0,
-         * and 0xd has bits only in subleaf 1 which always exists when 0xd does. */
+        /* A subleaf must be in range too: leaves 7, 0x14 and 0x24 give their
+         * highest subleaf in eax of subleaf 0 (0xd.1 exists whenever 0xd does). */
         uint32_t sub = f->subleaf == KS_CPUID_NO_SUBLEAF ? 0 : f->subleaf;
         const cpuid_cache_ent *e = NULL;
         for (size_t c = 0; c < n_cache; c++)
@@ -675,9 +677,9 @@ void ks_feature_dependents_closure(ks_featset *out, const ks_featset *faulty)
 }
 
 static const char *const k_base_x86[] = {
-    "fpu", "vme", "de", "pse", "tsc", "msr", "pae", "mce", "cx8", "apic", "sep", "mtrr", "pge",
-    "mca", "cmov", "pat", "pse36", "clflush", "mmx", "fxsr", "sse", "sse2", "syscall", "nx",
-    "lm",
+    "fpu",  "vme",  "de",   "pse",  "tsc",     "msr",  "pae", "mce",   "cx8",
+    "apic", "sep",  "mtrr", "pge",  "mca",     "cmov", "pat", "pse36", "clflush",
+    "mmx",  "fxsr", "sse",  "sse2", "syscall", "nx",   "lm",
 };
 static const char *const k_base_arm64[] = {"fp", "asimd"};
 

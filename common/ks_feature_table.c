@@ -23,6 +23,8 @@
  */
 #include "ks_feature.h"
 
+/* One row per line, so that a row reads like the header it came from. */
+/* clang-format off */
 #define NS KS_CPUID_NO_SUBLEAF
 /* x86 row with a CPUID location */
 #define X(n, lf, sl, r, b, q, lv, dep, d)                                                     \
@@ -533,6 +535,7 @@ const ks_feature_info ks_feature__table[] = {
     X("aperfmperf", 6, NS, ECX, 0, NULL, NULL, NULL, "APERF/MPERF MSRs"),
     X("intel_ppin", 7, 1, EBX, 0, NULL, NULL, NULL, "Intel protected processor inventory number"),
 };
+/* clang-format on */
 
 const size_t ks_feature__table_len = sizeof ks_feature__table / sizeof ks_feature__table[0];
 

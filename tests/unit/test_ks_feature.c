@@ -13,6 +13,7 @@
 #include "ks_feature.h"
 
 /* The first KS_GOLDEN_N canonical names, in id order (append-only). */
+/* clang-format off */
 static const char *const k_golden[] = {
     "fpu", "vme", "de", "pse", "tsc", "msr", "pae", "mce",
     "cx8", "apic", "sep", "mtrr", "pge", "mca", "cmov", "pat",
@@ -70,6 +71,7 @@ static const char *const k_golden[] = {
     "bmec", "perfmon_v2", "amd_lbr_v2", "amd_lbr_pmc_freeze", "sgx_exinfo", "sgx_debug", "sgx_mode64", "sgx_provisionkey",
     "sgx_tokenkey", "sgx_kss", "sgx_aex_notify", "aperfmperf", "intel_ppin",
 };
+/* clang-format on */
 #define KS_GOLDEN_N (sizeof k_golden / sizeof k_golden[0])
 /* FNV-1a 64 over the first KS_GOLDEN_N names, each followed by '\n'. */
 #define KS_GOLDEN_FNV UINT64_C(0x8fe9186e98f6d5ed)
@@ -337,7 +339,7 @@ static void test_feature__known_locations(void **state)
     assert_int_equal(ks_feature_by_cpuid(0xd, 1, KS_CPUID_EAX, 0), (int)id_of("xsaveopt"));
     assert_int_equal(ks_feature_by_cpuid(0x80000001, 0, KS_CPUID_EDX, 29), (int)id_of("lm"));
     assert_int_equal(ks_feature_by_cpuid(0x80000001, 0, KS_CPUID_ECX, 5), (int)id_of("abm"));
-    assert_int_equal(ks_feature_by_cpuid(7, 0, KS_CPUID_EAX, 4), -1);  /* wrong subleaf */
+    assert_int_equal(ks_feature_by_cpuid(7, 0, KS_CPUID_EAX, 4), -1); /* wrong subleaf */
     assert_int_equal(ks_feature_by_cpuid(7, 1, KS_CPUID_EBX, 5), -1);
     assert_int_equal(ks_feature_by_cpuid(0xd, 0, KS_CPUID_EAX, 0), -1);
     assert_int_equal(ks_feature_by_cpuid(1, 0, KS_CPUID_EDX, 10), -1); /* reserved */
@@ -459,24 +461,53 @@ static void test_feature__qemu_and_libvirt_names(void **state)
     static const struct {
         const char *alias, *canonical;
     } cases[] = {
-        {"sse4.2", "sse4_2"},       {"sse4.1", "sse4_1"},     {"sse4-1", "sse4_1"},
-        {"pni", "pni"},             {"sse3", "pni"},          {"pclmuldq", "pclmulqdq"},
-        {"tsc-deadline", "tsc_deadline_timer"},               {"ds", "dts"},
-        {"ds-cpl", "ds_cpl"},       {"xd", "nx"},             {"i64", "lm"},
-        {"fxsr-opt", "fxsr_opt"},   {"ffxsr", "fxsr_opt"},    {"lahf-lm", "lahf_lm"},
-        {"cr8legacy", "cr8_legacy"}, {"lzcnt", "abm"},        {"sha-ni", "sha_ni"},
-        {"tsc-adjust", "tsc_adjust"}, {"intel-pt", "intel_pt"}, {"cmt", "cqm"},
-        {"avx512vbmi2", "avx512_vbmi2"}, {"avx512vnni", "avx512_vnni"},
-        {"avx512bitalg", "avx512_bitalg"}, {"avx512-vpopcntdq", "avx512_vpopcntdq"},
-        {"avx512-4vnniw", "avx512_4vnniw"}, {"avx512-fp16", "avx512_fp16"},
-        {"avx512-bf16", "avx512_bf16"}, {"avx-vnni", "avx_vnni"}, {"amx-tile", "amx_tile"},
-        {"amx-bf16", "amx_bf16"},   {"md-clear", "md_clear"}, {"stibp", "intel_stibp"},
-        {"ssbd", "spec_ctrl_ssbd"}, {"ibpb", "amd_ibpb"},     {"amd-no-ssb", "amd_ssb_no"},
-        {"core-capability", "core_capabilities"}, {"sgxlc", "sgx_lc"},
-        {"xstore", "rng"},          {"xcrypt-en", "ace_en"},  {"svm-lock", "svm_lock"},
-        {"pause-filter", "pausefilter"}, {"auto-ibrs", "autoibrs"}, {"mbm_total", "cqm_mbm_total"},
+        {"sse4.2", "sse4_2"},
+        {"sse4.1", "sse4_1"},
+        {"sse4-1", "sse4_1"},
+        {"pni", "pni"},
+        {"sse3", "pni"},
+        {"pclmuldq", "pclmulqdq"},
+        {"tsc-deadline", "tsc_deadline_timer"},
+        {"ds", "dts"},
+        {"ds-cpl", "ds_cpl"},
+        {"xd", "nx"},
+        {"i64", "lm"},
+        {"fxsr-opt", "fxsr_opt"},
+        {"ffxsr", "fxsr_opt"},
+        {"lahf-lm", "lahf_lm"},
+        {"cr8legacy", "cr8_legacy"},
+        {"lzcnt", "abm"},
+        {"sha-ni", "sha_ni"},
+        {"tsc-adjust", "tsc_adjust"},
+        {"intel-pt", "intel_pt"},
+        {"cmt", "cqm"},
+        {"avx512vbmi2", "avx512_vbmi2"},
+        {"avx512vnni", "avx512_vnni"},
+        {"avx512bitalg", "avx512_bitalg"},
+        {"avx512-vpopcntdq", "avx512_vpopcntdq"},
+        {"avx512-4vnniw", "avx512_4vnniw"},
+        {"avx512-fp16", "avx512_fp16"},
+        {"avx512-bf16", "avx512_bf16"},
+        {"avx-vnni", "avx_vnni"},
+        {"amx-tile", "amx_tile"},
+        {"amx-bf16", "amx_bf16"},
+        {"md-clear", "md_clear"},
+        {"stibp", "intel_stibp"},
+        {"ssbd", "spec_ctrl_ssbd"},
+        {"ibpb", "amd_ibpb"},
+        {"amd-no-ssb", "amd_ssb_no"},
+        {"core-capability", "core_capabilities"},
+        {"sgxlc", "sgx_lc"},
+        {"xstore", "rng"},
+        {"xcrypt-en", "ace_en"},
+        {"svm-lock", "svm_lock"},
+        {"pause-filter", "pausefilter"},
+        {"auto-ibrs", "autoibrs"},
+        {"mbm_total", "cqm_mbm_total"},
         {"lfence-always-serializing", "lfence_rdtsc"},
-        {"AVX512F", "avx512f"},     {"Sse4_2", "sse4_2"},     {"AMX.TILE", "amx_tile"},
+        {"AVX512F", "avx512f"},
+        {"Sse4_2", "sse4_2"},
+        {"AMX.TILE", "amx_tile"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         unsigned id = 0;
@@ -509,7 +540,10 @@ static void test_feature__unknown_name_errors(void **state)
     assert_int_equal(ks_feature_lookup(NULL, &id, &err), KS_EINVAL);
     assert_int_equal(ks_feature_lookup("avx2 ", &id, &err), KS_EINVAL);
     assert_int_equal(ks_feature_lookup("group:avx512", &id, &err), KS_EINVAL);
-    assert_int_equal(ks_feature_lookup("\x01" "bad\nname", &id, &err), KS_EINVAL);
+    assert_int_equal(ks_feature_lookup("\x01"
+                                       "bad\nname",
+                                       &id, &err),
+                     KS_EINVAL);
     assert_null(strchr(err.msg, '\n'));
     char longname[300];
     memset(longname, 'a', sizeof longname - 1);
@@ -677,8 +711,9 @@ static void test_feature__closure_table(void **state)
     static const struct {
         const char *faulty, *gone, *kept;
     } cases[] = {
-        {"avx", "avx avx2 fma f16c avx512f avx512bw avx512vl avx512_vnni vaes vpclmulqdq avx_vnni "
-                "avx512_fp16 avx_ifma avx10",
+        {"avx",
+         "avx avx2 fma f16c avx512f avx512bw avx512vl avx512_vnni vaes vpclmulqdq avx_vnni "
+         "avx512_fp16 avx_ifma avx10",
          "sse4_2 aes pclmulqdq amx_tile xsave bmi1"},
         {"avx2", "avx512f avx512dq avx_vnni avx_vnni_int8", "avx fma f16c vaes"},
         {"avx512f", "group:avx512", "avx avx2 fma vaes avx_vnni"},
@@ -853,7 +888,7 @@ static void test_feature__decode_subleaves(void **state)
         /* 7.0: eax = max subleaf 1 */
         {7, 0, {1, B(3) | B(5), B(9), B(24)}},
         {7, 1, {B(4), 0, 0, 0}},
-        {7, 2, {0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu}}, /* above max subleaf */
+        {7, 2, {0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu}},   /* above max subleaf */
         {0xd, 0, {0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu}}, /* XCR0 bits, no features */
         {0xd, 1, {B(0) | B(3), 0, 0, 0}},
         {0x80000000u, UINT32_MAX, {0x80000008u, 0, 0, 0}},
@@ -969,8 +1004,8 @@ static bool decode_fixture(const char *name, ks_featset *out)
     char line[256];
     while (fgets(line, sizeof line, f) && d.n < sizeof d.lines / sizeof d.lines[0]) {
         dump_line *l = &d.lines[d.n];
-        if (sscanf(line, "%x %x %x %x %x => %x %x %x %x", &l->mask, &l->in[0], &l->in[1],
-                   &l->in[2], &l->in[3], &l->out[0], &l->out[1], &l->out[2], &l->out[3]) == 9)
+        if (sscanf(line, "%x %x %x %x %x => %x %x %x %x", &l->mask, &l->in[0], &l->in[1], &l->in[2],
+                   &l->in[3], &l->out[0], &l->out[1], &l->out[2], &l->out[3]) == 9)
             d.n++;
     }
     fclose(f);
@@ -1005,7 +1040,8 @@ static void test_feature__decode_recorded_cpus(void **state)
         {"AMD-19h-Zen3-2xEpyc-7763",
          "avx2 fma vaes vpclmulqdq sha_ni clzero svm npt sse4a abm topoext rdpru wbnoinvd",
          "avx512f fma4 xop amx_tile hle"},
-        {"Hygon-Dhyana-32cores", "avx2 fma svm sse4a clzero adx smap clflushopt", "avx512f vaes sha_ni rdseed"},
+        {"Hygon-Dhyana-32cores", "avx2 fma svm sse4a clzero adx smap clflushopt",
+         "avx512f vaes sha_ni rdseed"},
         {"Intel-KnightsLanding-XeonPhi-7210", "avx512f avx512pf avx512er avx512cd",
          "avx512bw avx512vl avx512dq"},
     };
@@ -1061,7 +1097,8 @@ static void test_feature__from_cpuinfo(void **state)
                             "fpu vme de pse tsc\tmsr sse sse2 constant_tsc rep_good pni "
                             "avx2 avx512f avx512_vnni sha_ni aes ibpb  \n",
                             &unknown);
-    ks_featset want = set_of("fpu vme de pse tsc msr sse sse2 pni avx2 avx512f avx512_vnni sha_ni aes");
+    ks_featset want =
+        set_of("fpu vme de pse tsc msr sse sse2 pni avx2 avx512f avx512_vnni sha_ni aes");
     assert_true(ks_featset_equal(&got, &want));
     /* constant_tsc, rep_good: synthetic; ibpb: synthetic (a QEMU name, not a flag) */
     assert_int_equal(unknown, 3);
