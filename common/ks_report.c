@@ -602,7 +602,8 @@ static json_t *kind_to_json(const ks_kind *k)
     bool bad = false;
     bad |= ks_json__set(o, "name", STR(k->name));
     bad |= ks_json__set(o, "efficiency_rank", json_integer(k->efficiency_rank));
-    bad |= ks_json__set(o, "class", json_string(ks_kind_class_to_str((ks_kind_class)k->kind_class)));
+    bad |= ks_json__set(o, "class",
+                        json_string(ks_kind_class_to_str((ks_kind_class)k->kind_class)));
     bad |= ks_json__set(o, "max_mhz", json_integer(k->max_mhz));
     if (bad) {
         json_decref(o);

@@ -506,7 +506,8 @@ typedef struct bad_doc {
 static const char k_valid[] = DOC(CPUS(CPU1));
 
 static const bad_doc k_bad[] = {
-    {"unknown feature inline", DOC(CPUS("{\"id\":1,\"native\":[\"sse\",\"sse2\",\"fpu\",\"avx513\"]}")),
+    {"unknown feature inline",
+     DOC(CPUS("{\"id\":1,\"native\":[\"sse\",\"sse2\",\"fpu\",\"avx513\"]}")),
      "cpus[1].native[3]", "unknown feature 'avx513'"},
     {"unknown feature in table",
      "{\"schema\":1," HOST ",\"feature_sets\":[[\"sse\"],[\"sse\",\"avx513\"]],\"cpus\":[]}",

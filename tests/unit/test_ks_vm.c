@@ -192,7 +192,8 @@ static const bad_doc k_bad_requests[] = {
      "forbidden_features", "feature 'avx512bw' is both required and forbidden"},
     {"bad placement", "{\"name\":\"a\",\"vcpus\":1,\"placement\":\"scatter\"}", "placement",
      "unknown value 'scatter' (expected pack or spread)"},
-    {"bad numa", "{\"name\":\"a\",\"vcpus\":1,\"numa\":\"loose\"}", "numa", "unknown value 'loose'"},
+    {"bad numa", "{\"name\":\"a\",\"vcpus\":1,\"numa\":\"loose\"}", "numa",
+     "unknown value 'loose'"},
     {"bad smt", "{\"name\":\"a\",\"vcpus\":1,\"smt\":true}", "smt", "expected string, got boolean"},
     {"invalid pool", "{\"name\":\"a\",\"vcpus\":1,\"pool\":\"\"}", "pool", "invalid id ''"},
     {"min_mhz negative", "{\"name\":\"a\",\"vcpus\":1,\"min_mhz\":-5}", "min_mhz", "out of range"},
@@ -409,8 +410,8 @@ static const bad_doc k_bad_plans[] = {
      "{\"vm\":\"v\",\"host\":\"h\",\"generation\":0," TOPO2 "\"vcpus\":[" PV(0, 1, "") "]," FEAT
      "}",
      "generation", "generation must be at least 1"},
-    {"missing generation", "{\"vm\":\"v\",\"host\":\"h\"," TOPO2 "\"vcpus\":[" PV(0, 1, "") "]," FEAT
-                           "}",
+    {"missing generation",
+     "{\"vm\":\"v\",\"host\":\"h\"," TOPO2 "\"vcpus\":[" PV(0, 1, "") "]," FEAT "}",
      "generation", "missing required key 'generation'"},
     {"vcpu in no numa node",
      "{" PLAN_HEAD TOPO2 "\"vcpus\":[" PV(0, 1, "") "," PV(1, 2, ",\"core\":1") "]," FEAT
