@@ -53,10 +53,10 @@ enum {
     ST_HOST_HEAD,
     ST_HOST_UPSERT,
     ST_REPORT_UPSERT,
-    ST_CPU_IDS,
     ST_VCPU_ON_CPU,
     ST_CPU_DELETE,
-    ST_CPU_UPSERT,
+    ST_CPU_INSERT,
+    ST_CPU_UPDATE,
     ST_DEFECTS_DELETE,
     ST_DEFECT_INSERT,
     ST_HOST_GET,
@@ -131,20 +131,15 @@ static const char *const sql_text[ST__COUNT] = {
         "updated_us = excluded.updated_us, last_heartbeat_us = excluded.last_heartbeat_us",
     [ST_REPORT_UPSERT] = "INSERT INTO host_reports (host_id, report_json) VALUES (?1, ?2) "
                          "ON CONFLICT (host_id) DO UPDATE SET report_json = excluded.report_json",
-    [ST_CPU_IDS] = "SELECT cpu_id FROM cpus WHERE host_id = ?1 ORDER BY cpu_id",
     [ST_VCPU_ON_CPU] = "SELECT vm_name FROM vm_vcpus WHERE host_id = ?1 AND cpu_id = ?2",
     [ST_CPU_DELETE] = "DELETE FROM cpus WHERE host_id = ?1 AND cpu_id = ?2",
-    [ST_CPU_UPSERT] =
-        "INSERT INTO cpus (" CPU_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
-        "?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19) "
-        "ON CONFLICT (host_id, cpu_id) DO UPDATE SET package = excluded.package, "
-        "die = excluded.die, cluster = excluded.cluster, core = excluded.core, "
-        "thread = excluded.thread, numa_node = excluded.numa_node, "
-        "l2_group = excluded.l2_group, l3_group = excluded.l3_group, "
-        "kind_class = excluded.kind_class, kind_name = excluded.kind_name, "
-        "base_mhz = excluded.base_mhz, max_mhz = excluded.max_mhz, state = excluded.state, "
-        "reserved = excluded.reserved, native = excluded.native, usable = excluded.usable, "
-        "defective = excluded.defective",
+    [ST_CPU_INSERT] = "INSERT INTO cpus (" CPU_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+                      "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+    [ST_CPU_UPDATE] = "UPDATE cpus SET package = ?3, die = ?4, cluster = ?5, core = ?6, "
+                      "thread = ?7, numa_node = ?8, l2_group = ?9, l3_group = ?10, "
+                      "kind_class = ?11, kind_name = ?12, base_mhz = ?13, max_mhz = ?14, "
+                      "state = ?15, reserved = ?16, native = ?17, usable = ?18, defective = ?19 "
+                      "WHERE host_id = ?1 AND cpu_id = ?2",
     [ST_DEFECTS_DELETE] = "DELETE FROM cpu_defects WHERE host_id = ?1",
     [ST_DEFECT_INSERT] = "INSERT INTO cpu_defects (host_id, cpu_id, feature, source, time_us, "
                          "detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -661,24 +656,51 @@ static void host_row_read(ks_store_host_row *h, sqlite3_stmt *st)
     h->report_json = NULL;
 }
 
-/* CPU ids of `host` no longer in the report (r->cpus is sorted by id). */
-static ks_code stale_cpus(int32_t **out, uint32_t *n_out, uint32_t *n_kept, sq_store *q,
-                          const ks_report *r, ks_err *err)
+static bool cpu_row_read(ks_store_cpu_row *c, sqlite3_stmt *st);
+
+enum { CPU_NEW = 0, CPU_SAME, CPU_CHANGED };
+
+/* Does the stored row say exactly what the report says about CPU c? */
+static bool cpu_row_matches(const ks_store_cpu_row *row, const ks_report *r, const ks_cpu *c)
+{
+    const ks_kind *k = c->kind >= 0 ? &r->kinds[c->kind] : NULL;
+    return row->package == c->package && row->die == c->die && row->cluster == c->cluster &&
+           row->core == c->core && row->thread == c->thread && row->numa_node == c->numa_node &&
+           row->l2_group == c->l2_group && row->l3_group == c->l3_group &&
+           row->kind_class == (k ? (int32_t)k->kind_class : -1) &&
+           strcmp(row->kind_name, k ? k->name : "") == 0 && row->base_mhz == c->base_mhz &&
+           row->max_mhz == c->max_mhz && row->state == c->state && row->reserved == c->reserved &&
+           ks_featset_equal(&row->native, &c->native) &&
+           ks_featset_equal(&row->usable, &c->usable) &&
+           ks_featset_equal(&row->defective, &c->defective);
+}
+
+/*
+ * One ordered read of the host's stored CPUs, merged with r->cpus (sorted by
+ * id): what[i] says whether report CPU i is new, identical (nothing to write:
+ * most reports change one CPU, so this is what keeps updates cheap) or changed;
+ * *stale gets the stored ids no longer reported.
+ */
+static ks_code diff_cpus(uint8_t *what, int32_t **stale, uint32_t *n_stale, sq_store *q,
+                         const ks_report *r, ks_err *err)
 {
     sqlite3_stmt *st = NULL;
+    ks_store_cpu_row row;
     int32_t *ids = NULL;
-    uint32_t n = 0, cap = 0, kept = 0, j = 0;
-    ks_code rc = stmt(&st, q, ST_CPU_IDS, err);
+    uint32_t n = 0, cap = 0, j = 0;
+    ks_code rc = stmt(&st, q, ST_CPU_SCAN_HOST, err);
     if (rc != KS_OK)
         return rc;
     bind_text(st, 1, r->host.id);
     int src;
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        int32_t id = (int32_t)sqlite3_column_int(st, 0);
+        bool ok = cpu_row_read(&row, st);
+        int32_t id = row.cpu_id;
         while (j < r->n_cpus && r->cpus[j].id < id)
             j++;
         if (j < r->n_cpus && r->cpus[j].id == id) {
-            kept++;
+            /* A row that does not decode is rewritten from the report. */
+            what[j] = ok && cpu_row_matches(&row, r, &r->cpus[j]) ? CPU_SAME : CPU_CHANGED;
             continue;
         }
         if (n == cap) {
@@ -697,9 +719,8 @@ static ks_code stale_cpus(int32_t **out, uint32_t *n_out, uint32_t *n_kept, sq_s
         rc = sq_fail(q, src, "read cpus", err);
         goto done;
     }
-    *out = ids;
-    *n_out = n;
-    *n_kept = kept;
+    *stale = ids;
+    *n_stale = n;
     ids = NULL;
 done:
     stmt_done(st);
@@ -741,14 +762,21 @@ static ks_code delete_stale_cpus(sq_store *q, const char *host, const int32_t *i
     return rc;
 }
 
-static ks_code upsert_cpus(sq_store *q, const ks_report *r, ks_err *err)
+/* INSERTs the new CPUs and UPDATEs the changed ones (both statements take the
+ * same parameters). */
+static ks_code write_cpus(sq_store *q, const ks_report *r, const uint8_t *what, ks_err *err)
 {
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *ins = NULL, *upd = NULL;
     uint8_t bn[KS_FEATSET_WORDS * 8], bu[KS_FEATSET_WORDS * 8], bd[KS_FEATSET_WORDS * 8];
-    ks_code rc = stmt(&st, q, ST_CPU_UPSERT, err);
-    if (rc != KS_OK)
-        return rc;
+    ks_code rc = KS_OK;
     for (uint32_t i = 0; i < r->n_cpus; i++) {
+        if (what[i] == CPU_SAME)
+            continue;
+        sqlite3_stmt **pst = what[i] == CPU_NEW ? &ins : &upd;
+        if (!*pst && (rc = stmt(pst, q, what[i] == CPU_NEW ? ST_CPU_INSERT : ST_CPU_UPDATE, err)) !=
+                         KS_OK)
+            break;
+        sqlite3_stmt *st = *pst;
         const ks_cpu *c = &r->cpus[i];
         const ks_kind *k = c->kind >= 0 ? &r->kinds[c->kind] : NULL;
         bind_text(st, 1, r->host.id);
@@ -777,7 +805,8 @@ static ks_code upsert_cpus(sq_store *q, const ks_report *r, ks_err *err)
             break;
         }
     }
-    stmt_done(st);
+    stmt_done(ins);
+    stmt_done(upd);
     return rc;
 }
 
@@ -819,7 +848,8 @@ static ks_code sq_host_put_report(ks_store *s, const ks_report *r, const char *r
     sq_store *q = sq(s);
     sqlite3_stmt *st = NULL;
     int32_t *stale = NULL;
-    uint32_t n_stale = 0, n_kept = 0;
+    uint8_t *what = NULL;
+    uint32_t n_stale = 0;
     ks_code rc = stmt(&st, q, ST_HOST_HEAD, err);
     if (rc != KS_OK)
         return rc;
@@ -881,23 +911,30 @@ static ks_code sq_host_put_report(ks_store *s, const ks_report *r, const char *r
     }
     st = NULL;
 
+    what = calloc(r->n_cpus ? r->n_cpus : 1, 1); /* all CPU_NEW */
+    if (!what) {
+        rc = ks_err_set(err, KS_ENOMEM, "out of memory storing a report");
+        goto done;
+    }
     if (!res->created) {
-        rc = stale_cpus(&stale, &n_stale, &n_kept, q, r, err);
+        rc = diff_cpus(what, &stale, &n_stale, q, r, err);
         if (rc == KS_OK)
             rc = delete_stale_cpus(q, r->host.id, stale, n_stale, err);
         if (rc != KS_OK)
             goto done;
     }
-    rc = upsert_cpus(q, r, err);
+    rc = write_cpus(q, r, what, err);
     if (rc == KS_OK)
         rc = replace_defects(q, r, err);
     if (rc != KS_OK)
         goto done;
     res->n_cpus_removed = n_stale;
-    res->n_cpus_added = r->n_cpus - n_kept;
+    for (uint32_t i = 0; i < r->n_cpus; i++)
+        res->n_cpus_added += what[i] == CPU_NEW;
 done:
     stmt_done(st);
     free(stale);
+    free(what);
     return rc;
 }
 
@@ -2150,8 +2187,6 @@ ks_code ks_store__sqlite_open(ks_store **out, const char *path, const ks_store_o
         if (rc == KS_OK)
             rc = sq_exec(q, "PRAGMA foreign_keys = ON", "enable foreign keys", err);
         if (rc == KS_OK)
-            rc = sq_exec(q, "PRAGMA cache_size = -32768", "set cache size", err);
-        if (rc == KS_OK)
             rc = sq_int_pragma(&dummy, q, "PRAGMA foreign_keys", err);
         if (rc == KS_OK && dummy != 1)
             rc = ks_err_set(err, KS_EIO, "this SQLite cannot enforce foreign keys");
@@ -2162,7 +2197,13 @@ ks_code ks_store__sqlite_open(ks_store **out, const char *path, const ks_store_o
         if (rc != KS_OK)
             goto done;
     }
-    rc = migrate(q, path, err);
+    rc = sq_exec(q, "PRAGMA cache_size = -32768", "set cache size", err);
+    /* Reads through a mapping skip a copy per page: the start-up CPU scan
+     * reads the whole table.  Writes still go through the WAL. */
+    if (rc == KS_OK)
+        rc = sq_exec(q, "PRAGMA mmap_size = 268435456", "set mmap size", err);
+    if (rc == KS_OK)
+        rc = migrate(q, path, err);
     if (rc != KS_OK)
         goto done;
     *out = &q->base;
