@@ -1136,6 +1136,34 @@ static void test_feature__from_cpuinfo(void **state)
     assert_int_equal(unknown, 1);
 }
 
+/* Printing every feature of an arch as /proc/cpuinfo would and parsing it back
+ * gives every feature of that arch (arm64 rows named arm64_<word> included). */
+static void test_feature__cpuinfo_round_trip_all(void **state)
+{
+    (void)state;
+    for (int arch = 0; arch < KS_ARCH__COUNT; arch++) {
+        static char line[16384];
+        size_t len = 0;
+        for (unsigned i = 0; i < ks_feature_count(); i++) {
+            const ks_feature_info *f = ks_feature_get(i);
+            if ((int)f->arch != arch)
+                continue;
+            const char *word = f->name;
+            if (arch == KS_ARCH_ARM64 && strncmp(word, "arm64_", 6) == 0)
+                word += 6;
+            int n = snprintf(line + len, sizeof line - len, "%s ", word);
+            assert_true(n > 0 && (size_t)n < sizeof line - len);
+            len += (size_t)n;
+        }
+        ks_featset got, all;
+        size_t unknown = 99;
+        ks_feature_from_cpuinfo(&got, (ks_arch)arch, line, &unknown);
+        ks_feature_all_of_arch((ks_arch)arch, &all);
+        assert_int_equal(unknown, 0);
+        assert_true(ks_featset_equal(&got, &all));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1162,6 +1190,7 @@ int main(void)
         cmocka_unit_test(test_feature__decode_every_entry),
         cmocka_unit_test(test_feature__decode_recorded_cpus),
         cmocka_unit_test(test_feature__from_cpuinfo),
+        cmocka_unit_test(test_feature__cpuinfo_round_trip_all),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
