@@ -124,8 +124,10 @@ static ks_code load_dumps(disc *d, ks_err *err)
         }
         rc = ks_cpuid_dump_load(&d->dumps[i], path, err);
         if (rc == KS_ENOTFOUND) {
-            rc = KS_OK; /* a gap in the numbering; checked against hwloc's PUs later */
-            continue;
+            /* hwloc ignores a dump with a gap (and says so on stderr): refuse it first. */
+            rc = ks_err_set(err, KS_EINVAL, "cpuid dump '%s' lacks pu%u (pu0..pu%u expected)",
+                            d->src.dir, i, max - 1);
+            goto done;
         }
         if (rc != KS_OK)
             goto done;
@@ -196,6 +198,8 @@ static ks_code load_topology(disc *d, ks_err *err)
     /* The report covers the whole machine, not just this process's cgroup. */
     hwloc_topology_set_flags(d->topo, HWLOC_TOPOLOGY_FLAG_INCLUDE_DISALLOWED);
     hwloc_topology_set_io_types_filter(d->topo, HWLOC_TYPE_FILTER_KEEP_NONE);
+    /* hwloc drops instruction caches by default; the report lists every cache. */
+    hwloc_topology_set_icache_types_filter(d->topo, HWLOC_TYPE_FILTER_KEEP_ALL);
     if (hwloc_topology_load(d->topo) != 0) {
         rc = ks_err_set(err, KS_EIO, "hwloc cannot load the topology of '%s' (errno %d)",
                         d->src.kind == KS_DISCOVER_LIVE ? "this host" : d->src.dir, errno);
