@@ -528,9 +528,13 @@ ks_code ks_vmm__pin(pid_t tid, int cpu, ks_err *err)
     if (cpu < 0 || cpu >= CPU_SETSIZE)
         return ks_err_set(err, KS_EINVAL, "host cpu %d out of range", cpu);
     CPU_SET(cpu, &set);
-    if (sched_setaffinity(tid, sizeof(set), &set) != 0)
-        return ks_err_set(err, KS_EIO, "cannot pin thread %d to cpu %d: %s", (int)tid, cpu,
-                          strerrordesc_np(errno));
+    if (sched_setaffinity(tid, sizeof(set), &set) != 0) {
+        /* EINVAL: the CPU is offline, absent or outside our cpuset - a plan error. */
+        int e = errno;
+        return ks_err_set(err, e == EINVAL ? KS_EINVAL : KS_EIO,
+                          "cannot pin thread %d to host cpu %d: %s", (int)tid, cpu,
+                          strerrordesc_np(e));
+    }
     return KS_OK;
 }
 

@@ -149,7 +149,8 @@ const char *ks_vmm_driver_name(const ks_vmm_driver *d);
  * ks_vmm_destroy).  On failure nothing keeps running (a half-started VMM is
  * killed) and `res` lists what had been applied and what failed.
  * KS_EINVAL bad plan; KS_EUNSUPPORTED the VMM cannot run this plan at all;
- * KS_EUNAVAIL the VMM did not start or answer; KS_EIO pinning failed.
+ * KS_EUNAVAIL the VMM did not start or answer; KS_EIO pinning failed (KS_EINVAL when
+ * a planned host CPU does not exist or is not usable here).
  */
 ks_code ks_vmm_create(ks_vmm_vm **out, ks_vmm_driver *d, const ks_plan *plan,
                       ks_vmm_result *res, ks_err *err);
