@@ -223,12 +223,12 @@ ks_code ks_api__http_start(ks_api *api, ks_err *err)
         {MHD_OPTION_END, 0, NULL},
     };
     struct MHD_Daemon *d = MHD_start_daemon(
-        flags, api->opts.port, NULL, NULL, on_request, api, MHD_OPTION_SOCK_ADDR,
+        flags, api->opts.port, NULL, NULL, on_request, api, MHD_OPTION_EXTERNAL_LOGGER,
+        mhd_log, api, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)api->opts.threads,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)api->opts.connection_limit,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)api->opts.connection_timeout_s,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, api, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
-        api, MHD_OPTION_ARRAY, api->opts.tls_cert_pem ? tls_opts : &tls_opts[2], MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, api, MHD_OPTION_ARRAY, api->opts.tls_cert_pem ? tls_opts : &tls_opts[2], MHD_OPTION_END);
     if (!d)
         return ks_err_set_field(err, KS_EIO, "listen", "cannot listen on %s:%u",
                                 api->listen_host, (unsigned)api->opts.port);

@@ -505,6 +505,13 @@ static void capacity_cb(void *ctx, const char *scope, const ks_capacity *c)
     json_array_append_new(ctx, capacity_json(scope, c));
 }
 
+static int by_scope(const void *a, const void *b)
+{
+    const char *x = json_string_value(json_object_get(*(json_t *const *)a, "scope"));
+    const char *y = json_string_value(json_object_get(*(json_t *const *)b, "scope"));
+    return strcmp(x ? x : "", y ? y : "");
+}
+
 void ks_api_h_capacity(ks_api_req *req)
 {
     ks_api *api = req->api;
@@ -521,6 +528,19 @@ void ks_api_h_capacity(ks_api_req *req)
     pthread_mutex_lock(&api->lock);
     ks_fleet_capacity(api->fleet, (ks_capacity_by)by, capacity_cb, items);
     pthread_mutex_unlock(&api->lock);
+    /* The index's host order is insertion order; answer in scope order so the
+     * output is stable across restarts. */
+    size_t n = json_array_size(items);
+    json_t **v = n ? calloc(n, sizeof(*v)) : NULL;
+    if (v) {
+        for (size_t i = 0; i < n; i++)
+            v[i] = json_incref(json_array_get(items, i));
+        qsort(v, n, sizeof(*v), by_scope);
+        json_array_clear(items);
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(items, v[i]);
+        free(v);
+    }
     ks_api_send_json(req, 200, json_pack("{s:s,s:o}", "by", ks_capacity_by_to_str(by), "items",
                                          items));
 }

@@ -1,0 +1,268 @@
+/*
+ * test_api_daemon.c - kintsugid as a process: command line, tokens, lost hosts,
+ * graceful shutdown; and the router in-process through ks_api_handle() (the same
+ * pipeline the sockets use, without them).  SPEC: docs/api.md.
+ */
+#include <ctype.h>
+#include <pthread.h>
+#include <strings.h>
+
+#include "ks_api_int.h"
+#include "ks_store.h"
+#include "test_api_harness.h"
+
+static int run_status(char *const argv[])
+{
+    char out[4096];
+    return kd_run_capture(argv, out, sizeof(out));
+}
+
+static void test_daemon__command_line(void **state)
+{
+    (void)state;
+    char bin[600], out[8192];
+    kd_binary(bin, sizeof(bin));
+    char *help[] = {bin, (char *)"--help", NULL};
+    assert_int_equal(kd_run_capture(help, out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "Usage: kintsugid"));
+    char *version[] = {bin, (char *)"--version", NULL};
+    assert_int_equal(kd_run_capture(version, out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "kintsugid "));
+    char *unknown[] = {bin, (char *)"--frobnicate", NULL};
+    assert_int_equal(run_status(unknown), 2);
+    char *bad_num[] = {bin, (char *)"--threads", (char *)"zero", NULL};
+    assert_int_equal(run_status(bad_num), 2);
+    char *bad_listen[] = {bin, (char *)"--listen", (char *)"nowhere", NULL};
+    assert_int_equal(run_status(bad_listen), 2);
+    char *bad_role[] = {bin, (char *)"token", (char *)"create", (char *)"--role", (char *)"god",
+                        NULL};
+    assert_int_equal(run_status(bad_role), 2);
+    char *agent_no_host[] = {bin, (char *)"token", (char *)"create", (char *)"--role",
+                             (char *)"agent", NULL};
+    assert_int_equal(run_status(agent_no_host), 2);
+    /* Environment is read (KS_THREADS) and flags override it (--print-config). */
+    setenv("KS_THREADS", "7", 1);
+    char *print[] = {bin, (char *)"--print-config", NULL};
+    char full[8192] = "";
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(pfd[1], 1);
+        close(pfd[0]);
+        execv(bin, print);
+        _exit(127);
+    }
+    close(pfd[1]);
+    size_t len = 0;
+    ssize_t n;
+    while ((n = read(pfd[0], full + len, sizeof(full) - len - 1)) > 0)
+        len += (size_t)n;
+    full[len] = '\0';
+    close(pfd[0]);
+    waitpid(pid, NULL, 0);
+    unsetenv("KS_THREADS");
+    assert_non_null(strstr(full, "threads=7  # env"));
+}
+
+static void test_daemon__lost_hosts_and_shutdown(void **state)
+{
+    (void)state;
+    kd d;
+    static const char *const args[] = {"--lost-after", "1", "--snapshot-interval", "1", NULL};
+    kd_setup(&d, args);
+    resp r;
+    /* SPEC: docs/api.md#lost-hosts */
+    assert_int_equal(kd_put_report(&d, d.agent_a, "h-a", 2, 2, 1, "b", -1, NULL, NULL), 201);
+    uint64_t deadline = kd_mono_ms() + 15000;
+    bool lost = false;
+    while (!lost && kd_mono_ms() < deadline) {
+        assert_int_equal(kd_http(&d, &r, "GET", "/v1/hosts/h-a", d.reader, NULL), 200);
+        lost = strcmp(json_string_value(json_object_get(r.json, "state")), "lost") == 0;
+        resp_free(&r);
+        if (!lost)
+            kd_nap_ms(100);
+    }
+    assert_true(lost);
+    /* A lost host takes no VM. */
+    assert_int_equal(kd_http(&d, &r, "POST", "/v1/vms", d.admin,
+                             "{\"name\":\"v\",\"vcpus\":1,\"memory_mib\":64}"),
+                     409);
+    resp_free(&r);
+    /* Its heartbeat brings it back. */
+    assert_int_equal(kd_http(&d, &r, "POST", "/v1/hosts/h-a/heartbeat", d.agent_a, NULL), 200);
+    assert_string_equal(json_string_value(json_object_get(r.json, "state")), "ready");
+    resp_free(&r);
+    assert_int_equal(kd_http(&d, &r, "GET", "/v1/events?limit=1000", d.reader, NULL), 200);
+    int changes = 0;
+    size_t i;
+    json_t *ev;
+    json_array_foreach(json_object_get(r.json, "items"), i, ev)
+        if (strcmp(json_string_value(json_object_get(ev, "type")), "host.state_changed") == 0)
+            changes++;
+    assert_true(changes >= 2);
+    resp_free(&r);
+    /* Capacity snapshots were written by the background thread (1 s period). */
+    deadline = kd_mono_ms() + 15000;
+    int64_t snaps = 0;
+    while (snaps == 0 && kd_mono_ms() < deadline) {
+        ks_store *s = NULL;
+        if (ks_store_open_readonly(&s, d.db, NULL) == KS_OK) {
+            ks_store_query_int(&snaps, s, "SELECT count(*) FROM capacity_snapshots", NULL);
+            ks_store_close(s);
+        }
+        if (snaps == 0)
+            kd_nap_ms(100);
+    }
+    assert_true(snaps > 0);
+    /* SIGTERM: clean exit 0 (and no leaks under ASan). */
+    kd_teardown(&d, true);
+}
+
+/* ---- in-process: the router without sockets ---- */
+
+static void handle(ks_api *api, ks_api_response *out, const char *method, const char *url,
+                   const char *token, const char *body)
+{
+    char auth[200];
+    ks_api_kv h[2];
+    size_t n = 0;
+    if (token) {
+        snprintf(auth, sizeof(auth), "Bearer %s", token);
+        h[n++] = (ks_api_kv){"Authorization", auth};
+    }
+    if (body)
+        h[n++] = (ks_api_kv){"content-type", "application/json; charset=utf-8"};
+    ks_api_handle(api, method, url, h, n, body, body ? strlen(body) : 0, out);
+}
+
+static void test_daemon__in_process_router(void **state)
+{
+    (void)state;
+    char dir[512], db[600];
+    ks_test_mkdtemp(dir, sizeof(dir));
+    ks_test_path(db, sizeof(db), "%s/k.db", dir);
+    ks_store *store = NULL;
+    assert_int_equal(ks_store_open(&store, db, NULL, NULL), KS_OK);
+    char token[48];
+    uint8_t digest[32];
+    assert_int_equal(ks_api_token_generate(token, NULL), KS_OK);
+    assert_int_equal(ks_api_token_digest(digest, token, NULL), KS_OK);
+    assert_int_equal(ks_store_begin(store, NULL), KS_OK);
+    assert_int_equal(ks_store_token_add(NULL, store, digest, 32, "admin", NULL, NULL, 1, NULL),
+                     KS_OK);
+    assert_int_equal(ks_store_commit(store, NULL), KS_OK);
+    ks_api_options o = KS_API_OPTIONS_INIT;
+    o.max_body_bytes = 4096;
+    ks_api *api = NULL;
+    assert_int_equal(ks_api_new(&api, &o, store, NULL), KS_OK);
+
+    ks_api_response r;
+    handle(api, &r, "GET", "/healthz", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_true(r.request_id[0] != '\0');
+    ks_api_response_destroy(&r);
+    handle(api, &r, "GET", "/v1/hosts?limit=5&cursor=", token, NULL);
+    assert_int_equal(r.status, 400); /* empty cursor is malformed */
+    ks_api_response_destroy(&r);
+    handle(api, &r, "GET", "/v1/hosts?limit=5", token, NULL);
+    assert_int_equal(r.status, 200);
+    ks_api_response_destroy(&r);
+    handle(api, &r, "DELETE", "/v1/hosts", token, NULL);
+    assert_int_equal(r.status, 405);
+    assert_string_equal(r.allow, "GET");
+    ks_api_response_destroy(&r);
+    handle(api, &r, "GET", "/v1/hosts/", token, NULL);
+    assert_int_equal(r.status, 404);
+    ks_api_response_destroy(&r);
+    handle(api, &r, "GET", "/v1/vms/a%2Fb", token, NULL);
+    assert_int_equal(r.status, 404); /* decoded before routing, like libmicrohttpd does */
+    ks_api_response_destroy(&r);
+    handle(api, &r, "GET", "/v1/vms/a%24b", token, NULL);
+    assert_int_equal(r.status, 400); /* '$' is not allowed in a name */
+    ks_api_response_destroy(&r);
+    char *big = calloc(1, 5000);
+    assert_non_null(big);
+    memset(big, ' ', 4999);
+    handle(api, &r, "POST", "/v1/vms", token, big);
+    assert_int_equal(r.status, 413);
+    free(big);
+    ks_api_response_destroy(&r);
+
+    /* Every code maps to a status and a slug; unknown codes are 500s with a
+     * generic message (the real one goes to the log only). */
+    assert_int_equal(ks_api_status_of(KS_EINVAL), 400);
+    assert_int_equal(ks_api_status_of(KS_EAUTH), 401);
+    assert_int_equal(ks_api_status_of(KS_EFORBIDDEN), 403);
+    assert_int_equal(ks_api_status_of(KS_ENOTFOUND), 404);
+    assert_int_equal(ks_api_status_of(KS_EEXIST), 409);
+    assert_int_equal(ks_api_status_of(KS_ECONFLICT), 409);
+    assert_int_equal(ks_api_status_of(KS_ENOCAPACITY), 409);
+    assert_int_equal(ks_api_status_of(KS_EPRECOND), 412);
+    assert_int_equal(ks_api_status_of(KS_ETOOLARGE), 413);
+    assert_int_equal(ks_api_status_of(KS_API_EMEDIATYPE), 415);
+    assert_int_equal(ks_api_status_of(KS_API_EIDEMPOTENCY), 422);
+    assert_int_equal(ks_api_status_of(KS_API_ERATELIMIT), 429);
+    assert_int_equal(ks_api_status_of(KS_EUNAVAIL), 503);
+    assert_int_equal(ks_api_status_of(KS_EIO), 500);
+    assert_int_equal(ks_api_status_of(KS_EINTERNAL), 500);
+    ks_api_req fake = {.api = api, .resp = &r};
+    memset(&r, 0, sizeof(r));
+    snprintf(fake.request_id, sizeof(fake.request_id), "rq-1");
+    ks_err e;
+    ks_err_set(&e, KS_EIO, "disk on fire at /secret/path");
+    ks_api_send_error(&fake, &e);
+    assert_int_equal(r.status, 500);
+    assert_null(strstr(r.body, "secret"));
+    assert_non_null(strstr(r.body, "\"request_id\":\"rq-1\""));
+    ks_api_response_destroy(&r);
+
+    /* Cursors round-trip and reject garbage. */
+    char *c = ks_api_cursor_encode("host-\xc3\xa9-42");
+    char back[64];
+    assert_int_equal(ks_api_cursor_decode(back, sizeof(back), c, NULL), KS_OK);
+    assert_string_equal(back, "host-\xc3\xa9-42");
+    free(c);
+    assert_int_equal(ks_api_cursor_decode(back, sizeof(back), "!!", NULL), KS_EINVAL);
+
+    ks_api_free(api);
+    ks_store_close(store);
+    ks_test_rmdir(dir);
+}
+
+static void test_daemon__rate_limit(void **state)
+{
+    (void)state;
+    kd d;
+    static const char *const args[] = {"--rate-limit", "5", NULL};
+    kd_setup(&d, args);
+    int limited = 0;
+    for (int i = 0; i < 30 && !limited; i++) {
+        resp r;
+        if (kd_http(&d, &r, "GET", "/v1/hosts", d.reader, NULL) == 429) {
+            limited++;
+            assert_string_equal(kd_err_code(&r), "rate_limited");
+        }
+        resp_free(&r);
+    }
+    assert_true(limited > 0);
+    /* Public health checks are never limited. */
+    resp r;
+    assert_int_equal(kd_http(&d, &r, "GET", "/healthz", NULL, NULL), 200);
+    resp_free(&r);
+    kd_teardown(&d, true);
+}
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_daemon__command_line),
+        cmocka_unit_test(test_daemon__in_process_router),
+        cmocka_unit_test(test_daemon__lost_hosts_and_shutdown),
+        cmocka_unit_test(test_daemon__rate_limit),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
+    return rc;
+}
