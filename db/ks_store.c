@@ -164,27 +164,27 @@ void ks_store_idem_row_destroy(ks_store_idem_row *row)
 
 /* ---- checks shared by every operation ---------------------------------- */
 
-#define CHECK_STORE(s, err)                                                                       \
-    do {                                                                                          \
-        if (!(s))                                                                                 \
-            return ks_err_set(err, KS_EINVAL, "no store");                                        \
+#define CHECK_STORE(s, err)                                                                        \
+    do {                                                                                           \
+        if (!(s))                                                                                  \
+            return ks_err_set(err, KS_EINVAL, "no store");                                         \
     } while (0)
 
 /* Writes outside a transaction are caller bugs: they would silently commit
  * piecemeal and lose the all-or-nothing guarantee placements rely on. */
-#define CHECK_WRITE(s, err)                                                                       \
-    do {                                                                                          \
-        CHECK_STORE(s, err);                                                                      \
-        if ((s)->read_only)                                                                       \
-            return ks_err_set(err, KS_EINVAL, "store is read-only");                              \
-        if (!(s)->in_txn)                                                                         \
-            return ks_err_set(err, KS_EINTERNAL, "store write outside a transaction");            \
+#define CHECK_WRITE(s, err)                                                                        \
+    do {                                                                                           \
+        CHECK_STORE(s, err);                                                                       \
+        if ((s)->read_only)                                                                        \
+            return ks_err_set(err, KS_EINVAL, "store is read-only");                               \
+        if (!(s)->in_txn)                                                                          \
+            return ks_err_set(err, KS_EINTERNAL, "store write outside a transaction");             \
     } while (0)
 
-#define CHECK_ARG(cond, err, what)                                                                \
-    do {                                                                                          \
-        if (!(cond))                                                                              \
-            return ks_err_set(err, KS_EINVAL, "%s", what);                                        \
+#define CHECK_ARG(cond, err, what)                                                                 \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            return ks_err_set(err, KS_EINVAL, "%s", what);                                         \
     } while (0)
 
 static ks_code check_id(const char *id, const char *what, ks_err *err)
@@ -312,11 +312,11 @@ ks_code ks_store_host_put_report(ks_store *s, const ks_report *r, const char *re
                               r->host.id);
         if (c->kind >= 0 && ((uint32_t)c->kind >= r->n_kinds || !r->kinds ||
                              r->kinds[c->kind].kind_class >= KS_KIND_CLASS__COUNT))
-            return ks_err_set(err, KS_EINVAL, "cpu %d of host '%s' has a bad kind index %d",
-                              c->id, r->host.id, c->kind);
+            return ks_err_set(err, KS_EINVAL, "cpu %d of host '%s' has a bad kind index %d", c->id,
+                              r->host.id, c->kind);
         if (c->n_defects && !c->defects)
-            return ks_err_set(err, KS_EINVAL, "cpu %d of host '%s' has a bad defect array",
-                              c->id, r->host.id);
+            return ks_err_set(err, KS_EINVAL, "cpu %d of host '%s' has a bad defect array", c->id,
+                              r->host.id);
         for (uint16_t d = 0; d < c->n_defects; d++)
             if (c->defects[d].source >= KS_DEFECT_SOURCE__COUNT ||
                 (c->defects[d].feature != KS_FEATURE_NONE &&
@@ -388,8 +388,7 @@ ks_code ks_store_host_list(ks_store *s, const ks_store_host_filter *f, ks_store_
     return s->ops->host_list(s, f ? f : &all, cb, ctx, err);
 }
 
-ks_code ks_store_host_count(uint64_t *out, ks_store *s, const ks_store_host_filter *f,
-                            ks_err *err)
+ks_code ks_store_host_count(uint64_t *out, ks_store *s, const ks_store_host_filter *f, ks_err *err)
 {
     CHECK_STORE(s, err);
     CHECK_ARG(out, err, "no output");
@@ -440,8 +439,8 @@ static ks_code check_vcpus(const ks_store_vcpu_alloc *vcpus, uint32_t n, ks_err 
     return KS_OK;
 }
 
-ks_code ks_store_vm_insert(ks_store *s, const ks_store_vm_row *vm,
-                           const ks_store_vcpu_alloc *vcpus, uint32_t n_vcpus, ks_err *err)
+ks_code ks_store_vm_insert(ks_store *s, const ks_store_vm_row *vm, const ks_store_vcpu_alloc *vcpus,
+                           uint32_t n_vcpus, ks_err *err)
 {
     CHECK_WRITE(s, err);
     CHECK_ARG(vm, err, "no vm");
@@ -506,8 +505,8 @@ ks_code ks_store_vm_delete(ks_store *s, const char *name, ks_err *err)
 
 ks_code ks_store_vm_update_plan(ks_store *s, const char *name, const char *host_id,
                                 uint64_t generation, const char *plan_json,
-                                const ks_store_vcpu_alloc *vcpus, uint32_t n_vcpus,
-                                uint64_t now_us, ks_err *err)
+                                const ks_store_vcpu_alloc *vcpus, uint32_t n_vcpus, uint64_t now_us,
+                                ks_err *err)
 {
     CHECK_WRITE(s, err);
     CHECK_ARG(name, err, "no vm name");
@@ -595,8 +594,8 @@ ks_code ks_store_pool_members_set(ks_store *s, const char *name, const char *con
     return s->ops->pool_members_set(s, name, host_ids, n, err);
 }
 
-ks_code ks_store_pool_members_list(ks_store *s, const char *pool, ks_store_member_cb cb,
-                                   void *ctx, ks_err *err)
+ks_code ks_store_pool_members_list(ks_store *s, const char *pool, ks_store_member_cb cb, void *ctx,
+                                   ks_err *err)
 {
     CHECK_STORE(s, err);
     CHECK_ARG(cb, err, "no callback");

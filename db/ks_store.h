@@ -43,8 +43,9 @@
  * fields of a row passed to a callback are BORROWED (valid during the call
  * only, NULL when not loaded); a non-zero return stops the listing, which then
  * returns KS_OK.  A callback must not call into the same ks_store (the listing
- * statement is still running); collect what it needs and act afterwards.  Codes common to all functions: KS_EINVAL (bad argument),
- * KS_EIO (storage failure, with SQLite's message), KS_ENOMEM.
+ * statement is still running); collect what it needs and act afterwards.
+ * Codes common to all functions: KS_EINVAL (bad argument), KS_EIO (storage
+ * failure, with SQLite's message), KS_ENOMEM.
  *
  * Ids (host ids, VM, pool names) are checked with ks_id_valid() on writes.
  *
@@ -78,7 +79,10 @@ typedef struct ks_store_options {
     bool read_only;           /* open an existing, current database for reading only */
 } ks_store_options;
 
-#define KS_STORE_OPTIONS_INIT { false, 5000, false }
+#define KS_STORE_OPTIONS_INIT                                                                      \
+    {                                                                                              \
+        false, 5000, false                                                                         \
+    }
 
 /*
  * Opens (creating and migrating when needed, unless read_only) the store at
@@ -148,29 +152,29 @@ int ks_store_host_state_from_str(const char *s);                /* -1 when unkno
 typedef struct ks_store_host_row {
     char id[KS_ID_MAX];
     char hostname[KS_NAME_MAX];
-    int32_t arch;              /* ks_arch, -1 when unknown */
+    int32_t arch; /* ks_arch, -1 when unknown */
     char vendor[KS_NAME_MAX];
     char model_name[KS_NAME_MAX];
-    uint8_t state;             /* ks_store_host_state */
+    uint8_t state; /* ks_store_host_state */
     char boot_id[KS_ID_MAX];
-    uint64_t generation;       /* report generation stored */
-    uint32_t n_cpus;           /* CPU rows of the host */
-    uint64_t registered_us;    /* first report */
-    uint64_t updated_us;       /* last change of the row (report, state) */
-    uint64_t last_heartbeat_us;/* last heartbeat or accepted report */
-    char *report_json;         /* the report as received; owned after ks_store_host_get
-                                  with with_report, else NULL */
+    uint64_t generation;        /* report generation stored */
+    uint32_t n_cpus;            /* CPU rows of the host */
+    uint64_t registered_us;     /* first report */
+    uint64_t updated_us;        /* last change of the row (report, state) */
+    uint64_t last_heartbeat_us; /* last heartbeat or accepted report */
+    char *report_json;          /* the report as received; owned after ks_store_host_get
+                                   with with_report, else NULL */
 } ks_store_host_row;
 
 /* Frees row->report_json and sets it NULL.  NULL-safe. */
 void ks_store_host_row_destroy(ks_store_host_row *row);
 
 typedef struct ks_store_put_result {
-    bool created;              /* the host was not known before */
-    bool unchanged;            /* same boot id and generation: nothing written */
-    bool boot_changed;         /* a new boot id replaced the stored one */
-    uint32_t n_cpus_added;     /* CPU rows inserted */
-    uint32_t n_cpus_removed;   /* CPU rows deleted (no longer reported) */
+    bool created;            /* the host was not known before */
+    bool unchanged;          /* same boot id and generation: nothing written */
+    bool boot_changed;       /* a new boot id replaced the stored one */
+    uint32_t n_cpus_added;   /* CPU rows inserted */
+    uint32_t n_cpus_removed; /* CPU rows deleted (no longer reported) */
 } ks_store_put_result;
 
 /*
@@ -210,14 +214,17 @@ ks_code ks_store_host_set_state(ks_store *s, const char *id, ks_store_host_state
 ks_code ks_store_host_delete(ks_store *s, const char *id, ks_err *err);
 
 typedef struct ks_store_host_filter {
-    int state;                 /* ks_store_host_state, -1 = any */
-    int arch;                  /* ks_arch, -1 = any */
-    const char *vendor;        /* exact vendor string, NULL = any */
-    const char *after_id;      /* keyset pagination: only ids > after_id; NULL = from the start */
-    uint32_t limit;            /* at most this many rows, 0 = no limit */
+    int state;            /* ks_store_host_state, -1 = any */
+    int arch;             /* ks_arch, -1 = any */
+    const char *vendor;   /* exact vendor string, NULL = any */
+    const char *after_id; /* keyset pagination: only ids > after_id; NULL = from the start */
+    uint32_t limit;       /* at most this many rows, 0 = no limit */
 } ks_store_host_filter;
 
-#define KS_STORE_HOST_FILTER_INIT { -1, -1, NULL, NULL, 0 }
+#define KS_STORE_HOST_FILTER_INIT                                                                  \
+    {                                                                                              \
+        -1, -1, NULL, NULL, 0                                                                      \
+    }
 
 typedef int (*ks_store_host_cb)(void *ctx, const ks_store_host_row *row);
 
@@ -226,8 +233,7 @@ ks_code ks_store_host_list(ks_store *s, const ks_store_host_filter *f, ks_store_
                            void *ctx, ks_err *err);
 
 /* Number of hosts matching f's state/arch/vendor (after_id and limit ignored). */
-ks_code ks_store_host_count(uint64_t *out, ks_store *s, const ks_store_host_filter *f,
-                            ks_err *err);
+ks_code ks_store_host_count(uint64_t *out, ks_store *s, const ks_store_host_filter *f, ks_err *err);
 
 /* ------------------------------------------------------------------------ */
 /* CPUs and defects                                                         */
@@ -235,14 +241,14 @@ ks_code ks_store_host_count(uint64_t *out, ks_store *s, const ks_store_host_filt
 
 typedef struct ks_store_cpu_row {
     char host_id[KS_ID_MAX];
-    int32_t cpu_id;            /* OS logical CPU number */
+    int32_t cpu_id; /* OS logical CPU number */
     int32_t package, die, cluster, core, thread;
-    int32_t numa_node;         /* -1 when unknown */
-    int32_t l2_group, l3_group;/* as in ks_cpu, -1 when none */
-    int32_t kind_class;        /* ks_kind_class, -1 when the host is not hybrid-aware */
-    char kind_name[KS_NAME_MAX];/* "" when none */
+    int32_t numa_node;           /* -1 when unknown */
+    int32_t l2_group, l3_group;  /* as in ks_cpu, -1 when none */
+    int32_t kind_class;          /* ks_kind_class, -1 when the host is not hybrid-aware */
+    char kind_name[KS_NAME_MAX]; /* "" when none */
     uint32_t base_mhz, max_mhz;
-    uint8_t state;             /* ks_cpu_state */
+    uint8_t state; /* ks_cpu_state */
     bool reserved;
     ks_featset native, usable, defective;
 } ks_store_cpu_row;
@@ -264,9 +270,9 @@ ks_code ks_store_cpu_get(ks_store_cpu_row *out, ks_store *s, const char *host_id
 typedef struct ks_store_defect_row {
     char host_id[KS_ID_MAX];
     int32_t cpu_id;
-    uint16_t feature;          /* catalogue id, KS_FEATURE_NONE for a whole-CPU defect */
+    uint16_t feature;               /* catalogue id, KS_FEATURE_NONE for a whole-CPU defect */
     char feature_name[KS_NAME_MAX]; /* canonical name, "" for a whole-CPU defect */
-    uint8_t source;            /* ks_defect_source */
+    uint8_t source;                 /* ks_defect_source */
     uint64_t time_us;
     char detail[KS_TEXT_MAX];
 } ks_store_defect_row;
@@ -295,16 +301,16 @@ int ks_store_vm_state_from_str(const char *s);              /* -1 when unknown *
 typedef struct ks_store_vm_row {
     char name[KS_ID_MAX];
     char host_id[KS_ID_MAX];
-    uint8_t state;               /* ks_store_vm_state */
-    uint64_t generation;         /* plan generation */
-    uint64_t applied_generation; /* last generation the agent reported applied, 0 = none */
-    char pool[KS_ID_MAX];        /* "" = none */
+    uint8_t state;                       /* ks_store_vm_state */
+    uint64_t generation;                 /* plan generation */
+    uint64_t applied_generation;         /* last generation the agent reported applied, 0 = none */
+    char pool[KS_ID_MAX];                /* "" = none */
     char anti_affinity_group[KS_ID_MAX]; /* "" = none */
-    char apply_error[KS_TEXT_MAX];/* "" = none */
-    uint32_t n_vcpus;            /* allocation rows of the VM */
+    char apply_error[KS_TEXT_MAX];       /* "" = none */
+    uint32_t n_vcpus;                    /* allocation rows of the VM */
     uint64_t created_us, updated_us;
-    char *request_json;          /* ks_vm_request JSON; see the row rules at the top */
-    char *plan_json;             /* ks_plan JSON */
+    char *request_json; /* ks_vm_request JSON; see the row rules at the top */
+    char *plan_json;    /* ks_plan JSON */
 } ks_store_vm_row;
 
 /* Frees request_json and plan_json and sets them NULL.  NULL-safe. */
@@ -329,8 +335,8 @@ typedef struct ks_store_vcpu_alloc {
  *   KS_EINVAL    duplicate vcpu index
  * On error the caller rolls back (nothing of the VM is kept).
  */
-ks_code ks_store_vm_insert(ks_store *s, const ks_store_vm_row *vm,
-                           const ks_store_vcpu_alloc *vcpus, uint32_t n_vcpus, ks_err *err);
+ks_code ks_store_vm_insert(ks_store *s, const ks_store_vm_row *vm, const ks_store_vcpu_alloc *vcpus,
+                           uint32_t n_vcpus, ks_err *err);
 
 /* Loads VM `name`; request_json and plan_json are loaded (owned) when with_json.
  * KS_ENOTFOUND. */
@@ -338,15 +344,18 @@ ks_code ks_store_vm_get(ks_store_vm_row *out, ks_store *s, const char *name, boo
                         ks_err *err);
 
 typedef struct ks_store_vm_filter {
-    const char *host_id;       /* NULL = any */
-    int state;                 /* ks_store_vm_state, -1 = any */
-    const char *pool;          /* NULL = any, "" = VMs in no pool */
-    const char *after_name;    /* keyset pagination: names > after_name; NULL = from the start */
-    uint32_t limit;            /* 0 = no limit */
-    bool with_json;            /* pass request_json/plan_json (borrowed) to the callback */
+    const char *host_id;    /* NULL = any */
+    int state;              /* ks_store_vm_state, -1 = any */
+    const char *pool;       /* NULL = any, "" = VMs in no pool */
+    const char *after_name; /* keyset pagination: names > after_name; NULL = from the start */
+    uint32_t limit;         /* 0 = no limit */
+    bool with_json;         /* pass request_json/plan_json (borrowed) to the callback */
 } ks_store_vm_filter;
 
-#define KS_STORE_VM_FILTER_INIT { NULL, -1, NULL, NULL, 0, false }
+#define KS_STORE_VM_FILTER_INIT                                                                    \
+    {                                                                                              \
+        NULL, -1, NULL, NULL, 0, false                                                             \
+    }
 
 typedef int (*ks_store_vm_cb)(void *ctx, const ks_store_vm_row *row);
 
@@ -369,8 +378,8 @@ ks_code ks_store_vm_delete(ks_store *s, const char *name, ks_err *err);
  */
 ks_code ks_store_vm_update_plan(ks_store *s, const char *name, const char *host_id,
                                 uint64_t generation, const char *plan_json,
-                                const ks_store_vcpu_alloc *vcpus, uint32_t n_vcpus,
-                                uint64_t now_us, ks_err *err);
+                                const ks_store_vcpu_alloc *vcpus, uint32_t n_vcpus, uint64_t now_us,
+                                ks_err *err);
 
 /* Sets the VM state (write).  KS_ENOTFOUND. */
 ks_code ks_store_vm_set_state(ks_store *s, const char *name, ks_store_vm_state state,
@@ -401,7 +410,7 @@ ks_code ks_store_vcpu_scan(ks_store *s, const char *host_id, const char *vm_name
 
 typedef struct ks_store_pool_row {
     char name[KS_ID_MAX];
-    char *selector_json;       /* owned after ks_store_pool_get, borrowed in callbacks */
+    char *selector_json; /* owned after ks_store_pool_get, borrowed in callbacks */
     uint32_t n_members;
     uint64_t created_us;
 } ks_store_pool_row;
@@ -429,8 +438,8 @@ ks_code ks_store_pool_members_set(ks_store *s, const char *name, const char *con
 
 typedef int (*ks_store_member_cb)(void *ctx, const char *pool, const char *host_id);
 /* Memberships of pool (NULL = all pools), ordered by pool then host. */
-ks_code ks_store_pool_members_list(ks_store *s, const char *pool, ks_store_member_cb cb,
-                                   void *ctx, ks_err *err);
+ks_code ks_store_pool_members_list(ks_store *s, const char *pool, ks_store_member_cb cb, void *ctx,
+                                   ks_err *err);
 
 /* ------------------------------------------------------------------------ */
 /* Policies (fleet-wide feature bans)                                       */
@@ -467,12 +476,12 @@ ks_code ks_store_policy_delete(ks_store *s, int64_t id, ks_err *err);
 /* ------------------------------------------------------------------------ */
 
 typedef struct ks_store_event_row {
-    int64_t id;                /* increasing, never reused */
+    int64_t id; /* increasing, never reused */
     uint64_t time_us;
-    char type[KS_NAME_MAX];    /* "host.registered", "vm.placed", ... */
-    char host_id[KS_ID_MAX];   /* "" = none */
-    char vm[KS_ID_MAX];        /* "" = none */
-    const char *detail_json;   /* borrowed (callback), NULL when none */
+    char type[KS_NAME_MAX];  /* "host.registered", "vm.placed", ... */
+    char host_id[KS_ID_MAX]; /* "" = none */
+    char vm[KS_ID_MAX];      /* "" = none */
+    const char *detail_json; /* borrowed (callback), NULL when none */
 } ks_store_event_row;
 
 /* Appends an event (write); host_id, vm, detail_json may be NULL.  *out_id (may
@@ -494,7 +503,7 @@ ks_code ks_store_event_prune(uint64_t *out_n, ks_store *s, uint64_t before_us, k
 typedef struct ks_store_capacity_row {
     int64_t id;
     uint64_t time_us;
-    char scope[KS_NAME_MAX];   /* "fleet", "host:<id>", "pool:<name>" */
+    char scope[KS_NAME_MAX]; /* "fleet", "host:<id>", "pool:<name>" */
     uint64_t total, allocated, free, degraded_usable, reclaimed, stranded, quarantined;
 } ks_store_capacity_row;
 
@@ -514,10 +523,10 @@ ks_code ks_store_capacity_prune(uint64_t *out_n, ks_store *s, uint64_t before_us
 /* ------------------------------------------------------------------------ */
 
 typedef struct ks_store_idem_row {
-    char key[KS_TEXT_MAX];     /* the Idempotency-Key (the caller may prefix a principal) */
+    char key[KS_TEXT_MAX];          /* the Idempotency-Key (the caller may prefix a principal) */
     char request_hash[KS_NAME_MAX]; /* e.g. hex SHA-256 of method+path+body */
-    int32_t status;            /* HTTP status of the stored response */
-    char *response_json;       /* owned after ks_store_idem_get */
+    int32_t status;                 /* HTTP status of the stored response */
+    char *response_json;            /* owned after ks_store_idem_get */
     uint64_t created_us;
 } ks_store_idem_row;
 
@@ -541,8 +550,8 @@ typedef struct ks_store_token_row {
     int64_t id;
     uint8_t hash[KS_STORE_TOKEN_HASH_MAX];
     uint32_t hash_len;
-    char role[32];             /* "admin", "agent", "reader" (the API owns the meaning) */
-    char host_id[KS_ID_MAX];   /* agent tokens: the only host it may act for; "" otherwise */
+    char role[32];           /* "admin", "agent", "reader" (the API owns the meaning) */
+    char host_id[KS_ID_MAX]; /* agent tokens: the only host it may act for; "" otherwise */
     char description[KS_TEXT_MAX];
     uint64_t created_us;
 } ks_store_token_row;

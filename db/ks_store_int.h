@@ -31,16 +31,16 @@ typedef struct ks_store_ops {
     ks_code (*host_set_state)(ks_store *s, const char *id, ks_store_host_state state,
                               uint64_t now_us, ks_err *err);
     ks_code (*host_delete)(ks_store *s, const char *id, ks_err *err);
-    ks_code (*host_list)(ks_store *s, const ks_store_host_filter *f, ks_store_host_cb cb,
-                         void *ctx, ks_err *err);
+    ks_code (*host_list)(ks_store *s, const ks_store_host_filter *f, ks_store_host_cb cb, void *ctx,
+                         ks_err *err);
     ks_code (*host_count)(uint64_t *out, ks_store *s, const ks_store_host_filter *f, ks_err *err);
 
     ks_code (*cpu_scan)(ks_store *s, const char *host_id, ks_store_cpu_cb cb, void *ctx,
                         ks_err *err);
     ks_code (*cpu_get)(ks_store_cpu_row *out, ks_store *s, const char *host_id, int32_t cpu_id,
                        ks_err *err);
-    ks_code (*defect_list)(ks_store *s, const char *host_id, int32_t cpu_id,
-                           ks_store_defect_cb cb, void *ctx, ks_err *err);
+    ks_code (*defect_list)(ks_store *s, const char *host_id, int32_t cpu_id, ks_store_defect_cb cb,
+                           void *ctx, ks_err *err);
 
     ks_code (*vm_insert)(ks_store *s, const ks_store_vm_row *vm, const ks_store_vcpu_alloc *vcpus,
                          uint32_t n_vcpus, ks_err *err);
@@ -54,12 +54,12 @@ typedef struct ks_store_ops {
                               uint64_t generation, const char *plan_json,
                               const ks_store_vcpu_alloc *vcpus, uint32_t n_vcpus, uint64_t now_us,
                               ks_err *err);
-    ks_code (*vm_set_state)(ks_store *s, const char *name, ks_store_vm_state state,
-                            uint64_t now_us, ks_err *err);
+    ks_code (*vm_set_state)(ks_store *s, const char *name, ks_store_vm_state state, uint64_t now_us,
+                            ks_err *err);
     ks_code (*vm_set_applied)(ks_store *s, const char *name, uint64_t applied_generation,
                               const char *apply_error, uint64_t now_us, ks_err *err);
-    ks_code (*vcpu_scan)(ks_store *s, const char *host_id, const char *vm_name,
-                         ks_store_vcpu_cb cb, void *ctx, ks_err *err);
+    ks_code (*vcpu_scan)(ks_store *s, const char *host_id, const char *vm_name, ks_store_vcpu_cb cb,
+                         void *ctx, ks_err *err);
 
     ks_code (*pool_create)(ks_store *s, const char *name, const char *selector_json,
                            uint64_t now_us, ks_err *err);
@@ -106,7 +106,7 @@ typedef struct ks_store_ops {
 
 struct ks_store {
     const ks_store_ops *ops;
-    bool in_txn;     /* a transaction opened by ks_store_begin() is open */
+    bool in_txn; /* a transaction opened by ks_store_begin() is open */
     bool read_only;
 };
 

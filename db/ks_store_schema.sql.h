@@ -161,6 +161,7 @@ static const char *const ks_store__migrations[] = {
     ") STRICT;\n",
 };
 
-#define KS_STORE__N_MIGRATIONS ((int)(sizeof(ks_store__migrations) / sizeof(ks_store__migrations[0])))
+#define KS_STORE__N_MIGRATIONS                                                                     \
+    ((int)(sizeof(ks_store__migrations) / sizeof(ks_store__migrations[0])))
 
 #endif

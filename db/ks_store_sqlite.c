@@ -32,17 +32,17 @@
 
 /* ---- statement table --------------------------------------------------- */
 
-#define HOST_COLS                                                                                 \
-    "id, hostname, arch, vendor, model_name, state, boot_id, generation, n_cpus, "              \
+#define HOST_COLS                                                                                  \
+    "id, hostname, arch, vendor, model_name, state, boot_id, generation, n_cpus, "                 \
     "registered_us, updated_us, last_heartbeat_us"
-#define CPU_COLS                                                                                  \
-    "host_id, cpu_id, package, die, cluster, core, thread, numa_node, l2_group, l3_group, "      \
+#define CPU_COLS                                                                                   \
+    "host_id, cpu_id, package, die, cluster, core, thread, numa_node, l2_group, l3_group, "        \
     "kind_class, kind_name, base_mhz, max_mhz, state, reserved, native, usable, defective"
 /* JSON columns only when ?5 is true: CASE is evaluated lazily, so the (large)
  * documents are not even read when a listing does not want them. */
-#define VM_COLS                                                                                   \
-    "name, host_id, state, generation, applied_generation, pool, anti_affinity_group, "         \
-    "apply_error, n_vcpus, created_us, updated_us, CASE WHEN ?5 THEN request_json END, "        \
+#define VM_COLS                                                                                    \
+    "name, host_id, state, generation, applied_generation, pool, anti_affinity_group, "            \
+    "apply_error, n_vcpus, created_us, updated_us, CASE WHEN ?5 THEN request_json END, "           \
     "CASE WHEN ?5 THEN plan_json END"
 #define VM_FILTER "(?1 IS NULL OR state = ?1) AND (?2 IS NULL OR pool = ?2) AND name > ?3 "
 
@@ -170,8 +170,8 @@ static const char *const sql_text[ST__COUNT] = {
                        "VALUES (?1, ?2, ?3, ?4)",
     [ST_VM_GET] = "SELECT " VM_COLS " FROM vms WHERE name = ?1",
     [ST_VM_LIST_ALL] = "SELECT " VM_COLS " FROM vms WHERE " VM_FILTER "ORDER BY name LIMIT ?4",
-    [ST_VM_LIST_HOST] = "SELECT " VM_COLS " FROM vms WHERE host_id = ?6 AND " VM_FILTER
-                        "ORDER BY name LIMIT ?4",
+    [ST_VM_LIST_HOST] =
+        "SELECT " VM_COLS " FROM vms WHERE host_id = ?6 AND " VM_FILTER "ORDER BY name LIMIT ?4",
     [ST_VM_COUNT] = "SELECT count(*) FROM vms WHERE (?6 IS NULL OR host_id = ?6) "
                     "AND (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR pool = ?2)",
     [ST_VM_DELETE] = "DELETE FROM vms WHERE name = ?1",
@@ -773,8 +773,8 @@ static ks_code write_cpus(sq_store *q, const ks_report *r, const uint8_t *what, 
         if (what[i] == CPU_SAME)
             continue;
         sqlite3_stmt **pst = what[i] == CPU_NEW ? &ins : &upd;
-        if (!*pst && (rc = stmt(pst, q, what[i] == CPU_NEW ? ST_CPU_INSERT : ST_CPU_UPDATE, err)) !=
-                         KS_OK)
+        if (!*pst &&
+            (rc = stmt(pst, q, what[i] == CPU_NEW ? ST_CPU_INSERT : ST_CPU_UPDATE, err)) != KS_OK)
             break;
         sqlite3_stmt *st = *pst;
         const ks_cpu *c = &r->cpus[i];
@@ -1086,8 +1086,7 @@ static ks_code sq_host_list(ks_store *s, const ks_store_host_filter *f, ks_store
     return rc;
 }
 
-static ks_code sq_host_count(uint64_t *out, ks_store *s, const ks_store_host_filter *f,
-                             ks_err *err)
+static ks_code sq_host_count(uint64_t *out, ks_store *s, const ks_store_host_filter *f, ks_err *err)
 {
     sq_store *q = sq(s);
     sqlite3_stmt *st = NULL;
@@ -1145,8 +1144,8 @@ static ks_code sq_cpu_scan(ks_store *s, const char *host_id, ks_store_cpu_cb cb,
     int src;
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
         if (!cpu_row_read(&c, st)) {
-            rc = ks_err_set(err, KS_EIO, "corrupt row for cpu %d of host '%s'", c.cpu_id,
-                            c.host_id);
+            rc =
+                ks_err_set(err, KS_EIO, "corrupt row for cpu %d of host '%s'", c.cpu_id, c.host_id);
             break;
         }
         if (cb(ctx, &c) != 0)
@@ -1657,8 +1656,8 @@ static ks_code sq_pool_members_set(ks_store *s, const char *name, const char *co
     return rc;
 }
 
-static ks_code sq_pool_members_list(ks_store *s, const char *pool, ks_store_member_cb cb,
-                                    void *ctx, ks_err *err)
+static ks_code sq_pool_members_list(ks_store *s, const char *pool, ks_store_member_cb cb, void *ctx,
+                                    ks_err *err)
 {
     sq_store *q = sq(s);
     sqlite3_stmt *st = NULL;
@@ -1679,8 +1678,8 @@ static ks_code sq_pool_members_list(ks_store *s, const char *pool, ks_store_memb
 /* ---- policies ---------------------------------------------------------- */
 
 /* *out_id (may be NULL) = the rowid just inserted by `st`. */
-static ks_code insert_returning_id(int64_t *out_id, sq_store *q, sqlite3_stmt *st,
-                                   const char *what, ks_err *err)
+static ks_code insert_returning_id(int64_t *out_id, sq_store *q, sqlite3_stmt *st, const char *what,
+                                   ks_err *err)
 {
     int src = step_done(st);
     stmt_done(st);
@@ -2148,8 +2147,9 @@ ks_code ks_store__sqlite_open(ks_store **out, const char *path, const ks_store_o
         return ks_err_set(err, KS_ENOMEM, "out of memory opening the store");
     q->base.ops = &sqlite_ops;
     q->base.read_only = opts->read_only;
-    int flags = SQLITE_OPEN_NOMUTEX |
-                (opts->read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    int flags =
+        SQLITE_OPEN_NOMUTEX |
+        (opts->read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
     int src = sqlite3_open_v2(path, &q->db, flags, NULL);
     if (src != SQLITE_OK) {
         rc = ks_err_set(err, opts->read_only && src == SQLITE_CANTOPEN ? KS_EINVAL : map_rc(src),
@@ -2158,8 +2158,8 @@ ks_code ks_store__sqlite_open(ks_store **out, const char *path, const ks_store_o
         goto done;
     }
     sqlite3_extended_result_codes(q->db, 1);
-    sqlite3_busy_timeout(q->db, (int)(opts->busy_timeout_ms > INT32_MAX ? INT32_MAX
-                                                                        : opts->busy_timeout_ms));
+    sqlite3_busy_timeout(
+        q->db, (int)(opts->busy_timeout_ms > INT32_MAX ? INT32_MAX : opts->busy_timeout_ms));
     if (!opts->read_only) {
         int64_t dummy;
         /* journal_mode answers with the mode in force: "wal", or "memory" for
@@ -2182,7 +2182,8 @@ ks_code ks_store__sqlite_open(ks_store **out, const char *path, const ks_store_o
             rc = ks_err_set(err, KS_EIO, "database '%s' refused WAL mode (got '%s')", path, seen);
             goto done;
         }
-        rc = sq_exec(q, opts->sync_full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
+        rc = sq_exec(q,
+                     opts->sync_full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
                      "set synchronous", err);
         if (rc == KS_OK)
             rc = sq_exec(q, "PRAGMA foreign_keys = ON", "enable foreign keys", err);

@@ -221,9 +221,9 @@ static void test_store__newer_schema_refused(void **state)
     ks_test_path(path, sizeof(path), "%s/future.db", f->dir);
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, "CREATE TABLE t(x); PRAGMA user_version = 7", NULL, NULL,
-                                  NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db, "CREATE TABLE t(x); PRAGMA user_version = 7", NULL, NULL, NULL),
+        SQLITE_OK);
     sqlite3_close(db);
     ks_store *s = NULL;
     ks_err err = {0};
@@ -624,9 +624,8 @@ static void test_store__rollback_leaves_nothing(void **state)
     snprintf(vm.name, sizeof(vm.name), "vm1");
     snprintf(vm.host_id, sizeof(vm.host_id), "h1");
     ks_store_vcpu_alloc v[2] = {{0, 1}, {1, 1}};
-    assert_int_equal(ks_store_event_append(NULL, f->s, 1, "host.registered", "h1", NULL, NULL,
-                                           &err),
-                     KS_OK);
+    assert_int_equal(
+        ks_store_event_append(NULL, f->s, 1, "host.registered", "h1", NULL, NULL, &err), KS_OK);
     /* The second vcpu collides with the first: the whole placement fails. */
     assert_int_equal(ks_store_vm_insert(f->s, &vm, v, 2, &err), KS_ECONFLICT);
     assert_true(ks_store_in_txn(f->s));
@@ -820,8 +819,10 @@ static void test_store__backup_restores(void **state)
     assert_int_equal(ks_store_integrity_check(b, &err), KS_OK);
     const char *counts[] = {"SELECT count(*) FROM cpus WHERE host_id != 'h3'",
                             "SELECT count(*) FROM cpu_defects WHERE host_id != 'h3'",
-                            "SELECT count(*) FROM vm_vcpus", "SELECT count(*) FROM events",
-                            "SELECT count(*) FROM tokens", "PRAGMA user_version"};
+                            "SELECT count(*) FROM vm_vcpus",
+                            "SELECT count(*) FROM events",
+                            "SELECT count(*) FROM tokens",
+                            "PRAGMA user_version"};
     for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++)
         assert_int_equal(qint(b, counts[i]), qint(f->s, counts[i]));
     assert_int_equal(qint(b, "SELECT count(*) FROM hosts"), 2);
@@ -1096,8 +1097,7 @@ static void test_store__tokens(void **state)
     }
     int64_t id1 = 0, id2 = 0;
     assert_int_equal(ks_store_begin(f->s, &err), KS_OK);
-    assert_int_equal(ks_store_token_add(&id1, f->s, h1, 32, "admin", NULL, "root", 1, &err),
-                     KS_OK);
+    assert_int_equal(ks_store_token_add(&id1, f->s, h1, 32, "admin", NULL, "root", 1, &err), KS_OK);
     assert_int_equal(ks_store_token_add(&id2, f->s, h2, 32, "agent", "h7", NULL, 2, &err), KS_OK);
     assert_int_equal(ks_store_token_add(NULL, f->s, h1, 32, "reader", NULL, NULL, 3, &err),
                      KS_EEXIST);
@@ -1178,7 +1178,7 @@ static void test_store__throughput(void **state)
     assert_int_equal(ks_store_cpu_scan(f->s, NULL, count_cpu, &sc, &err), KS_OK);
     uint64_t t4 = now_us(), c4 = cpu_us();
     assert_int_equal(sc.rows, (uint64_t)n_hosts * n_cpus);
-#define RATE(n, a, b) ((double)(n) * 1e6 / (double)((b) - (a) + 1))
+#define RATE(n, a, b) ((double)(n)*1e6 / (double)((b) - (a) + 1))
     printf("store throughput (%u cpus per report; wall / cpu-time rates):\n"
            "  new host reports      %8.0f /s  %8.0f /s\n"
            "  reports, 1 cpu change %8.0f /s  %8.0f /s\n"
@@ -1202,13 +1202,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store__urls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__writes_need_a_transaction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__host_put_get_generations, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_store__host_list_filters_pagination, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_store__host_list_filters_pagination, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__cpu_scan_equals_put, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__double_allocation_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__rollback_leaves_nothing, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_store__host_delete_with_vms_refused, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_store__host_delete_with_vms_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__vm_update_and_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__backup_restores, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__readonly_handle, setup, teardown),
