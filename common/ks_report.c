@@ -514,6 +514,7 @@ static json_t *host_to_json(const ks_host_info *h)
     bad |= ks_json__set(o, "generation", ks_json__uint(h->generation));
     bad |= ks_json__set(o, "memory_mib", ks_json__uint(h->memory_mib));
     bad |= ks_json__set(o, "source", STR(h->source));
+    bad |= ks_json__set(o, "agent_url", STR(h->agent_url));
     if (bad) {
         json_decref(o);
         return NULL;
@@ -731,7 +732,7 @@ static const char *const report_keys[] = {
 static const char *const host_keys[] = {
     "id",        "hostname", "arch",          "vendor",  "model_name", "family",
     "model",     "stepping", "microcode",     "kernel",  "agent_version",
-    "boot_id",   "generation", "memory_mib",  "source",  NULL,
+    "boot_id",   "generation", "memory_mib",  "source",  "agent_url", NULL,
 };
 static const char *const topology_keys[] = {"packages", "dies", "clusters", "cores", NULL};
 static const char *const kind_keys[] = {"name", "efficiency_rank", "class", "max_mhz", NULL};
@@ -797,6 +798,9 @@ static ks_code decode_host(ks_host_info *h, const json_t *o, const char *path, k
                               err);
     if (rc == KS_OK)
         rc = ks_json__get_str(o, path, "source", false, h->source, sizeof(h->source), err);
+    if (rc == KS_OK)
+        rc = ks_json__get_str(o, path, "agent_url", false, h->agent_url, sizeof(h->agent_url),
+                              err);
     return rc;
 }
 

@@ -149,6 +149,7 @@ typedef struct ks_host_info {
     uint64_t generation;       /* report generation, increases on every change in a boot */
     uint64_t memory_mib;       /* total */
     char source[KS_TEXT_MAX];  /* "live", or "fixture:<name>" */
+    char agent_url[KS_TEXT_MAX]; /* where the agent serves plans ("http://10.0.0.5:7421"), "" none */
 } ks_host_info;
 
 typedef struct ks_report {
