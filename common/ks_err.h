@@ -47,7 +47,8 @@ ks_code ks_code_from_slug(const char *slug);
 /* Fills *err (if not NULL) and returns `code`, so callers can `return ks_err_set(...)`. */
 ks_code ks_err_set(ks_err *err, ks_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-ks_code ks_err_setv(ks_err *err, ks_code code, const char *fmt, va_list ap);
+ks_code ks_err_setv(ks_err *err, ks_code code, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 /* Like ks_err_set() and also records the JSON path/option the error is about. */
 ks_code ks_err_set_field(ks_err *err, ks_code code, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

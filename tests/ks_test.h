@@ -33,6 +33,8 @@ static inline const char *ks_test_build_dir(void)
 
 /* snprintf into a caller buffer, failing the test on truncation. */
 static inline const char *ks_test_path(char *buf, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static inline const char *ks_test_path(char *buf, size_t cap, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
