@@ -455,6 +455,10 @@ ks_code ks_store_vm_insert(ks_store *s, const ks_store_vm_row *vm, const ks_stor
         return rc;
     if (vm->state >= KS_STORE_VM_STATE__COUNT)
         return ks_err_set(err, KS_EINVAL, "bad vm state %d", vm->state);
+    /* Fixed-size strings are bound with strlen: they must be terminated. */
+    if (!memchr(vm->anti_affinity_group, '\0', sizeof(vm->anti_affinity_group)) ||
+        !memchr(vm->apply_error, '\0', sizeof(vm->apply_error)))
+        return ks_err_set(err, KS_EINVAL, "unterminated string in vm '%s'", vm->name);
     return s->ops->vm_insert(s, vm, vcpus, n_vcpus, err);
 }
 

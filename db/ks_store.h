@@ -131,7 +131,8 @@ ks_code ks_store_integrity_check(ks_store *s, ks_err *err);
  * Runs a single-integer SELECT (e.g. "SELECT count(*) FROM cpus") and stores the
  * first column of the first row.  For tests, cross-checks and reports; never
  * build `sql` from user input.  KS_ENOTFOUND when no row, KS_EINVAL when the SQL
- * is invalid or the value is not an integer (NULL included).
+ * is invalid, not exactly one statement, not read-only, or the value is not an
+ * integer (NULL included).
  */
 ks_code ks_store_query_int(int64_t *out, ks_store *s, const char *sql, ks_err *err);
 
@@ -190,7 +191,8 @@ typedef struct ks_store_put_result {
  *     rows upserted, CPUs no longer reported deleted - unless a VM vCPU is
  *     allocated on one: KS_ECONFLICT "cpu 7 of host 'h1' is allocated to vm
  *     'web-1' but no longer reported" - and the CPU defects replaced.
- * `res` may be NULL.  Also refreshes last_heartbeat_us = now_us.
+ * `res` may be NULL.  A written report also sets last_heartbeat_us = now_us
+ * (a replay does not: send a heartbeat for that).
  */
 ks_code ks_store_host_put_report(ks_store *s, const ks_report *r, const char *report_json,
                                  uint64_t now_us, ks_store_put_result *res, ks_err *err);

@@ -287,10 +287,9 @@ static ks_code stmt(sqlite3_stmt **out, sq_store *q, int id, ks_err *err)
                                     NULL);
         if (rc != SQLITE_OK) {
             /* Our own SQL failing to compile is a bug or a damaged schema. */
-            ks_err_set(err, rc == SQLITE_NOMEM ? KS_ENOMEM : KS_EINTERNAL,
-                       "prepare statement %d: %s", id, sqlite3_errmsg(q->db));
             q->st[id] = NULL;
-            return err ? err->code : (rc == SQLITE_NOMEM ? KS_ENOMEM : KS_EINTERNAL);
+            return ks_err_set(err, rc == SQLITE_NOMEM ? KS_ENOMEM : KS_EINTERNAL,
+                              "prepare statement %d: %s", id, sqlite3_errmsg(q->db));
         }
     }
     *out = q->st[id];
@@ -611,10 +610,23 @@ static ks_code sq_query_int(int64_t *out, ks_store *s, const char *sql, ks_err *
     sq_store *q = sq(s);
     sqlite3_stmt *st = NULL;
     ks_code rc = KS_OK;
-    int src = sqlite3_prepare_v2(q->db, sql, -1, &st, NULL);
-    if (src != SQLITE_OK || !st) {
+    const char *tail = NULL;
+    int src = sqlite3_prepare_v2(q->db, sql, -1, &st, &tail);
+    if (src != SQLITE_OK) {
         rc = ks_err_set(err, src == SQLITE_NOMEM ? KS_ENOMEM : KS_EINVAL, "query '%s': %s", sql,
-                        st ? sqlite3_errmsg(q->db) : "no statement");
+                        sqlite3_errmsg(q->db));
+        goto done;
+    }
+    while (tail && (*tail == ' ' || *tail == '\t' || *tail == '\n' || *tail == ';'))
+        tail++;
+    if (!st || (tail && *tail)) {
+        rc = ks_err_set(err, KS_EINVAL, "query '%s' is not exactly one statement", sql);
+        goto done;
+    }
+    /* An escape hatch for reading: it must never become a way around the
+     * transaction rule. */
+    if (!sqlite3_stmt_readonly(st)) {
+        rc = ks_err_set(err, KS_EINVAL, "query '%s' is not read-only", sql);
         goto done;
     }
     src = sqlite3_step(st);

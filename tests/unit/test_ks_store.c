@@ -181,6 +181,17 @@ static ks_code insert_vm(ks_store *s, const char *name, const char *host, const 
     return rc;
 }
 
+typedef struct scan_count_fwd {
+    uint64_t rows;
+} scan_count_fwd;
+
+static int count_rows(void *ctx, const ks_store_cpu_row *row)
+{
+    (void)row;
+    ((scan_count_fwd *)ctx)->rows++;
+    return 0;
+}
+
 /* ---- schema and open ----------------------------------------------------- */
 
 static void test_store__migrate_empty_and_reopen(void **state)
@@ -1124,6 +1135,46 @@ static void test_store__tokens(void **state)
     assert_int_equal(ks_store_token_find(&t, f->s, h1, 32, &err), KS_ENOTFOUND);
 }
 
+/* ---- escape hatch and damaged data --------------------------------------- */
+
+static void test_store__query_int_and_corrupt_rows(void **state)
+{
+    fixture *f = *state;
+    ks_err err = {0};
+    int64_t v = 0;
+    put_ok(f->s, "h1", "b", 1, 4);
+    assert_int_equal(ks_store_query_int(&v, f->s, "SELECT count(*) FROM cpus;", &err), KS_OK);
+    assert_int_equal(v, 4);
+    /* Never a way around the transaction rule or into several statements. */
+    assert_int_equal(ks_store_query_int(&v, f->s, "DELETE FROM cpus", &err), KS_EINVAL);
+    assert_int_equal(ks_store_query_int(&v, f->s, "SELECT 1; DELETE FROM cpus", &err), KS_EINVAL);
+    assert_int_equal(ks_store_query_int(&v, f->s, "SELEKT 1", &err), KS_EINVAL);
+    assert_int_equal(ks_store_query_int(&v, f->s, "SELECT 'x'", &err), KS_EINVAL);
+    assert_int_equal(ks_store_query_int(&v, f->s, "SELECT 1 WHERE 0", &err), KS_ENOTFOUND);
+    assert_int_equal(qint(f->s, "SELECT count(*) FROM cpus"), 4);
+
+    /* A feature blob that is not whole words is reported, not decoded. */
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "UPDATE cpus SET usable = x'01020304050607' "
+                                  "WHERE host_id = 'h1' AND cpu_id = 2",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    scan_count_fwd sc = {0};
+    assert_int_equal(ks_store_cpu_scan(f->s, NULL, count_rows, &sc, &err), KS_EIO);
+    assert_string_equal(err.msg, "corrupt row for cpu 2 of host 'h1'");
+    ks_store_cpu_row row;
+    assert_int_equal(ks_store_cpu_get(&row, f->s, "h1", 2, &err), KS_EIO);
+    /* The next report rewrites the damaged row. */
+    ks_report *r = make_report("h1", "b", 2, 4, 0, 0);
+    assert_int_equal(put(f->s, r, NULL, &err), KS_OK);
+    assert_int_equal(ks_store_cpu_get(&row, f->s, "h1", 2, &err), KS_OK);
+    assert_true(ks_featset_equal(&row.usable, &r->cpus[2].usable));
+    ks_report_free(r);
+}
+
 /* ---- throughput (figures printed, never asserted) ------------------------ */
 
 typedef struct scan_count {
@@ -1214,6 +1265,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store__capacity_pools_policies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__idempotency, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__tokens, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store__query_int_and_corrupt_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__throughput, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
