@@ -6,7 +6,9 @@
  */
 #include "ks_test.h"
 
+#include <signal.h>
 #include <sqlite3.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include "ks_feature.h"
@@ -1135,6 +1137,60 @@ static void test_store__tokens(void **state)
     assert_int_equal(ks_store_token_find(&t, f->s, h1, 32, &err), KS_ENOTFOUND);
 }
 
+/* ---- durability and locking ---------------------------------------------- */
+
+/* SPEC: ks_store.h "in WAL mode a committed transaction survives a crash of
+ * the process": a child commits one report, leaves a second transaction open
+ * and dies without closing anything. */
+static void test_store__commit_survives_process_crash(void **state)
+{
+    fixture *f = *state;
+    ks_err err = {0};
+    ks_store_close(f->s);
+    f->s = NULL;
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        ks_store *s = NULL;
+        ks_report *a = make_report("h-committed", "b", 1, 8, 0, 0);
+        ks_report *b = make_report("h-open", "b", 1, 8, 0, 0);
+        if (ks_store_open(&s, f->path, NULL, &err) != KS_OK || put(s, a, NULL, &err) != KS_OK ||
+            ks_store_begin(s, &err) != KS_OK ||
+            ks_store_host_put_report(s, b, NULL, 1, NULL, &err) != KS_OK)
+            _exit(3);
+        kill(getpid(), SIGKILL);
+        _exit(4);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    assert_int_equal(ks_store_open(&f->s, f->path, NULL, &err), KS_OK);
+    assert_int_equal(qint(f->s, "SELECT count(*) FROM hosts WHERE id = 'h-committed'"), 1);
+    assert_int_equal(qint(f->s, "SELECT count(*) FROM cpus"), 8);
+    assert_int_equal(qint(f->s, "SELECT count(*) FROM hosts WHERE id = 'h-open'"), 0);
+    assert_int_equal(ks_store_integrity_check(f->s, &err), KS_OK);
+}
+
+static void test_store__second_writer_waits_then_gives_up(void **state)
+{
+    fixture *f = *state;
+    ks_err err = {0};
+    ks_store *other = NULL;
+    ks_store_options o = KS_STORE_OPTIONS_INIT;
+    o.busy_timeout_ms = 50;
+    assert_int_equal(ks_store_open(&other, f->path, &o, &err), KS_OK);
+    assert_int_equal(ks_store_begin(f->s, &err), KS_OK);
+    uint64_t t0 = now_us();
+    assert_int_equal(ks_store_begin(other, &err), KS_EUNAVAIL);
+    assert_true(now_us() - t0 >= 40000); /* it did wait for the lock */
+    assert_false(ks_store_in_txn(other));
+    assert_int_equal(ks_store_commit(f->s, &err), KS_OK);
+    assert_int_equal(ks_store_begin(other, &err), KS_OK);
+    assert_int_equal(ks_store_rollback(other, &err), KS_OK);
+    ks_store_close(other);
+}
+
 /* ---- escape hatch and damaged data --------------------------------------- */
 
 static void test_store__query_int_and_corrupt_rows(void **state)
@@ -1265,6 +1321,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store__capacity_pools_policies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__idempotency, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__tokens, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store__commit_survives_process_crash, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store__second_writer_waits_then_gives_up, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_store__query_int_and_corrupt_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__throughput, setup, teardown),
     };
