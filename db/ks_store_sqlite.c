@@ -18,6 +18,7 @@
  * SQLITE_OPEN_NOMUTEX); separate handles may be used by separate threads.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -516,6 +517,25 @@ static ks_code sq_commit(ks_store *s, ks_err *err)
     return KS_OK;
 }
 
+/* Makes a rename durable; best effort (the data itself is already synced). */
+static void sync_parent_dir(const char *path)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    size_t n = slash ? (size_t)(slash - path) : 0;
+    if (n >= sizeof(dir))
+        return;
+    if (slash && n == 0)
+        n = 1; /* "/file" lives in "/" */
+    memcpy(dir, slash ? path : ".", slash ? n : 1);
+    dir[slash ? n : 1] = '\0';
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
 static ks_code sq_backup(ks_store *s, const char *path, ks_err *err)
 {
     sq_store *q = sq(s);
@@ -563,6 +583,7 @@ static ks_code sq_backup(ks_store *s, const char *path, ks_err *err)
         rc = ks_err_set(err, KS_EIO, "rename backup to '%s': errno %d", path, errno);
         goto done;
     }
+    sync_parent_dir(path);
 done:
     if (dst)
         sqlite3_close(dst);
