@@ -513,6 +513,12 @@ static ks_code apply_mce(ks_report *r, const ks_defects_options *o, ks_defects_s
     }
     for (uint32_t i = 0; i < r->n_cpus; i++)
         drop_source(&r->cpus[i], KS_DEFECT_MCE);
+    char ras[4200];
+    snprintf(ras, sizeof(ras), "%s/var/lib/rasdaemon/ras-mc_event.db",
+             (o->root && strcmp(o->root, "/") != 0) ? o->root : "");
+    if (access(ras, F_OK) == 0)
+        warn(st, "mce: rasdaemon database '%.200s' present but not read (counts come from "
+                 "/proc/interrupts)", ras);
     for (uint32_t i = 0; i < n && rc == KS_OK; i++) {
         uint64_t total = counts[i].mce + counts[i].thr + counts[i].dfr;
         ks_cpu *c = ks_report_find_cpu(r, counts[i].cpu);
@@ -566,7 +572,11 @@ ks_code ks_defects_apply(ks_report *r, const ks_defects_options *opts, ks_defect
                           o->operator_file ? o->operator_file : KS_DEFECTS_OPERATOR_FILE);
         keep_first(&first, &first_err, rc, &e);
     }
-    if (o->run_selftests) {
+    if (o->run_selftests && strncmp(r->host.source, "fixture", 7) == 0) {
+        /* a recorded machine: its CPU ids are not this machine's CPUs */
+        warn(st, "self-tests skipped: the report describes '%.200s', not this machine",
+             r->host.source);
+    } else if (o->run_selftests) {
         rc = apply_selftests(r, o, st, inj, &e);
         keep_first(&first, &first_err, rc, &e);
     }

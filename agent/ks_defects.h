@@ -72,7 +72,8 @@ typedef struct ks_defects_options {
     bool use_operator;
     const char *operator_file;  /* NULL = KS_DEFECTS_OPERATOR_FILE (not prefixed by root) */
     uint64_t mce_threshold;     /* defect when MCE+THR+DFR events > this */
-    const char *inject;         /* fault-injection spec; NULL = $KS_INJECT_FAULT */
+    const char *inject;         /* fault-injection spec ("cpu:feature,..."; the daemon's
+                                 * config key inject_fault); NULL = $KS_INJECT_FAULT */
     const int32_t *skip_cpus;   /* CPUs hosting vCPUs: no self-tests, no IFS scans */
     uint32_t n_skip_cpus;
     bool force;                 /* test and scan skip_cpus too */
@@ -159,7 +160,8 @@ ks_code ks_defects_mce_read(ks_mce_count **out, uint32_t *n_out, const char *roo
 /*
  * Runs the enabled sources and records their defects in `r`, then calls
  * ks_report_derive_state().  Self-tests run on every CPU that is not offline
- * and not in skip_cpus (unless force).  The injection spec is checked first
+ * and not in skip_cpus (unless force), and never for a report whose
+ * host.source is "fixture:..." (its CPUs are not this machine's).  The injection spec is checked first
  * (KS_EINVAL, nothing changed, when it is malformed or names a CPU not in the
  * report).  A failing source does not stop the others: the first error is
  * returned after everything else was applied, and `r` is always consistent.

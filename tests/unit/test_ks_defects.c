@@ -305,7 +305,27 @@ static void test_defects__skip_cpus_unless_forced(void **state)
     o.force = true;
     assert_int_equal(ks_defects_apply(r, &o, &st, NULL), KS_OK);
     assert_int_equal(ks_report_find_cpu(r, target)->state, KS_CPU_QUARANTINED);
-    /* next_cpu: round robin over eligible CPUs */
+    ks_defects_state_destroy(&st);
+    ks_report_free(r);
+}
+
+/* A recorded machine's CPUs are not ours: no self-tests for fixture reports. */
+static void test_defects__no_selftests_for_fixture_reports(void **state)
+{
+    (void)state;
+    ks_report *r = make_live_report();
+    ks_defects_state st;
+    ks_defects_options o = quiet_options();
+    char spec[32];
+    ks_defects_state_init(&st);
+    snprintf(r->host.source, sizeof(r->host.source), "fixture:hybrid-client");
+    snprintf(spec, sizeof(spec), "%d:integer", (int)r->cpus[0].id);
+    o.run_selftests = true;
+    o.inject = spec;
+    assert_int_equal(ks_defects_apply(r, &o, &st, NULL), KS_OK);
+    assert_int_equal(st.n_selftest_cpus, 0);
+    assert_non_null(strstr(st.warning, "fixture:hybrid-client"));
+    assert_int_equal(r->cpus[0].state, KS_CPU_ONLINE);
     ks_defects_state_destroy(&st);
     ks_report_free(r);
 }
@@ -605,6 +625,15 @@ static void test_defects__mce_fake_tree(void **state)
     assert_int_equal(ks_defects_apply(r, &o, &st, &err), KS_OK);
     assert_int_equal(ks_report_find_cpu(r, 3)->state, KS_CPU_ONLINE);
     assert_int_equal(ks_report_find_cpu(r, 3)->n_defects, 0);
+    assert_int_equal(st.warning[0], '\0');
+    /* rasdaemon's database is noticed, not read */
+    ks_test_path(p, sizeof(p), "%s/var/lib/rasdaemon", root);
+    mkdirs(p);
+    ks_test_path(p, sizeof(p), "%s/var/lib/rasdaemon/ras-mc_event.db", root);
+    write_file(p, "");
+    assert_int_equal(ks_defects_apply(r, &o, &st, &err), KS_OK);
+    assert_non_null(strstr(st.warning, "rasdaemon"));
+    ks_test_path(p, sizeof(p), "%s/proc/interrupts", root);
     /* malformed rows are errors naming the file */
     write_file(p, "  CPU0  CPU1\nMCE:  1\n");
     assert_int_equal(ks_defects_mce_read(&c, &n, root, &err), KS_EINVAL);
@@ -625,6 +654,7 @@ int main(void)
         cmocka_unit_test(test_defects__env_injection_and_report_json),
         cmocka_unit_test(test_defects__bad_injection_changes_nothing),
         cmocka_unit_test(test_defects__skip_cpus_unless_forced),
+        cmocka_unit_test(test_defects__no_selftests_for_fixture_reports),
         cmocka_unit_test(test_defects__next_selftest_cpu_round_robin),
         cmocka_unit_test(test_defects__operator_file_valid_and_missing),
         cmocka_unit_test(test_defects__operator_file_errors),
