@@ -11,12 +11,19 @@
  */
 #include "ks_test.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <sched.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <hwloc.h>
+#include <microhttpd.h>
 
+#include "ks_agent_client.h"
 #include "ks_agent_cmds.h"
 #include "ks_cpuid.h"
 #include "ks_discover.h"
@@ -964,6 +971,364 @@ static void test_discover__cmd_report(void **state)
     assert_int_equal(run_cmd(5, badid), 2);
 }
 
+
+/* ---- the reporting client against a loopback libmicrohttpd server -------------------- */
+
+typedef struct srv_req {
+    char *body;
+    size_t len;
+} srv_req;
+
+typedef struct srv {
+    struct MHD_Daemon *d;
+    uint16_t port;
+    char url[64];
+    pthread_mutex_t mu;
+    int n_conn, n_req;
+    char method[16], path[256], auth[256], ctype[128];
+    char *body;
+    /* scripted answer */
+    unsigned status;
+    const char *reply;
+    size_t reply_len;
+} srv;
+
+static void srv_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+                       enum MHD_ConnectionNotificationCode toe)
+{
+    srv *s = cls;
+    (void)conn;
+    (void)socket_context;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        pthread_mutex_lock(&s->mu);
+        s->n_conn++;
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
+static void srv_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                          enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    srv_req *rq = *con_cls;
+    if (rq) {
+        free(rq->body);
+        free(rq);
+    }
+    *con_cls = NULL;
+}
+
+static void copy_hdr(char *dst, size_t cap, struct MHD_Connection *conn, const char *name)
+{
+    const char *v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, name);
+    snprintf(dst, cap, "%s", v ? v : "");
+}
+
+static enum MHD_Result srv_handler(void *cls, struct MHD_Connection *conn, const char *url,
+                                   const char *method, const char *version,
+                                   const char *upload_data, size_t *upload_size, void **con_cls)
+{
+    srv *s = cls;
+    (void)version;
+    srv_req *rq = *con_cls;
+    if (!rq) {
+        rq = calloc(1, sizeof(*rq));
+        if (!rq)
+            return MHD_NO;
+        *con_cls = rq;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        char *nb = realloc(rq->body, rq->len + *upload_size + 1);
+        if (!nb)
+            return MHD_NO;
+        memcpy(nb + rq->len, upload_data, *upload_size);
+        rq->body = nb;
+        rq->len += *upload_size;
+        rq->body[rq->len] = '\0';
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    pthread_mutex_lock(&s->mu);
+    s->n_req++;
+    snprintf(s->method, sizeof(s->method), "%s", method);
+    snprintf(s->path, sizeof(s->path), "%s", url);
+    copy_hdr(s->auth, sizeof(s->auth), conn, "Authorization");
+    copy_hdr(s->ctype, sizeof(s->ctype), conn, "Content-Type");
+    free(s->body);
+    s->body = rq->body ? strdup(rq->body) : strdup("");
+    unsigned status = s->status;
+    const char *reply = s->reply;
+    size_t reply_len = s->reply_len ? s->reply_len : strlen(reply);
+    pthread_mutex_unlock(&s->mu);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(reply_len, (void *)reply, MHD_RESPMEM_MUST_COPY);
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    enum MHD_Result ret = MHD_queue_response(conn, status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static void srv_start(srv *s)
+{
+    memset(s, 0, sizeof(*s));
+    pthread_mutex_init(&s->mu, NULL);
+    s->status = 200;
+    s->reply = "{}";
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = 0;
+    s->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO, 0, NULL, NULL,
+                            srv_handler, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+                            MHD_OPTION_NOTIFY_COMPLETED, srv_completed, s,
+                            MHD_OPTION_NOTIFY_CONNECTION, srv_notify, s, MHD_OPTION_END);
+    assert_non_null(s->d);
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
+    assert_non_null(info);
+    s->port = info->port;
+    assert_true(s->port != 0);
+    snprintf(s->url, sizeof(s->url), "http://127.0.0.1:%u/", s->port);
+}
+
+static void srv_reply(srv *s, unsigned status, const char *body)
+{
+    pthread_mutex_lock(&s->mu);
+    s->status = status;
+    s->reply = body;
+    s->reply_len = 0;
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void srv_stop(srv *s)
+{
+    MHD_stop_daemon(s->d);
+    free(s->body);
+    pthread_mutex_destroy(&s->mu);
+}
+
+static ks_agent_client *client_for(const char *url, uint64_t timeout_us)
+{
+    ks_agent_client_options o = KS_AGENT_CLIENT_OPTIONS_INIT;
+    ks_agent_client *c = NULL;
+    o.timeout_us = timeout_us;
+    o.connect_timeout_us = timeout_us;
+    assert_int_equal(ks_agent_client_new(&c, url, "s3cret-token", &o, NULL), KS_OK);
+    return c;
+}
+
+static const char small_report[] = "{\"schema\":1,\"host\":{\"id\":\"h-0007\"},\"cpus\":[]}";
+
+static void test_client__report_and_heartbeat(void **state)
+{
+    (void)state;
+    srv s;
+    srv_start(&s);
+    ks_agent_client *c = client_for(s.url, 5000000);
+    ks_err err;
+
+    /* a real report from a fixture, as the daemon sends it */
+    char p[1024];
+    ks_test_path(p, sizeof(p), "%s/hwloc-x86/Intel-Haswell-2xXeon-E5-2680v3.tar.bz2",
+                 ks_test_fixtures_dir());
+    ks_report *r = discover(p, KS_OK);
+    json_t *doc = ks_report_to_json(r);
+    char *text = json_dumps(doc, JSON_COMPACT);
+    srv_reply(&s, 201, "{\"host\":\"fx-Intel-Haswell-2xXeon-E5-2680v3\",\"created\":true}");
+    assert_int_equal(ks_agent_client_put_report(c, text, &err), KS_OK);
+    assert_int_equal(ks_agent_client_last_status(c), 201);
+    assert_non_null(strstr(ks_agent_client_last_body(c), "\"created\":true"));
+    assert_string_equal(s.method, "PUT");
+    assert_string_equal(s.path, "/v1/hosts/fx-Intel-Haswell-2xXeon-E5-2680v3/report");
+    assert_string_equal(s.auth, "Bearer s3cret-token");
+    assert_string_equal(s.ctype, "application/json");
+    assert_string_equal(s.body, text);
+    free(text);
+    json_decref(doc);
+    ks_report_free(r);
+
+    /* heartbeats on the same connection */
+    srv_reply(&s, 200, "{\"host\":\"h-0007\",\"state\":\"ready\",\"report_required\":false}");
+    assert_int_equal(ks_agent_client_heartbeat(c, "h-0007", &err), KS_OK);
+    assert_string_equal(s.method, "POST");
+    assert_string_equal(s.path, "/v1/hosts/h-0007/heartbeat");
+    assert_string_equal(s.body, "{}");
+    bool again = true;
+    srv_reply(&s, 200, "{\"host\":\"h-0007\",\"state\":\"ready\",\"report_required\":true}");
+    assert_int_equal(ks_agent_client_heartbeat_ex(c, "h-0007", "b-1", 4, &again, &err), KS_OK);
+    assert_true(again);
+    assert_non_null(strstr(s.body, "\"boot_id\":\"b-1\""));
+    assert_non_null(strstr(s.body, "\"generation\":4"));
+    assert_int_equal(ks_agent_client_put_report(c, small_report, &err), KS_OK);
+    assert_string_equal(s.path, "/v1/hosts/h-0007/report");
+    assert_int_equal(s.n_req, 4);
+    assert_int_equal(s.n_conn, 1); /* keep-alive: one TCP connection for all four */
+
+    /* bad input never reaches the server */
+    assert_int_equal(ks_agent_client_put_report(c, "{\"host\":{}}", &err), KS_EINVAL);
+    assert_int_equal(ks_agent_client_put_report(c, "not json", &err), KS_EINVAL);
+    assert_int_equal(ks_agent_client_heartbeat(c, "../etc", &err), KS_EINVAL);
+    assert_int_equal(s.n_req, 4);
+    ks_agent_client_free(c);
+    srv_stop(&s);
+
+    ks_agent_client *bad = NULL;
+    assert_int_equal(ks_agent_client_new(&bad, "ftp://x", NULL, NULL, &err), KS_EINVAL);
+    assert_int_equal(ks_agent_client_new(&bad, "http://h", "tok en", NULL, &err), KS_EINVAL);
+    assert_null(bad);
+}
+
+static void test_client__error_mapping(void **state)
+{
+    (void)state;
+    static const struct {
+        unsigned status;
+        const char *body;
+        ks_code want;
+        const char *msg;
+    } cases[] = {
+        {409,
+         "{\"error\":{\"code\":\"conflict\",\"message\":\"stale generation 3 < 5\","
+         "\"field\":\"host.generation\",\"request_id\":\"r1\"}}",
+         KS_ECONFLICT, "stale generation 3 < 5"},
+        {409, "{\"error\":{\"code\":\"already_exists\",\"message\":\"dup\"}}", KS_EEXIST, "dup"},
+        {401, "{\"error\":{\"code\":\"unauthenticated\",\"message\":\"bad token\"}}", KS_EAUTH,
+         "bad token"},
+        {403, "{\"error\":{\"code\":\"forbidden\",\"message\":\"not your host\"}}",
+         KS_EFORBIDDEN, "not your host"},
+        {404, "{\"error\":{\"code\":\"not_found\",\"message\":\"no host\"}}", KS_ENOTFOUND,
+         "no host"},
+        {400, "{\"error\":{\"code\":\"invalid_argument\",\"message\":\"unknown feature "
+              "'avx513'\",\"field\":\"cpus[3].native[0]\"}}",
+         KS_EINVAL, "avx513"},
+        {400, "<html>bad</html>", KS_EINVAL, "400"},
+        {413, "", KS_ETOOLARGE, "413"},
+        {429, "{\"error\":{\"code\":\"rate_limited\",\"message\":\"slow down\"}}", KS_EUNAVAIL,
+         "slow down"},
+        {500, "{\"error\":{\"code\":\"internal\",\"message\":\"internal error\"}}", KS_EUNAVAIL,
+         "500"},
+        {503, "{\"error\":{\"code\":\"unavailable\",\"message\":\"draining\"}}", KS_EUNAVAIL,
+         "draining"},
+    };
+    srv s;
+    srv_start(&s);
+    ks_agent_client *c = client_for(s.url, 5000000);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        ks_err err;
+        ks_err_clear(&err);
+        srv_reply(&s, cases[i].status, cases[i].body);
+        ks_code rc = ks_agent_client_put_report(c, small_report, &err);
+        if (rc != cases[i].want)
+            fail_msg("HTTP %u: got %s, want %s (%s)", cases[i].status, ks_code_str(rc),
+                     ks_code_str(cases[i].want), err.msg);
+        assert_int_equal(err.code, cases[i].want);
+        if (!strstr(err.msg, cases[i].msg))
+            fail_msg("HTTP %u: message '%s' lacks '%s'", cases[i].status, err.msg, cases[i].msg);
+        assert_int_equal(ks_agent_client_last_status(c), (int)cases[i].status);
+    }
+    ks_err err;
+    srv_reply(&s, 409, cases[0].body);
+    assert_int_equal(ks_agent_client_heartbeat(c, "h-0007", &err), KS_ECONFLICT);
+    assert_string_equal(err.field, "host.generation");
+    ks_agent_client_free(c);
+
+    /* a response above the cap */
+    ks_agent_client_options o = KS_AGENT_CLIENT_OPTIONS_INIT;
+    o.max_response_bytes = 64;
+    assert_int_equal(ks_agent_client_new(&c, s.url, NULL, &o, NULL), KS_OK);
+    static char big[4096];
+    memset(big, ' ', sizeof(big) - 3);
+    big[0] = '{';
+    big[sizeof(big) - 3] = '}';
+    srv_reply(&s, 200, big);
+    assert_int_equal(ks_agent_client_heartbeat(c, "h-0007", &err), KS_ETOOLARGE);
+    ks_agent_client_free(c);
+    srv_stop(&s);
+}
+
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void test_client__unavailable(void **state)
+{
+    (void)state;
+    ks_err err;
+    /* refused: a port that was free a moment ago and has no listener */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof(sa);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+    close(fd);
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u", ntohs(sa.sin_port));
+    ks_agent_client *c = client_for(url, 2000000);
+    assert_int_equal(ks_agent_client_put_report(c, small_report, &err), KS_EUNAVAIL);
+    assert_non_null(strstr(err.msg, "put report"));
+    assert_int_equal(ks_agent_client_heartbeat(c, "h-0007", &err), KS_EUNAVAIL);
+    ks_agent_client_free(c);
+
+    /* a server that accepts the connection and never answers: the total timeout */
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    sa.sin_port = 0;
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(fd, 4), 0);
+    sl = sizeof(sa);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u", ntohs(sa.sin_port));
+    c = client_for(url, 300000);
+    uint64_t t0 = mono_us();
+    assert_int_equal(ks_agent_client_heartbeat(c, "h-0007", &err), KS_EUNAVAIL);
+    uint64_t dt = mono_us() - t0;
+    assert_true(dt >= 250000 && dt < 5000000);
+    ks_agent_client_free(c);
+    close(fd);
+}
+
+static void test_client__backoff(void **state)
+{
+    (void)state;
+    uint64_t rng = 42, rng2 = 42;
+    /* full jitter: within [0, min(max, base * 2^attempt)], reproducible per seed */
+    for (unsigned attempt = 0; attempt < 70; attempt++) {
+        uint64_t cap = attempt < 20 ? (100000ull << attempt) : UINT64_MAX;
+        if (cap > 30000000ull)
+            cap = 30000000ull;
+        for (int k = 0; k < 50; k++) {
+            uint64_t v = ks_backoff_next_us(attempt, 100000, 30000000, &rng);
+            assert_true(v <= cap);
+            assert_int_equal(v, ks_backoff_next_us(attempt, 100000, 30000000, &rng2));
+        }
+    }
+    /* the jitter spreads: late attempts are not all near the cap or near zero */
+    uint64_t lo = UINT64_MAX, hi = 0, sum = 0;
+    for (int k = 0; k < 1000; k++) {
+        uint64_t v = ks_backoff_next_us(10, 100000, 30000000, &rng);
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+        sum += v;
+    }
+    assert_true(lo < 3000000 && hi > 27000000);
+    assert_true(sum / 1000 > 12000000 && sum / 1000 < 18000000); /* mean ~ cap/2 */
+    /* degenerate inputs */
+    assert_int_equal(ks_backoff_next_us(5, 0, 1000, &rng), 0);
+    assert_true(ks_backoff_next_us(1000, 1, UINT64_MAX, &rng) <= UINT64_MAX);
+    uint64_t zero = 0;
+    assert_true(ks_backoff_next_us(3, 1000, 8000, &zero) <= 8000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -980,6 +1345,10 @@ int main(void)
         cmocka_unit_test(test_discover__bad_fixtures),
         cmocka_unit_test(test_discover__options),
         cmocka_unit_test(test_discover__cmd_report),
+        cmocka_unit_test(test_client__report_and_heartbeat),
+        cmocka_unit_test(test_client__error_mapping),
+        cmocka_unit_test(test_client__unavailable),
+        cmocka_unit_test(test_client__backoff),
     };
     return cmocka_run_group_tests(tests, setup_all, teardown_all);
 }
