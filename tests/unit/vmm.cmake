@@ -12,3 +12,7 @@ endif()
 
 ks_add_unit_test(test_ks_vmm SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_ks_vmm.c
                  LIBS ks-vmm-lib LABELS vmm TIMEOUT 60)
+ks_add_unit_test(test_ks_vmm_rest SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_ks_vmm_rest.c
+                 LIBS ks-vmm-lib LABELS vmm TIMEOUT 60)
+ks_add_unit_test(test_ks_vmm_server SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_ks_vmm_server.c
+                 LIBS ks-vmm-lib LABELS vmm TIMEOUT 60)
