@@ -72,12 +72,14 @@ enum {
     ST_CPU_SCAN_HOST,
     ST_CPU_GET,
     ST_DEFECT_LIST,
+    ST_DEFECT_LIST_HOST,
     ST_VM_INSERT,
     ST_VCPU_INSERT,
     ST_VM_GET,
     ST_VM_LIST_ALL,
     ST_VM_LIST_HOST,
     ST_VM_COUNT,
+    ST_VM_COUNT_HOST,
     ST_VM_DELETE,
     ST_VM_GEN,
     ST_VCPU_DELETE_VM,
@@ -163,6 +165,9 @@ static const char *const sql_text[ST__COUNT] = {
     [ST_DEFECT_LIST] = "SELECT host_id, cpu_id, feature, source, time_us, detail FROM cpu_defects "
                        "WHERE (?1 IS NULL OR host_id = ?1) AND (?2 < 0 OR cpu_id = ?2) "
                        "ORDER BY host_id, cpu_id, time_us, id",
+    [ST_DEFECT_LIST_HOST] = "SELECT host_id, cpu_id, feature, source, time_us, detail "
+                            "FROM cpu_defects WHERE host_id = ?1 AND (?2 < 0 OR cpu_id = ?2) "
+                            "ORDER BY cpu_id, time_us, id",
     [ST_VM_INSERT] = "INSERT INTO vms (name, host_id, state, generation, applied_generation, "
                      "pool, anti_affinity_group, apply_error, n_vcpus, created_us, updated_us, "
                      "request_json, plan_json) "
@@ -175,6 +180,8 @@ static const char *const sql_text[ST__COUNT] = {
         "SELECT " VM_COLS " FROM vms WHERE host_id = ?6 AND " VM_FILTER "ORDER BY name LIMIT ?4",
     [ST_VM_COUNT] = "SELECT count(*) FROM vms WHERE (?6 IS NULL OR host_id = ?6) "
                     "AND (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR pool = ?2)",
+    [ST_VM_COUNT_HOST] = "SELECT count(*) FROM vms WHERE host_id = ?6 "
+                         "AND (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR pool = ?2)",
     [ST_VM_DELETE] = "DELETE FROM vms WHERE name = ?1",
     [ST_VM_GEN] = "SELECT generation FROM vms WHERE name = ?1",
     [ST_VCPU_DELETE_VM] = "DELETE FROM vm_vcpus WHERE vm_name = ?1",
@@ -1220,7 +1227,7 @@ static ks_code sq_defect_list(ks_store *s, const char *host_id, int32_t cpu_id,
     sq_store *q = sq(s);
     sqlite3_stmt *st = NULL;
     ks_store_defect_row d;
-    ks_code rc = stmt(&st, q, ST_DEFECT_LIST, err);
+    ks_code rc = stmt(&st, q, host_id ? ST_DEFECT_LIST_HOST : ST_DEFECT_LIST, err);
     if (rc != KS_OK)
         return rc;
     bind_text(st, 1, host_id);
@@ -1411,7 +1418,8 @@ static ks_code sq_vm_count(uint64_t *out, ks_store *s, const ks_store_vm_filter 
 {
     sq_store *q = sq(s);
     sqlite3_stmt *st = NULL;
-    ks_code rc = stmt(&st, q, ST_VM_COUNT, err);
+    bool by_host = f->host_id && f->host_id[0];
+    ks_code rc = stmt(&st, q, by_host ? ST_VM_COUNT_HOST : ST_VM_COUNT, err);
     if (rc != KS_OK)
         return rc;
     bind_vm_filter(st, f);

@@ -800,6 +800,16 @@ static void test_store__vm_update_and_list(void **state)
     flt.pool = "p";
     assert_int_equal(ks_store_vm_count(&n, f->s, &flt, &err), KS_OK);
     assert_int_equal(n, 0);
+    flt = (ks_store_vm_filter)KS_STORE_VM_FILTER_INIT;
+    flt.host_id = "h2";
+    assert_int_equal(ks_store_vm_count(&n, f->s, &flt, &err), KS_OK);
+    assert_int_equal(n, 2);
+    flt.state = KS_STORE_VM_RUNNING;
+    assert_int_equal(ks_store_vm_count(&n, f->s, &flt, &err), KS_OK);
+    assert_int_equal(n, 2);
+    flt.host_id = "h1";
+    assert_int_equal(ks_store_vm_count(&n, f->s, &flt, &err), KS_OK);
+    assert_int_equal(n, 0); /* vm-b on h1 needs migration */
     assert_int_equal(ks_store_integrity_check(f->s, &err), KS_OK);
 }
 
