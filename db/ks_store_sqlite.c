@@ -2228,6 +2228,10 @@ ks_code ks_store__sqlite_open(ks_store **out, const char *path, const ks_store_o
                      "set synchronous", err);
         if (rc == KS_OK)
             rc = sq_exec(q, "PRAGMA foreign_keys = ON", "enable foreign keys", err);
+        /* After a burst the WAL is truncated back to this size at checkpoints
+         * instead of keeping its high-water mark on disk. */
+        if (rc == KS_OK)
+            rc = sq_exec(q, "PRAGMA journal_size_limit = 67108864", "set WAL size limit", err);
         if (rc == KS_OK)
             rc = sq_int_pragma(&dummy, q, "PRAGMA foreign_keys", err);
         if (rc == KS_OK && dummy != 1)
