@@ -366,9 +366,12 @@ bool ks_sched__cpu_usable(const kcpu *c)
            (c->state == KS_CPU_ONLINE || c->state == KS_CPU_DEGRADED);
 }
 
+/* Free CPUs a new VM could take (isolation-blocked ones excluded). */
 static uint32_t host_bucket_value(const khost *h, unsigned k)
 {
-    return k == KS_SCHED__ALL ? h->free_kind[0] + h->free_kind[1] : h->free_kind[k];
+    if (k == KS_SCHED__ALL)
+        return h->free_kind[0] + h->free_kind[1] - h->blocked_kind[0] - h->blocked_kind[1];
+    return h->free_kind[k] - h->blocked_kind[k];
 }
 
 static bool buckets_ensure(ks_fleet *f, uint32_t n_cpus)
@@ -495,6 +498,8 @@ static void cpu_set_owner(khost *h, uint32_t ci, kvm *vm)
     if (old == vm)
         return;
     bool usable = c->hc != NONE;
+    if (usable && !old && c->iso_block)
+        h->blocked_kind[c->kind_class]--; /* a blocked free CPU gets an owner */
     if (old) {
         h->n_alloc--;
         if (usable) {
@@ -502,8 +507,11 @@ static void cpu_set_owner(khost *h, uint32_t ci, kvm *vm)
             h->free_kind[c->kind_class]++;
         }
         if (old->smt == KS_SMT_ISOLATE)
-            for (uint32_t s = c->sib_next; s != ci; s = h->cpus[s].sib_next)
-                h->cpus[s].iso_block--;
+            for (uint32_t s = c->sib_next; s != ci; s = h->cpus[s].sib_next) {
+                kcpu *sc = &h->cpus[s];
+                if (--sc->iso_block == 0 && !sc->vm && sc->hc != NONE)
+                    h->blocked_kind[sc->kind_class]--;
+            }
     }
     c->vm = vm;
     if (vm) {
@@ -513,8 +521,33 @@ static void cpu_set_owner(khost *h, uint32_t ci, kvm *vm)
             h->free_kind[c->kind_class]--;
         }
         if (vm->smt == KS_SMT_ISOLATE)
-            for (uint32_t s = c->sib_next; s != ci; s = h->cpus[s].sib_next)
-                h->cpus[s].iso_block++;
+            for (uint32_t s = c->sib_next; s != ci; s = h->cpus[s].sib_next) {
+                kcpu *sc = &h->cpus[s];
+                if (sc->iso_block++ == 0 && !sc->vm && sc->hc != NONE)
+                    h->blocked_kind[sc->kind_class]++;
+            }
+    }
+    if (usable && !vm && c->iso_block)
+        h->blocked_kind[c->kind_class]++; /* freed next to an isolate VM's CPU */
+    if ((old == NULL) == (vm == NULL))
+        return; /* held -> held: sibling business unchanged */
+    /* isolation-available bookkeeping: free, usable, no sibling held */
+    if (vm) {
+        if (usable && c->busy_sibs == 0)
+            h->iso_free_kind[c->kind_class]--;
+        for (uint32_t s = c->sib_next; s != ci; s = h->cpus[s].sib_next) {
+            kcpu *sc = &h->cpus[s];
+            if (sc->busy_sibs++ == 0 && !sc->vm && sc->hc != NONE)
+                h->iso_free_kind[sc->kind_class]--;
+        }
+    } else {
+        for (uint32_t s = c->sib_next; s != ci; s = h->cpus[s].sib_next) {
+            kcpu *sc = &h->cpus[s];
+            if (--sc->busy_sibs == 0 && !sc->vm && sc->hc != NONE)
+                h->iso_free_kind[sc->kind_class]++;
+        }
+        if (usable && c->busy_sibs == 0)
+            h->iso_free_kind[c->kind_class]++;
     }
 }
 
@@ -884,6 +917,7 @@ static ks_code host_build(ks_fleet *f, const ks_report *r, const khost *old, kho
             kcpu *c = &h->cpus[g++];
             *c = *oc;
             c->vm = NULL;
+            c->iso_block = c->busy_sibs = 0;
             c->ghost = true;
             c->state = KS_CPU_OFFLINE;
             c->kind = -1;
@@ -980,6 +1014,7 @@ static ks_code host_build(ks_fleet *f, const ks_report *r, const khost *old, kho
         ks_sched__hclass *hc = &h->classes[h->cpus[i].hc];
         hc->cpus[hc->n_free++] = i;
         h->free_kind[h->cpus[i].kind_class]++;
+        h->iso_free_kind[h->cpus[i].kind_class]++;
     }
     *out = h;
     return KS_OK;
@@ -1746,7 +1781,7 @@ ks_code ks_fleet_check(const ks_fleet *f, ks_err *err)
             return ks_err_set(err, KS_EINTERNAL, "host '%s' misindexed", h->id);
         if (h->linked != h->schedulable)
             return ks_err_set(err, KS_EINTERNAL, "host '%s' link state wrong", h->id);
-        uint32_t fk[2] = {0, 0}, alloc = 0;
+        uint32_t fk[2] = {0, 0}, isof[2] = {0, 0}, blk[2] = {0, 0}, alloc = 0;
         for (uint32_t c = 0; c < h->n_cpus; c++) {
             const kcpu *cp = &h->cpus[c];
             if (cp->vm) {
@@ -1763,14 +1798,24 @@ ks_code ks_fleet_check(const ks_fleet *f, ks_err *err)
             } else if (cp->hc != NONE) {
                 fk[cp->kind_class]++;
             }
-            uint16_t blocks = 0;
-            for (uint32_t s = cp->sib_next; s != c; s = h->cpus[s].sib_next)
+            uint16_t blocks = 0, busy = 0;
+            for (uint32_t s = cp->sib_next; s != c; s = h->cpus[s].sib_next) {
                 if (h->cpus[s].vm && h->cpus[s].vm->smt == KS_SMT_ISOLATE)
                     blocks++;
-            if (blocks != cp->iso_block)
+                busy += h->cpus[s].vm != NULL;
+            }
+            if (blocks != cp->iso_block || busy != cp->busy_sibs)
                 return ks_err_set(err, KS_EINTERNAL, "cpu %d of '%s' isolation count wrong",
                                   cp->id, h->id);
+            if (!cp->vm && cp->hc != NONE && busy == 0)
+                isof[cp->kind_class]++;
+            if (!cp->vm && cp->hc != NONE && blocks)
+                blk[cp->kind_class]++;
         }
+        if (blk[0] != h->blocked_kind[0] || blk[1] != h->blocked_kind[1])
+            return ks_err_set(err, KS_EINTERNAL, "host '%s' blocked counts wrong", h->id);
+        if (isof[0] != h->iso_free_kind[0] || isof[1] != h->iso_free_kind[1])
+            return ks_err_set(err, KS_EINTERNAL, "host '%s' isolation-free counts wrong", h->id);
         if (fk[0] != h->free_kind[0] || fk[1] != h->free_kind[1] || alloc != h->n_alloc)
             return ks_err_set(err, KS_EINTERNAL, "host '%s' free/alloc counts wrong", h->id);
         for (uint32_t k = 0; k < h->n_classes; k++) {

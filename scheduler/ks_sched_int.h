@@ -63,6 +63,7 @@ typedef struct ks_sched__cpu {
     uint8_t kind_class, state;
     bool reserved, ghost;    /* ghost: vanished from the report while allocated */
     uint16_t iso_block;      /* siblings held by smt-isolate VMs other than the owner */
+    uint16_t busy_sibs;      /* siblings held by any VM */
     struct ks_sched__vm *vm; /* owner, NULL when free */
 } ks_sched__cpu;
 
@@ -95,6 +96,10 @@ typedef struct ks_sched__host {
     ks_numa_node *numa;
     int32_t pmu_version, pmu_gp, pmu_fixed;
     uint32_t free_kind[2];   /* usable, unallocated CPUs per kind class */
+    uint32_t iso_free_kind[2]; /* of those, the ones with no sibling held (an smt-isolate
+                                  VM can take them): a prefilter bound */
+    uint32_t blocked_kind[2];  /* of those, the ones beside an smt-isolate VM's CPU: no
+                                  new VM can take them, so the buckets leave them out */
     uint32_t n_alloc, n_vms;
     uint32_t n_usable;
     ks_featset baseline;     /* intersection of usable sets of usable CPUs */

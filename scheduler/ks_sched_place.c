@@ -34,7 +34,7 @@
 
 #define NONE KS_SCHED__NONE
 #define BATCH 16
-#define SMALL_CANDIDATES 2048
+#define SMALL_CANDIDATES 64
 #define ANY_NODE INT32_MIN
 
 typedef ks_sched__host khost;
@@ -158,6 +158,15 @@ static bool host_prefilter(const rctx *rc, const khost *h, uint64_t *est)
 {
     if (!h->schedulable || ks_sched__host_has_aa(h, rc->req->anti_affinity_group))
         return false;
+    if (rc->req->smt == KS_SMT_ISOLATE) {
+        if (!counts_fit(rc, h->iso_free_kind))
+            return false;
+    } else {
+        uint32_t open_[2] = {h->free_kind[0] - h->blocked_kind[0],
+                             h->free_kind[1] - h->blocked_kind[1]};
+        if (!counts_fit(rc, open_))
+            return false;
+    }
     uint32_t n, avail[2];
     hent *e = host_ents(rc, h, &n, avail);
     if (!e || !counts_fit(rc, avail))
@@ -722,19 +731,21 @@ static ks_code search_fleet(const rctx *rc, uint32_t *picks, const khost **chose
     }
     if (listed == 0)
         return KS_ENOCAPACITY;
+    /* walk the most selective bucket: a kind the request needs, the one with
+     * fewer hosts when it needs both; all kinds only for `vcpus: N` alone */
     unsigned bk;
     uint32_t need_v;
-    if (rc->n_any || (rc->need[0] && rc->need[1])) {
-        bk = KS_SCHED__ALL;
-        need_v = rc->total;
-    } else {
+    if (rc->need[0] && rc->need[1])
+        bk = f->bucket_pop[0] <= f->bucket_pop[1] ? KS_KIND_PERFORMANCE : KS_KIND_EFFICIENCY;
+    else if (rc->need[0] || rc->need[1])
         bk = rc->need[0] ? KS_KIND_PERFORMANCE : KS_KIND_EFFICIENCY;
-        need_v = rc->need[bk];
-    }
+    else
+        bk = KS_SCHED__ALL;
+    need_v = bk == KS_SCHED__ALL ? rc->total : rc->need[bk];
     if (need_v >= f->n_buckets)
         return KS_ENOCAPACITY;
 
-    if (listed <= SMALL_CANDIDATES || listed * 8 <= f->bucket_pop[bk]) {
+    if (listed <= SMALL_CANDIDATES || listed * 4 <= f->bucket_pop[bk]) {
         hcand *cands = cands_buf(f, (uint32_t)listed);
         uint32_t n = 0;
         if (!cands)
