@@ -280,12 +280,13 @@ static ks_code lv_create(ks_vmm_driver *d, ks_vmm_vm *vm, ks_vmm_result *res, ks
         ks_vmm_result_add(res, KS_VMM_FAILED, "define", "%s", err ? err->msg : "");
         return rc;
     }
+    ks_vmm_result_add(res, KS_VMM_APPLIED, "define", "virsh define %s", vm->config);
     if ((rc = virsh(d, err, "start", vm->plan->vm, NULL, NULL, NULL)) != KS_OK) {
         ks_vmm_result_add(res, KS_VMM_FAILED, "start", "%s", err ? err->msg : "");
         virsh(d, NULL, "undefine", vm->plan->vm, NULL, NULL, NULL);
         return rc;
     }
-    ks_vmm_result_add(res, KS_VMM_APPLIED, "start", "virsh define + start");
+    ks_vmm_result_add(res, KS_VMM_APPLIED, "start", "virsh start %s", vm->plan->vm);
     return KS_OK;
 }
 

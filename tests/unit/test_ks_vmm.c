@@ -7,6 +7,7 @@
  */
 #include "ks_test.h"
 
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "ks_feature.h"
@@ -414,6 +415,86 @@ static void test_vmm__libvirt_driver_writes_xml(void **state)
     ks_test_rmdir(dir);
 }
 
+/* With a URI the driver calls virsh; a fake virsh logs its arguments (and fails
+ * "start" when FAIL_START exists) so the exact calls can be checked. */
+static void test_vmm__libvirt_driver_calls_virsh(void **state)
+{
+    char dir[256], script[320], log[320], cmd[800];
+    ks_test_mkdtemp(dir, sizeof(dir));
+    ks_test_path(script, sizeof(script), "%s/virsh", dir);
+    ks_test_path(log, sizeof(log), "%s/virsh.log", dir);
+    FILE *f = fopen(script, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "#!/bin/sh\n"
+            "echo \"$*\" >> '%s'\n"
+            "[ \"$3\" = start ] && [ -e '%s/FAIL_START' ] && { echo 'error: no kvm' >&2; exit 1; }\n"
+            "[ \"$3\" = domstate ] && echo running\n"
+            "exit 0\n",
+            log, dir);
+    fclose(f);
+    assert_int_equal(chmod(script, 0755), 0);
+
+    ks_vmm_options o = KS_VMM_OPTIONS_INIT;
+    o.driver = "libvirt";
+    o.state_dir = dir;
+    o.libvirt_uri = "qemu:///system";
+    o.virsh_binary = script;
+    ks_vmm_driver *d = NULL;
+    ks_err err = {0};
+    assert_int_equal(ks_vmm_driver_new(&d, &o, &err), KS_OK);
+    ks_plan *p = mk_plan("web-1", 2, NULL, 1, 1, 1, 2, 1);
+    ks_vmm_vm *vm = NULL;
+    ks_vmm_result res;
+    ks_vmm_result_init(&res);
+    assert_int_equal(ks_vmm_create(&vm, d, p, &res, &err), KS_OK);
+    expect_note(&res, "define", KS_VMM_APPLIED, "web-1.xml");
+    expect_note(&res, "start", KS_VMM_APPLIED, "virsh start web-1");
+    p->generation = 2;
+    p->vcpus[1].host_cpu = 5;
+    ks_vmm_result_reset(&res);
+    assert_int_equal(ks_vmm_apply(d, vm, p, &res, &err), KS_OK);
+    expect_note(&res, "vcpu[1].pin", KS_VMM_APPLIED, "--live");
+    ks_vmm_state st;
+    assert_int_equal(ks_vmm_query(&st, d, vm, &err), KS_OK);
+    assert_true(st.running);
+    ks_vmm_state_destroy(&st);
+    assert_int_equal(ks_vmm_destroy(d, vm, &err), KS_OK);
+    char *text = ks_test_read_file(log, NULL);
+    assert_non_null(text);
+    char want[2048];
+    ks_test_path(want, sizeof(want),
+                 "-c qemu:///system define %s/web-1.xml\n"
+                 "-c qemu:///system start web-1\n"
+                 "-c qemu:///system vcpupin web-1 1 5 --live\n"
+                 "-c qemu:///system define %s/web-1.xml\n"
+                 "-c qemu:///system domstate web-1\n"
+                 "-c qemu:///system destroy web-1\n"
+                 "-c qemu:///system undefine web-1\n",
+                 dir, dir);
+    assert_string_equal(text, want);
+    free(text);
+
+    /* virsh start fails: the error carries virsh's message, the define that had
+     * been applied is reported, and the domain is undefined again. */
+    unlink(log);
+    ks_test_path(cmd, sizeof(cmd), "touch '%s/FAIL_START'", dir);
+    assert_int_equal(system(cmd), 0);
+    p->generation = 1;
+    ks_vmm_result_reset(&res);
+    assert_int_equal(ks_vmm_create(&vm, d, p, &res, &err), KS_EIO);
+    assert_non_null(strstr(err.msg, "no kvm"));
+    expect_note(&res, "define", KS_VMM_APPLIED, NULL);
+    expect_note(&res, "start", KS_VMM_FAILED, "no kvm");
+    text = ks_test_read_file(log, NULL);
+    assert_non_null(strstr(text, "undefine web-1"));
+    free(text);
+    ks_vmm_result_destroy(&res);
+    ks_plan_free(p);
+    ks_vmm_driver_free(d);
+    ks_test_rmdir(dir);
+}
+
 /* ---------------------------------------------------------------- Firecracker / CH */
 
 static void test_vmm__fc_machine_config(void **state)
@@ -641,6 +722,7 @@ int main(void)
         cmocka_unit_test(test_vmm__libvirt_xml_custom_numa_escaped),
         cmocka_unit_test(test_vmm__libvirt_xml_validator_catches_bad),
         cmocka_unit_test(test_vmm__libvirt_driver_writes_xml),
+        cmocka_unit_test(test_vmm__libvirt_driver_calls_virsh),
         cmocka_unit_test(test_vmm__fc_machine_config),
         cmocka_unit_test(test_vmm__fc_cpu_template),
         cmocka_unit_test(test_vmm__ch_vm_config),
