@@ -235,7 +235,6 @@ ks_code ks_api__http_start(ks_api *api, ks_err *err)
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     api->bound_port = info ? info->port : api->opts.port;
     api->daemon = d;
-    api->listen_fd = -1;
     ks_log(KS_LOG_INFO, "listening addr=%s port=%u threads=%u tls=%s", api->listen_host,
            (unsigned)api->bound_port, api->opts.threads, api->opts.tls_cert_pem ? "on" : "off");
     return KS_OK;
@@ -247,7 +246,13 @@ void ks_api__http_stop(ks_api *api, uint64_t grace_us)
     struct MHD_Daemon *d = api->daemon;
     if (!d)
         return;
+    /* After quiescing, the listen socket is ours; closing it now makes new
+     * connections fail fast instead of queueing in the backlog until stop. */
     MHD_socket fd = MHD_quiesce_daemon(d);
+    if (fd != MHD_INVALID_SOCKET) {
+        shutdown(fd, SHUT_RDWR); /* refuse queued and new connections now */
+        close(fd);
+    }
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);
     uint64_t ns = (uint64_t)deadline.tv_nsec + grace_us * 1000u;
@@ -263,8 +268,6 @@ void ks_api__http_stop(ks_api *api, uint64_t grace_us)
     if (left > 0)
         ks_log(KS_LOG_WARN, "shutdown grace expired in_flight=%d, closing them", left);
     MHD_stop_daemon(d);
-    if (fd != MHD_INVALID_SOCKET)
-        close(fd);
     api->daemon = NULL;
     ks_log(KS_LOG_INFO, "http stopped waited_for=%d", waiting);
 }

@@ -122,7 +122,6 @@ struct ks_api {
     int in_flight;               /* requests started, not completed (flight_mu) */
     pthread_mutex_t flight_mu;
     pthread_cond_t flight_cv;
-    int listen_fd;               /* after quiesce: ours to close */
     atomic_bool shutting_down;
     atomic_uint_fast64_t next_request;
     ks_metrics metrics;

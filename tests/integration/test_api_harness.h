@@ -32,6 +32,8 @@ typedef struct kd {
     char log[600];
     unsigned port;
     char admin[128], reader[128], agent_a[128], agent_b[128];
+    const char *scheme;   /* "http" (default) or "https" */
+    char cafile[700];     /* https: the certificate to trust */
 } kd;
 
 static inline uint64_t kd_mono_ms(void)
@@ -184,7 +186,12 @@ static inline long kd_http_ex(const kd *d, resp *r, const char *method, const ch
     CURL *c = curl_easy_init();
     assert_non_null(c);
     char url[1024], auth[300], ct[200];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", d->port, path);
+    snprintf(url, sizeof(url), "%s://127.0.0.1:%u%s", d->scheme ? d->scheme : "http", d->port,
+             path);
+    if (d->cafile[0]) {
+        curl_easy_setopt(c, CURLOPT_CAINFO, d->cafile);
+        curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+    }
     struct curl_slist *h = NULL;
     if (token) {
         snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
@@ -327,11 +334,12 @@ static inline int kd_stop(kd *d)
     return -2;
 }
 
-/* Creates the temp dir, the db with four tokens, and starts the daemon. */
+/* Creates the temp dir (unless d->dir is set), the db with four tokens, and starts
+ * the daemon.  d->scheme/cafile may be preset. */
 static inline void kd_setup(kd *d, const char *const *extra_args)
 {
-    memset(d, 0, sizeof(*d));
-    ks_test_mkdtemp(d->dir, sizeof(d->dir));
+    if (!d->dir[0])
+        ks_test_mkdtemp(d->dir, sizeof(d->dir));
     ks_test_path(d->db, sizeof(d->db), "%s/kintsugi.db", d->dir);
     ks_test_path(d->port_file, sizeof(d->port_file), "%s/port", d->dir);
     ks_test_path(d->log, sizeof(d->log), "%s/kintsugid.log", d->dir);
