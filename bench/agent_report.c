@@ -23,6 +23,7 @@
 #include <jansson.h>
 
 #include "ks_discover.h"
+#include "ks_discover_int.h"
 #include "ks_report.h"
 
 #define TARGET_MS 50.0
@@ -92,6 +93,23 @@ static void run_child(int fd, const char *fixture, int runs)
     free(t);
     ssize_t w = write(fd, &res, sizeof(res));
     _exit(w == (ssize_t)sizeof(res) && res.ok ? 0 : 1);
+}
+
+/* tar -xjf tarball -C dir, without a shell. */
+static int untar(const char *tarball, const char *dir)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        execlp("tar", "tar", "-xjf", tarball, "-C", dir, (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
 }
 
 static int run_scenario(const char *fixture, int runs, result *res, double *peak_kib)
@@ -164,10 +182,9 @@ int main(int argc, char **argv)
     } sc[5];
     int n_sc = 0;
     for (size_t i = 0; i < sizeof(fx) / sizeof(fx[0]); i++) {
-        char cmd[2400];
-        snprintf(cmd, sizeof(cmd), "tar -xjf '%s/hwloc-x86/%s.tar.bz2' -C '%s'", fixtures,
-                 fx[i].name, tmp);
-        if (system(cmd) != 0) {
+        char tarball[2048];
+        snprintf(tarball, sizeof(tarball), "%s/hwloc-x86/%s.tar.bz2", fixtures, fx[i].name);
+        if (untar(tarball, tmp) != 0) {
             fprintf(stderr, "agent_report: cannot unpack %s\n", fx[i].name);
             continue;
         }
@@ -225,9 +242,7 @@ int main(int argc, char **argv)
                                                                                : "NOT met",
                sc[0].res.median_ms, growth_mib);
     }
-    char cmd[256];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
-    if (system(cmd) != 0)
+    if (ks_discover__rmtree(tmp) != 0)
         fprintf(stderr, "agent_report: could not remove %s\n", tmp);
     return failed;
 }

@@ -13,6 +13,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sched.h>
@@ -164,9 +165,9 @@ static void oracle_load(oracle *o, const char *name)
             if (xml_attr(t + 1, end, "cpuset", v, sizeof(v)))
                 assert_int_equal(hwloc_bitmap_sscanf(ob->cpuset, v), 0);
             if (xml_attr(t + 1, end, "cache_size", v, sizeof(v)))
-                ob->cache_size = strtoull(v, NULL, 10);
+                assert_int_equal(sscanf(v, "%" SCNu64, &ob->cache_size), 1);
             if (xml_attr(t + 1, end, "depth", v, sizeof(v)))
-                ob->depth = (int)strtol(v, NULL, 10);
+                assert_int_equal(sscanf(v, "%d", &ob->depth), 1);
         } else if (strncmp(t, "<cpukind ", 9) == 0) {
             assert_true(o->n_kinds < 16);
             assert_true(xml_attr(t + 1, end, "cpuset", v, sizeof(v)));
@@ -209,11 +210,15 @@ static char *join_sorted(char **items, int n)
         len += strlen(items[i]) + 1;
     char *s = calloc(1, len);
     assert_non_null(s);
+    size_t o = 0;
     for (int i = 0; i < n; i++) {
-        strcat(s, items[i]);
-        strcat(s, ";");
+        size_t k = strlen(items[i]);
+        memcpy(s + o, items[i], k);
+        s[o + k] = ';';
+        o += k + 1;
         free(items[i]);
     }
+    s[o] = '\0';
     return s;
 }
 
