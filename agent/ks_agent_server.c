@@ -34,6 +34,7 @@ struct ks_agent_server {
     ks_vmm_driver *driver;
     pthread_mutex_t lock;
     char *token;
+    char host_id[KS_ID_MAX];  /* "" = plans for any host accepted */
     size_t max_body;
     uint16_t port;
     size_t n_vms;
@@ -197,6 +198,12 @@ static enum MHD_Result put_plan(ks_agent_server *srv, struct MHD_Connection *c, 
     if (strcmp(plan->vm, name) != 0) {
         ks_err_set_field(&err, KS_EINVAL, "vm", "plan is for vm '%s', path names '%s'", plan->vm,
                          name);
+        ret = send_error(c, &err, NULL);
+        goto done;
+    }
+    if (srv->host_id[0] && strcmp(plan->host, srv->host_id) != 0) {
+        ks_err_set_field(&err, KS_EINVAL, "host", "plan is for host '%s', this agent is '%s'",
+                         plan->host, srv->host_id);
         ret = send_error(c, &err, NULL);
         goto done;
     }
@@ -409,6 +416,12 @@ ks_code ks_agent_server_start(ks_agent_server **out, const ks_agent_server_optio
         }
     } else if (!opts->insecure_no_auth) {
         rc = ks_err_set_field(err, KS_EINVAL, "token", "the agent API needs a bearer token");
+        goto done;
+    }
+    if (opts->host_id && snprintf(srv->host_id, sizeof(srv->host_id), "%s", opts->host_id) >=
+                             (int)sizeof(srv->host_id)) {
+        rc = ks_err_set_field(err, KS_EINVAL, "host_id", "host id '%.64s...' is too long",
+                              opts->host_id);
         goto done;
     }
     struct sockaddr_storage ss = {0};

@@ -9,7 +9,7 @@
  * generation, 413 body over the limit, 503 the VMM does not answer, 500 else.
  *
  *   PUT /v1/vms/{name}/plan   body: the plan JSON (ks_plan_to_json; "vm" must equal
- *       {name}).  Unknown VM: created (201).  Known VM: generation G newer than the
+ *       {name}, and "host" this agent's host id when one is configured).  Unknown VM: created (201).  Known VM: generation G newer than the
  *       applied one is applied online where possible (200); G equal to the applied
  *       one with the same plan is a no-op (200, idempotent: kintsugid may retry
  *       freely); G equal with a different plan, or G older: 409 "conflict".
@@ -51,6 +51,8 @@ typedef struct ks_agent_server_options {
     uint16_t port;             /* 0: any free port (see ks_agent_server_port) */
     const char *token;         /* bearer token; required unless insecure_no_auth */
     bool insecure_no_auth;     /* tests and local demos only */
+    const char *host_id;       /* when set, a plan whose "host" differs is refused (400):
+                                * a misrouted plan must not start a VM here */
     size_t max_body_bytes;     /* plan body limit, default 1 MiB */
     ks_vmm_options vmm;        /* driver name ("qemu"|"libvirt"|"cloud-hypervisor"|
                                 * "firecracker"|"dry-run"), state dir, VMM settings */

@@ -105,6 +105,7 @@ static void test_vmm_server__plan_lifecycle(void **state)
     o.token = TOKEN;
     o.vmm.driver = "dry-run";
     o.max_body_bytes = 64 * 1024;
+    o.host_id = "h-1";
     ks_agent_server *srv = NULL;
     ks_err err = {0};
     assert_int_equal(ks_agent_server_start(&srv, &o, &err), KS_OK);
@@ -154,7 +155,15 @@ static void test_vmm_server__plan_lifecycle(void **state)
                         "vcpu[0].pin");
     json_decref(resp);
 
-    /* Input errors. */
+    /* Input errors: a plan for another host, another vm, not JSON, not a plan. */
+    json_t *elsewhere = plan("web-1", 9, 6, 5);
+    json_object_set_new(elsewhere, "host", json_string("h-2"));
+    assert_int_equal(http(port, TOKEN, "PUT", "/v1/vms/web-1/plan", elsewhere, NULL, &resp), 400);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(resp, "error"),
+                                                          "field")),
+                        "host");
+    json_decref(resp);
+    json_decref(elsewhere);
     json_t *other = plan("db-1", 1, 0, 1);
     assert_int_equal(http(port, TOKEN, "PUT", "/v1/vms/web-1/plan", other, NULL, &resp), 400);
     assert_string_equal(json_string_value(json_object_get(json_object_get(resp, "error"),
