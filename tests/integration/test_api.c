@@ -662,6 +662,25 @@ static void test_api__defect_replans(void **state)
     json_t *cpus = get_json("/v1/hosts/h-def/cpus?state=degraded", g.reader, 200);
     assert_int_equal(json_array_size(json_object_get(cpus, "items")), 1);
     json_decref(cpus);
+
+    /* With nowhere to go on its host, the VM is flagged needs_migration. */
+    assert_int_equal(kd_put_report(&g, g.admin, "h-mig", 1, 1, 1, "b", -1, NULL, NULL), 201);
+    v = post_vm("{\"name\":\"stuck\",\"vcpus\":1,\"memory_mib\":64,\"host\":\"h-mig\","
+                "\"required_features\":[\"avx512f\"]}",
+                201);
+    json_decref(v);
+    assert_int_equal(kd_put_report(&g, g.admin, "h-mig", 1, 1, 2, "b", 0, "avx512f", &r), 200);
+    replans = json_object_get(r.json, "replans");
+    assert_int_equal(json_array_size(replans), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(replans, 0), "result")),
+                        "needs_migration");
+    resp_free(&r);
+    json_t *vm = get_json("/v1/vms/stuck", g.reader, 200);
+    assert_string_equal(json_string_value(json_object_get(vm, "state")), "needs_migration");
+    json_decref(vm);
+    json_t *list = get_json("/v1/vms?state=needs_migration", g.reader, 200);
+    assert_int_equal(json_array_size(json_object_get(list, "items")), 1);
+    json_decref(list);
 }
 
 static void test_api__feature_ban(void **state)
@@ -791,8 +810,8 @@ static void test_api__capacity_events_metrics(void **state)
     assert_non_null(strstr(r.body, "ks_placements_total{result=\"placed\"}"));
     assert_non_null(strstr(r.body, "ks_placement_duration_seconds_count"));
     assert_non_null(strstr(r.body, "ks_hosts{state=\"ready\"}"));
-    /* h-def and h-p2 each have one degraded CPU. */
-    assert_non_null(strstr(r.body, "ks_cpus{state=\"degraded\"} 2\n"));
+    /* h-def, h-mig and h-p2 each have one degraded CPU. */
+    assert_non_null(strstr(r.body, "ks_cpus{state=\"degraded\"} 3\n"));
     resp_free(&r);
 }
 
