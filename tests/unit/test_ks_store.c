@@ -648,6 +648,13 @@ static void test_store__rollback_leaves_nothing(void **state)
     assert_int_equal(qint(f->s, "SELECT count(*) FROM vms"), 0);
     assert_int_equal(qint(f->s, "SELECT count(*) FROM vm_vcpus"), 0);
     assert_int_equal(qint(f->s, "SELECT count(*) FROM events"), 0);
+
+    /* Closing with a transaction open discards it too. */
+    assert_int_equal(ks_store_begin(f->s, &err), KS_OK);
+    assert_int_equal(ks_store_host_put_report(f->s, r, "{}", 1, NULL, &err), KS_OK);
+    ks_store_close(f->s);
+    assert_int_equal(ks_store_open(&f->s, f->path, NULL, &err), KS_OK);
+    assert_int_equal(qint(f->s, "SELECT count(*) FROM hosts"), 0);
     ks_report_free(r);
 }
 
