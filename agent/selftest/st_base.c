@@ -339,14 +339,37 @@ static uint64_t bextr_ref(uint64_t v, unsigned start, unsigned len)
     return len >= 64 ? x : x & ((UINT64_C(1) << len) - 1);
 }
 
+/*
+ * GCC implements _andn/_blsi/_blsmsk/_blsr as plain C (~x & y, x & -x, ...) and
+ * only an optimising build turns them into BMI1 instructions; inline assembly
+ * makes every build execute the instructions under test.
+ */
+static inline uint64_t asm_andn(uint64_t x, uint64_t y)
+{
+    uint64_t r;
+    __asm__("andnq %2, %1, %0" : "=r"(r) : "r"(x), "rm"(y) : "cc");
+    return r;
+}
+
+#define KS_ST_BMI_UNARY(name)                                                                 \
+    static inline uint64_t asm_##name(uint64_t x)                                             \
+    {                                                                                         \
+        uint64_t r;                                                                           \
+        __asm__(#name "q %1, %0" : "=r"(r) : "rm"(x) : "cc");                                 \
+        return r;                                                                             \
+    }
+KS_ST_BMI_UNARY(blsi)
+KS_ST_BMI_UNARY(blsmsk)
+KS_ST_BMI_UNARY(blsr)
+
 __attribute__((target("bmi"))) size_t ks_st__bmi1_run(uint8_t out[KS_ST_OUT_MAX])
 {
     uint64_t s = ks_selftest__seed, h = 0;
     for (uint32_t i = 0; i < KS_ST_BITS_ITERS; i++) {
         uint64_t v = ks_st__next(&s), w = ks_st__next(&s) ^ h;
-        h ^= _andn_u64(v, w);
+        h ^= asm_andn(v, w);
         h = ks_st__rotl(h, 3) + _bextr_u64(v, i & 31, (unsigned)(w & 31) + 1);
-        h += _blsi_u64(v) ^ _blsmsk_u64(w) ^ _blsr_u64(v ^ h);
+        h += asm_blsi(v) ^ asm_blsmsk(w) ^ asm_blsr(v ^ h);
         h += _tzcnt_u64(v & w) + ((uint64_t)_tzcnt_u32((uint32_t)(v >> 32)) << 7);
     }
     return ks_st__out(out, &h, sizeof(h));
@@ -402,11 +425,17 @@ __attribute__((target("bmi2"))) size_t ks_st__bmi2_run(uint8_t out[KS_ST_OUT_MAX
     for (uint32_t i = 0; i < KS_ST_BMI2_ITERS; i++) {
         uint64_t v = ks_st__next(&s), w = ks_st__next(&s) ^ h;
         unsigned long long hi;
+        uint64_t sh, sa, ro;
         h ^= _bzhi_u64(v, i & 63);
         h = ks_st__rotl(h, 11) + _pdep_u64(v, w);
         g ^= _pext_u64(w, v ^ g);
         h += _mulx_u64(v, w, &hi);
         g += hi;
+        /* SHLX/SARX/RORX have no intrinsics the compiler is bound to use */
+        __asm__("shlxq %2, %1, %0" : "=r"(sh) : "r"(v), "r"(w));
+        __asm__("sarxq %2, %1, %0" : "=r"(sa) : "r"(w), "r"(v >> 3));
+        __asm__("rorxq $19, %1, %0" : "=r"(ro) : "r"(h));
+        g += sh ^ sa ^ ro;
     }
     buf[0] = h;
     buf[1] = g;
@@ -426,6 +455,10 @@ size_t ks_st__bmi2_expect(uint8_t out[KS_ST_OUT_MAX])
         unsigned __int128 p = (unsigned __int128)v * w;
         h += (uint64_t)p;
         g += (uint64_t)(p >> 64);
+        uint64_t sh = v << (w & 63);
+        uint64_t sa = (uint64_t)((int64_t)w >> ((v >> 3) & 63));
+        uint64_t ro = (h >> 19) | (h << 45);
+        g += sh ^ sa ^ ro;
     }
     buf[0] = h;
     buf[1] = g;
