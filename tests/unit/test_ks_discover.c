@@ -508,6 +508,67 @@ static void test_discover__feature_spot_checks(void **state)
     ks_report_free(r);
 }
 
+
+static void unpack_to(char *out, size_t cap, const char *tag, const char *name)
+{
+    char dir[1024], cmd[2400];
+    ks_test_path(dir, sizeof(dir), "%s/%s", g_tmp, tag);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    ks_test_path(cmd, sizeof(cmd), "tar -xjf '%s/hwloc-x86/%s.tar.bz2' -C '%s'",
+                 ks_test_fixtures_dir(), name, dir);
+    assert_int_equal(system(cmd), 0);
+    ks_test_path(out, cap, "%s/%s", dir, name);
+}
+
+/*
+ * PLATFORM.md: hwloc 2.9 predates Intel low-power E-cores (Atom type, no L3)
+ * and AMD heterogeneous cores (CPUID 0x80000026).  Forge both into copies of
+ * real dumps: discovery must split the kinds from CPUID where hwloc cannot.
+ */
+static void test_discover__cpuid_kinds_beyond_hwloc(void **state)
+{
+    (void)state;
+    char root[1200], cmd[4096];
+    /* RaptorLake with E-cores 16-19 turned into LP E-cores: their leaf 4 lists no L3 */
+    unpack_to(root, sizeof(root), "lpe", "Intel-RaptorLake-Corei7-1370P");
+    ks_test_path(cmd, sizeof(cmd),
+                 "cd '%s' && sed -i 's/^5 4 0 3 0 => .*/5 4 0 3 0 => 0 0 0 0/' pu16 pu17 pu18 pu19",
+                 root);
+    assert_int_equal(system(cmd), 0);
+    ks_report *r = discover(root, KS_OK);
+    assert_int_equal(r->n_kinds, 3);
+    assert_string_equal(r->kinds[0].name, "IntelAtomLP");
+    assert_string_equal(r->kinds[1].name, "IntelAtom");
+    assert_string_equal(r->kinds[2].name, "IntelCore");
+    assert_int_equal(r->kinds[0].kind_class, KS_KIND_EFFICIENCY);
+    assert_int_equal(r->kinds[1].kind_class, KS_KIND_EFFICIENCY);
+    assert_int_equal(r->kinds[2].kind_class, KS_KIND_PERFORMANCE);
+    for (uint32_t i = 0; i < r->n_cpus; i++)
+        assert_int_equal(r->cpus[i].kind, r->cpus[i].id < 12 ? 2 : r->cpus[i].id < 16 ? 1 : 0);
+    check_roundtrip(r);
+    ks_report_free(r);
+
+    /* Zen 3 server made heterogeneous: 0x80000026 says CPUs 64-127 are efficiency cores */
+    unpack_to(root, sizeof(root), "amdhet", "AMD-19h-Zen3-2xEpyc-7763");
+    ks_test_path(cmd, sizeof(cmd),
+                 "cd '%s' && for i in $(seq 0 127); do "
+                 "sed -i 's/^1 80000000 0 0 0 => 80000023 /1 80000000 0 0 0 => 80000026 /' pu$i && "
+                 "if [ $i -lt 64 ]; then t=00000002; else t=10000002; fi && "
+                 "echo \"5 80000026 0 0 0 => 40000000 $t 100 0\" >> pu$i; done",
+                 root);
+    assert_int_equal(system(cmd), 0);
+    r = discover(root, KS_OK);
+    assert_int_equal(r->n_kinds, 2);
+    assert_string_equal(r->kinds[0].name, "AMDEfficiency");
+    assert_int_equal(r->kinds[0].kind_class, KS_KIND_EFFICIENCY);
+    assert_string_equal(r->kinds[1].name, "AMDPerformance");
+    assert_int_equal(r->kinds[1].kind_class, KS_KIND_PERFORMANCE);
+    for (uint32_t i = 0; i < r->n_cpus; i++)
+        assert_int_equal(r->cpus[i].kind, r->cpus[i].id < 64 ? 1 : 0);
+    check_roundtrip(r);
+    ks_report_free(r);
+}
+
 /* ---- Linux sysfs fixtures ------------------------------------------------------------- */
 
 static void test_discover__linux_hybrid(void **state)
@@ -1341,6 +1402,7 @@ int main(void)
         cmocka_unit_test(test_discover__x86_fixtures_match_oracle),
         cmocka_unit_test(test_discover__raptorlake_hybrid),
         cmocka_unit_test(test_discover__feature_spot_checks),
+        cmocka_unit_test(test_discover__cpuid_kinds_beyond_hwloc),
         cmocka_unit_test(test_discover__linux_hybrid),
         cmocka_unit_test(test_discover__linux_arm_clusters),
         cmocka_unit_test(test_discover__linux_offline),
