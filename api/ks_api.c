@@ -275,6 +275,27 @@ done:
     return rc;
 }
 
+#define KS_API_EXPIRE_PERIOD_US (600ull * 1000000)
+#define KS_API_IDEM_TTL_US (24ull * 3600 * 1000000)
+
+/* Idempotency keys are kept one day: long enough for any client retry loop. */
+static void expire_old_rows(ks_api *api)
+{
+    ks_err err = {0};
+    uint64_t n = 0, now = ks_api_now_us();
+    ks_code rc = ks_store_begin(api->store, &err);
+    if (rc == KS_OK)
+        rc = ks_store_idem_expire(&n, api->store, now - KS_API_IDEM_TTL_US, &err);
+    if (rc == KS_OK)
+        rc = ks_store_commit(api->store, &err);
+    else
+        ks_store_rollback(api->store, NULL);
+    if (rc != KS_OK)
+        ks_log(KS_LOG_WARN, "idempotency key expiry failed error='%s', ignoring", err.msg);
+    else if (n)
+        ks_log(KS_LOG_INFO, "idempotency keys expired n=%llu", (unsigned long long)n);
+}
+
 static void *bg_main(void *arg)
 {
     ks_api *api = arg;
@@ -282,6 +303,7 @@ static void *bg_main(void *arg)
     if (api->opts.lost_after_us && api->opts.lost_after_us / 4 < period_us)
         period_us = api->opts.lost_after_us / 4 > 50000 ? api->opts.lost_after_us / 4 : 50000;
     api->last_snapshot_us = ks_api_mono_us();
+    api->last_expire_us = api->last_snapshot_us;
     pthread_mutex_lock(&api->bg_mu);
     while (!api->bg_stop) {
         struct timespec ts;
@@ -297,6 +319,10 @@ static void *bg_main(void *arg)
         if (api->opts.lost_after_us)
             ks_api__mark_lost_hosts(api);
         uint64_t now = ks_api_mono_us();
+        if (now - api->last_expire_us >= KS_API_EXPIRE_PERIOD_US) {
+            api->last_expire_us = now;
+            expire_old_rows(api);
+        }
         if (api->opts.snapshot_interval_us &&
             now - api->last_snapshot_us >= api->opts.snapshot_interval_us) {
             api->last_snapshot_us = now;

@@ -103,6 +103,19 @@ static enum MHD_Result run_call(ks_api *api, struct MHD_Connection *conn, const 
     return ret;
 }
 
+/* true when the Content-Length value is a number above `limit` (MHD itself rejects
+ * malformed values). */
+static bool content_length_above(const char *v, size_t limit)
+{
+    uint64_t n = 0;
+    for (; *v >= '0' && *v <= '9'; v++) {
+        if (n > (UINT64_MAX - 9) / 10)
+            return true;
+        n = n * 10 + (uint64_t)(*v - '0');
+    }
+    return *v == '\0' && n > limit;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
@@ -120,14 +133,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         flight_add(api, 1);
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl) {
-            char *end = NULL;
-            unsigned long long n = strtoull(cl, &end, 10);
-            if (end && *end == '\0' && n > api->opts.max_body_bytes) {
-                /* Answer now: MHD then skips the body and closes the connection. */
-                ctx->too_large = true;
-                return run_call(api, conn, url, method, ctx);
-            }
+        if (cl && content_length_above(cl, api->opts.max_body_bytes)) {
+            /* Answer now: MHD then skips the body and closes the connection. */
+            ctx->too_large = true;
+            return run_call(api, conn, url, method, ctx);
         }
         return MHD_YES;
     }

@@ -132,6 +132,7 @@ struct ks_api {
     pthread_cond_t bg_cv;
     bool bg_stop;
     uint64_t last_snapshot_us;
+    uint64_t last_expire_us;
     /* rate limiter: small table of token buckets keyed by principal */
     pthread_mutex_t rl_mu;
     struct {

@@ -252,13 +252,15 @@ void ks_api_handle_call(ks_api *api, const ks_api_call *call, ks_api_response *r
 
     const char *path = call->path ? call->path : "";
     const char *method = call->method ? call->method : "";
+    /* HEAD is GET without a body (the transport drops the body). */
+    const char *match_method = strcmp(method, "HEAD") == 0 ? "GET" : method;
     bool path_known = false;
     char allow[64] = "";
     for (size_t i = 0; i < ks_api_n_routes; i++) {
         if (!route_match(ks_api_routes[i].pattern, path, NULL))
             continue;
         path_known = true;
-        if (strcmp(ks_api_routes[i].method, method) == 0) {
+        if (strcmp(ks_api_routes[i].method, match_method) == 0) {
             route_index = i;
             break;
         }

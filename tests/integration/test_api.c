@@ -63,6 +63,10 @@ static void test_api__health_ready_openapi(void **state)
     json_t *h = get_json("/healthz", NULL, 200);
     assert_string_equal(json_string_value(json_object_get(h, "status")), "ok");
     json_decref(h);
+    resp hr;
+    assert_int_equal(kd_http(&g, &hr, "HEAD", "/v1/openapi.json", NULL, NULL), 200);
+    assert_int_equal(hr.len, 0);
+    resp_free(&hr);
     json_t *rd = get_json("/readyz", NULL, 200);
     assert_string_equal(json_string_value(json_object_get(rd, "status")), "ready");
     json_decref(rd);
