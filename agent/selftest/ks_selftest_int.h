@@ -15,6 +15,11 @@
  * Inputs derive from ks_selftest__seed, a volatile the compiler cannot see
  * through: without it the optimiser would fold the whole workload into a
  * constant at build time and the test would exercise nothing.
+ *
+ * Build for the x86-64 baseline (no -march=native): the references must not
+ * be auto-vectorised onto the very unit they check.  Instructions that GCC's
+ * intrinsics express as plain C (ANDN, BLS*) are written as inline assembly so
+ * that unoptimised builds execute them too.
  */
 #ifndef KS_SELFTEST_INT_H
 #define KS_SELFTEST_INT_H
