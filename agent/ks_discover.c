@@ -733,7 +733,8 @@ static void fill_freqs(disc *d)
         for (int k = 0; set && k < nk && (!c->max_mhz || !c->base_mhz); k++) {
             unsigned n_infos = 0;
             struct hwloc_info_s *infos = NULL;
-            if (hwloc_cpukinds_get_info(d->topo, (unsigned)k, set, NULL, &n_infos, &infos, 0) != 0 ||
+            if (hwloc_cpukinds_get_info(d->topo, (unsigned)k, set, NULL, &n_infos, &infos, 0) !=
+                    0 ||
                 !hwloc_bitmap_isset(set, (unsigned)c->id))
                 continue;
             if (!c->max_mhz)
