@@ -15,7 +15,7 @@
 typedef struct ks_discover__src {
     ks_discover_kind kind;
     char dir[PATH_MAX];     /* fixture root (dump dir or fsroot); "" when live */
-    char root[PATH_MAX];    /* prefix for /sys and /proc: "" live, dir for sysfs, unused for dumps */
+    char root[PATH_MAX];    /* /sys and /proc prefix: "" live, dir for sysfs, unused for dumps */
     char name[KS_NAME_MAX]; /* fixture name (tarball/dir basename without .tar.bz2) */
     char tmp[PATH_MAX];     /* private unpack dir to remove, "" when none */
 } ks_discover__src;
