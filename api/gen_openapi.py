@@ -172,7 +172,9 @@ schemas = {
     "Cpu": O({"id": I(), "package": I(), "core": I(), "thread": I(), "numa_node": I(), "l2_group": I(), "l3_group": I(),
               "kind": S(enum=["performance", "efficiency"]), "kind_name": S(), "max_mhz": I(),
               "state": S(enum=["online", "degraded", "offline", "quarantined"]), "reserved": B(),
-              "n_native": I(), "n_usable": I(), "unusable": feats, "vm": nullable(S())}, ["id", "state"]),
+              "n_native": I(), "n_usable": I(), "unusable": feats, "vm": nullable(S()),
+              "defects": A(O({"feature": nullable(S(description="null: whole-CPU defect")),
+                              "source": S(enum=["selftest", "ifs", "operator", "mce"]), "time_us": I(), "detail": S()}))}, ["id", "state"]),
     "CpuList": O({"host": S(), "items": A(ref("Cpu"))}, ["host", "items"]),
     "VmRequest": O({
         "name": S(pattern="^[A-Za-z0-9._-]{1,63}$"),

@@ -231,7 +231,8 @@ typedef struct host_probe {
 static bool probe_cpu(void *ctx, const ks_fleet_cpu_view *c)
 {
     host_probe *p = ctx;
-    if (c->kind_class < KS_KIND_CLASS__COUNT && c->kind_name && c->kind_name[0])
+    /* Hosts without core kinds count as all-performance (as the index treats them). */
+    if (c->kind_class < KS_KIND_CLASS__COUNT)
         p->seen_kind[c->kind_class] = true;
     if (p->has_feature && c->usable && ks_featset_test(c->usable, p->feature))
         p->feature_ok = true;
@@ -380,7 +381,26 @@ typedef struct cpus_ctx {
     int state;
     const char *host;
     ks_api *api;
+    json_t *defects; /* {"<cpu id>": [defect, ...]} */
 } cpus_ctx;
+
+static int collect_defect(void *ctx, const ks_store_defect_row *d)
+{
+    cpus_ctx *x = ctx;
+    char key[16];
+    snprintf(key, sizeof(key), "%d", d->cpu_id);
+    json_t *arr = json_object_get(x->defects, key);
+    if (!arr) {
+        arr = json_array();
+        json_object_set_new(x->defects, key, arr);
+    }
+    json_array_append_new(
+        arr, json_pack("{s:o,s:s,s:I,s:s}", "feature",
+                       d->feature_name[0] ? json_string(d->feature_name) : json_null(), "source",
+                       ks_defect_source_to_str((ks_defect_source)d->source), "time_us",
+                       (json_int_t)d->time_us, "detail", d->detail));
+    return 0;
+}
 
 static bool cpu_json(void *ctx, const ks_fleet_cpu_view *c)
 {
@@ -406,6 +426,10 @@ static bool cpu_json(void *ctx, const ks_fleet_cpu_view *c)
     json_object_set_new(o, "n_usable", json_integer(ks_featset_popcount(c->usable)));
     json_object_set_new(o, "unusable", ks_featset_to_json(&lost));
     json_object_set_new(o, "vm", c->vm ? json_string(c->vm) : json_null());
+    char key[16];
+    snprintf(key, sizeof(key), "%d", c->id);
+    json_t *d = json_object_get(x->defects, key);
+    json_object_set_new(o, "defects", d ? json_incref(d) : json_array());
     json_array_append_new(x->items, o);
     return true;
 }
@@ -425,11 +449,15 @@ void ks_api_h_host_cpus(ks_api_req *req)
         return;
     }
     x.items = json_array();
+    x.defects = json_object();
     pthread_mutex_lock(&api->lock);
-    ks_code rc = ks_fleet_host_cpus(api->fleet, id, cpu_json, &x, &err);
+    ks_code rc = ks_store_defect_list(api->store, id, -1, collect_defect, &x, &err);
+    if (rc == KS_OK)
+        rc = ks_fleet_host_cpus(api->fleet, id, cpu_json, &x, &err);
     if (rc == KS_ENOTFOUND)
         ks_err_set(&err, KS_ENOTFOUND, "host '%s' not found", id);
     pthread_mutex_unlock(&api->lock);
+    json_decref(x.defects);
     if (rc != KS_OK) {
         json_decref(x.items);
         ks_api_send_error(req, &err);

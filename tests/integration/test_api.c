@@ -665,6 +665,11 @@ static void test_api__defect_replans(void **state)
     assert_int_equal(gen2, 2);
     json_t *cpus = get_json("/v1/hosts/h-def/cpus?state=degraded", g.reader, 200);
     assert_int_equal(json_array_size(json_object_get(cpus, "items")), 1);
+    json_t *dc = json_array_get(json_object_get(cpus, "items"), 0);
+    assert_int_equal(json_integer_value(json_object_get(dc, "id")), cpu);
+    json_t *defect = json_array_get(json_object_get(dc, "defects"), 0);
+    assert_string_equal(json_string_value(json_object_get(defect, "feature")), "avx512f");
+    assert_string_equal(json_string_value(json_object_get(defect, "source")), "selftest");
     json_decref(cpus);
 
     /* With nowhere to go on its host, the VM is flagged needs_migration. */
