@@ -12,6 +12,7 @@
 
 #include "ks_feature.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -559,6 +560,33 @@ ks_code ks_vmm__affinity(char *buf, size_t cap, pid_t pid, pid_t tid, ks_err *er
     }
     fclose(f);
     return rc;
+}
+
+pid_t ks_vmm__thread_by_name(pid_t pid, const char *name)
+{
+    char path[96];
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    DIR *dir = opendir(path);
+    pid_t found = 0;
+    if (!dir)
+        return 0;
+    for (struct dirent *de; !found && (de = readdir(dir));) {
+        if (de->d_name[0] < '0' || de->d_name[0] > '9')
+            continue;
+        char comm_path[400], comm[64] = "";
+        snprintf(comm_path, sizeof(comm_path), "%s/%s/comm", path, de->d_name);
+        FILE *f = fopen(comm_path, "re");
+        if (!f)
+            continue;
+        if (fgets(comm, sizeof(comm), f)) {
+            comm[strcspn(comm, "\n")] = '\0';
+            if (strcmp(comm, name) == 0)
+                found = (pid_t)strtol(de->d_name, NULL, 10);
+        }
+        fclose(f);
+    }
+    closedir(dir);
+    return found;
 }
 
 ks_code ks_vmm__run(char **out, int *status, char *const argv[], uint64_t timeout_us,

@@ -72,6 +72,8 @@ void ks_vmm__log_tail(const char *path, char *buf, size_t cap);
 ks_code ks_vmm__pin(pid_t tid, int cpu, ks_err *err);
 /* Reads Cpus_allowed_list of /proc/<pid>/task/<tid>/status into buf.  KS_EIO. */
 ks_code ks_vmm__affinity(char *buf, size_t cap, pid_t pid, pid_t tid, ks_err *err);
+/* Thread of process pid whose comm is `name` ("fc_vcpu 0"), 0 when none. */
+pid_t ks_vmm__thread_by_name(pid_t pid, const char *name);
 /* Runs argv to completion (stdout captured into *out when out != NULL, caller frees,
  * capped at 1 MiB); returns the exit status in *status (-1 when killed).  KS_EUNAVAIL
  * when it cannot run, KS_EIO on timeout. */

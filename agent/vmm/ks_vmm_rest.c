@@ -12,7 +12,8 @@
  *   /cpu-config with a custom CPU template clearing the CPUID bit of each hidden
  *   feature, then PUT /boot-source + PUT /actions InstanceStart when a kernel is
  *   configured.  Both configs are pre-boot only.  Firecracker has no vCPU affinity
- *   in its API: pins are reported dropped.
+ *   in its API: when the agent started the process it pins the "fc_vcpu N" threads
+ *   itself (online moves too); otherwise pins are reported dropped.
  * The socket is <state_dir>/<vm>.<driver>.sock; when opts.vmm_binary is set the
  * driver starts the VMM itself on that socket.
  */
@@ -446,14 +447,6 @@ ks_code ks_vmm_fc_machine_config(json_t **out, const ks_plan *plan, ks_vmm_resul
                       smt ? "true" : "false");
     ks_vmm_result_add(res, KS_VMM_APPLIED, "memory", "mem_size_mib=%llu",
                       (unsigned long long)plan->memory_mib);
-    for (uint32_t i = 0; i < n; i++)
-        if (plan->vcpus[i].host_cpu >= 0) {
-            char item[KS_VMM_ITEM_MAX];
-            snprintf(item, sizeof(item), "vcpu[%u].pin", i);
-            ks_vmm_result_add(res, KS_VMM_DROPPED, item,
-                              "firecracker API has no vCPU affinity: host cpu %d not applied",
-                              plan->vcpus[i].host_cpu);
-        }
     note_pmu_dropped(plan, "Firecracker", res);
     *out = mc;
     return KS_OK;
@@ -570,6 +563,58 @@ done:
     return rc;
 }
 
+/* Firecracker's API has no vCPU affinity, but its vCPU threads are named "fc_vcpu N":
+ * when the agent started the process (and the guest runs) it pins them itself.
+ * Only vCPUs whose pin differs from `prev` are touched (prev NULL: all). */
+static ks_code fc_pin(ks_vmm_vm *vm, const ks_plan *plan, const ks_plan *prev, bool booted,
+                      ks_vmm_result *res, ks_err *err)
+{
+    for (uint32_t i = 0; i < plan->n_vcpus; i++) {
+        int cpu = plan->vcpus[i].host_cpu;
+        int was = prev && i < prev->n_vcpus ? prev->vcpus[i].host_cpu : -2;
+        char item[KS_VMM_ITEM_MAX], name[24], got[128], want[16];
+        bool can_pin = vm->pid > 0 && booted;
+        /* What cannot be pinned is reported for every vCPU, so it stays standing. */
+        if (cpu < 0 || (cpu == was && can_pin))
+            continue;
+        snprintf(item, sizeof(item), "vcpu[%u].pin", i);
+        if (!can_pin) {
+            ks_vmm_result_add(res, KS_VMM_DROPPED, item,
+                              "firecracker API has no vCPU affinity and %s: host cpu %d not "
+                              "applied",
+                              vm->pid <= 0 ? "the agent did not start this firecracker"
+                                           : "the guest is not started",
+                              cpu);
+            continue;
+        }
+        snprintf(name, sizeof(name), "fc_vcpu %u", i);
+        pid_t tid = 0;
+        uint64_t deadline = ks_vmm__now_us() + 2000000;
+        while ((tid = ks_vmm__thread_by_name(vm->pid, name)) == 0 && ks_vmm__now_us() < deadline)
+            ks_vmm__sleep_us(10000);
+        if (tid == 0) {
+            ks_vmm_result_add(res, KS_VMM_FAILED, item, "no thread '%s' in firecracker pid %d",
+                              name, (int)vm->pid);
+            return ks_err_set(err, KS_EUNAVAIL, "no thread '%s' in firecracker pid %d", name,
+                              (int)vm->pid);
+        }
+        ks_code rc = ks_vmm__pin(tid, cpu, err);
+        if (rc == KS_OK)
+            rc = ks_vmm__affinity(got, sizeof(got), vm->pid, tid, err);
+        snprintf(want, sizeof(want), "%d", cpu);
+        if (rc == KS_OK && strcmp(got, want) != 0)
+            rc = ks_err_set(err, KS_EIO, "thread '%s': affinity is '%s', wanted '%s'", name, got,
+                            want);
+        if (rc != KS_OK) {
+            ks_vmm_result_add(res, KS_VMM_FAILED, item, "%s", err ? err->msg : "pinning failed");
+            return rc;
+        }
+        ks_vmm_result_add(res, KS_VMM_APPLIED, item, "thread '%s' (%d) pinned to host cpu %d%s",
+                          name, (int)tid, cpu, was >= -1 ? " online" : "");
+    }
+    return KS_OK;
+}
+
 static ks_code fc_create(ks_vmm_driver *d, ks_vmm_vm *vm, ks_vmm_result *res, ks_err *err)
 {
     json_t *mc = NULL;
@@ -588,6 +633,7 @@ static ks_code fc_create(ks_vmm_driver *d, ks_vmm_vm *vm, ks_vmm_result *res, ks
     if (!d->opts.kernel) {
         ks_vmm_result_add(res, KS_VMM_DROPPED, "boot",
                           "no guest kernel configured: configured, not started");
+        rc = fc_pin(vm, vm->plan, NULL, false, res, err);
         goto done;
     }
     json_t *bs = json_pack("{s:s}", "kernel_image_path", d->opts.kernel);
@@ -600,6 +646,8 @@ static ks_code fc_create(ks_vmm_driver *d, ks_vmm_vm *vm, ks_vmm_result *res, ks
         rc = put(vm, "/boot-source", bs, "boot-source", res, err);
     if (rc == KS_OK)
         rc = put(vm, "/actions", act, "boot", res, err);
+    if (rc == KS_OK)
+        rc = fc_pin(vm, vm->plan, NULL, true, res, err);
     json_decref(bs);
     json_decref(act);
 done:
@@ -619,15 +667,18 @@ static ks_code fc_apply(ks_vmm_driver *d, ks_vmm_vm *vm, const ks_plan *plan, ks
     ks_vmm_result_destroy(&scratch);
     if (rc != KS_OK)
         return rc;
-    if (!d->opts.kernel)
+    if (!d->opts.kernel) {
         /* Not booted: machine-config and cpu-config may still be replaced. */
-        return fc_configure(vm, plan, res, err);
+        rc = fc_configure(vm, plan, res, err);
+        return rc == KS_OK ? fc_pin(vm, plan, vm->plan, false, res, err) : rc;
+    }
     for (uint32_t i = 0; i < vm->standing.n_notes; i++)
-        if (vm->standing.notes[i].outcome == KS_VMM_DROPPED)
+        if (vm->standing.notes[i].outcome == KS_VMM_DROPPED &&
+            strncmp(vm->standing.notes[i].item, "vcpu[", 5) != 0)
             ks_vmm_result_add(res, KS_VMM_DROPPED, vm->standing.notes[i].item, "%s",
                               vm->standing.notes[i].detail);
     ks_vmm__restart_notes(vm->boot_plan, plan, res);
-    return KS_OK;
+    return fc_pin(vm, plan, vm->plan, true, res, err);
 }
 
 static ks_code fc_query(ks_vmm_driver *d, ks_vmm_vm *vm, ks_vmm_state *out, ks_err *err)
@@ -640,6 +691,15 @@ static ks_code fc_query(ks_vmm_driver *d, ks_vmm_vm *vm, ks_vmm_state *out, ks_e
     const char *state = json_string_value(json_object_get(info, "state"));
     out->running = state && strcmp(state, "Running") == 0;
     json_decref(info);
+    for (uint32_t i = 0; vm->pid > 0 && ks_vmm__alive(vm) && i < out->n_vcpus; i++) {
+        char name[24];
+        snprintf(name, sizeof(name), "fc_vcpu %u", i);
+        pid_t tid = ks_vmm__thread_by_name(vm->pid, name);
+        out->vcpus[i].thread_id = tid;
+        if (tid <= 0 || ks_vmm__affinity(out->vcpus[i].affinity, sizeof(out->vcpus[i].affinity),
+                                         vm->pid, tid, NULL) != KS_OK)
+            out->vcpus[i].affinity[0] = '\0';
+    }
     return KS_OK;
 }
 

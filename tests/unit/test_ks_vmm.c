@@ -516,7 +516,6 @@ static void test_vmm__fc_machine_config(void **state)
     assert_int_equal(json_integer_value(json_object_get(mc, "mem_size_mib")), 256);
     assert_true(json_is_true(json_object_get(mc, "smt")));
     expect_note(&res, "topology", KS_VMM_DROPPED, "sockets=2");
-    expect_note(&res, "vcpu[0].pin", KS_VMM_DROPPED, "no vCPU affinity");
     json_decref(mc);
     ks_plan_free(p);
     p = mk_plan("fc", 1, NULL, 1, 1, 1, 1, 1);

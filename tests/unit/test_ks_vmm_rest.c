@@ -9,10 +9,13 @@
  */
 #include "ks_test.h"
 
+#include <errno.h>
 #include <microhttpd.h>
+#include <signal.h>
 #include <pthread.h>
 #include <regex.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include "ks_feature.h"
@@ -506,6 +509,111 @@ static void test_vmm_rest__fc_bad_vcpu_count_sends_nothing(void **state)
     fake_stop(f);
 }
 
+/* A fake firecracker binary (python3): serves the API on --api-sock and, on
+ * InstanceStart, creates one thread per vCPU named "fc_vcpu N" like Firecracker. */
+static const char FAKE_FC[] =
+    "#!/usr/bin/python3\n"
+    "import ctypes, json, os, socketserver, sys, threading, time\n"
+    "from http.server import BaseHTTPRequestHandler\n"
+    "libc = ctypes.CDLL(None)\n"
+    "sock = sys.argv[sys.argv.index('--api-sock') + 1]\n"
+    "st = {'vcpus': 1, 'running': False}\n"
+    "def vcpu(i, ready):\n"
+    "    libc.prctl(15, ('fc_vcpu %d' % i).encode(), 0, 0, 0)\n"
+    "    ready.set()\n"
+    "    while True:\n"
+    "        time.sleep(3600)\n"
+    "class H(BaseHTTPRequestHandler):\n"
+    "    def log_message(self, *a):\n"
+    "        pass\n"
+    "    def address_string(self):\n"
+    "        return 'unix'\n"
+    "    def reply(self, code, body=None):\n"
+    "        data = json.dumps(body).encode() if body is not None else b''\n"
+    "        self.send_response(code)\n"
+    "        self.send_header('Content-Length', str(len(data)))\n"
+    "        self.end_headers()\n"
+    "        self.wfile.write(data)\n"
+    "    def do_GET(self):\n"
+    "        self.reply(200, {'id': 'fake', 'app_name': 'Firecracker', 'vmm_version': '1.17.0',\n"
+    "                         'state': 'Running' if st['running'] else 'Not started'})\n"
+    "    def do_PUT(self):\n"
+    "        n = int(self.headers.get('Content-Length') or 0)\n"
+    "        body = json.loads(self.rfile.read(n) or b'null')\n"
+    "        if self.path == '/machine-config':\n"
+    "            st['vcpus'] = body['vcpu_count']\n"
+    "        if self.path == '/actions' and body['action_type'] == 'InstanceStart':\n"
+    "            for i in range(st['vcpus']):\n"
+    "                ready = threading.Event()\n"
+    "                threading.Thread(target=vcpu, args=(i, ready), daemon=True).start()\n"
+    "                ready.wait()\n"
+    "            st['running'] = True\n"
+    "        self.reply(204)\n"
+    "class S(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):\n"
+    "    daemon_threads = True\n"
+    "S(sock, H).serve_forever()\n";
+
+static void test_vmm_rest__fc_spawned_pins_vcpu_threads(void **state)
+{
+    char dir[256], bin[320];
+    ks_test_mkdtemp(dir, sizeof(dir));
+    ks_test_path(bin, sizeof(bin), "%s/firecracker", dir);
+    FILE *f = fopen(bin, "w");
+    assert_non_null(f);
+    fputs(FAKE_FC, f);
+    fclose(f);
+    assert_int_equal(chmod(bin, 0755), 0);
+    ks_vmm_options o = KS_VMM_OPTIONS_INIT;
+    o.driver = "firecracker";
+    o.state_dir = dir;
+    o.vmm_binary = bin;
+    o.kernel = "/boot/vmlinux";
+    ks_vmm_driver *d = NULL;
+    ks_err err = {0};
+    assert_int_equal(ks_vmm_driver_new(&d, &o, &err), KS_OK);
+    ks_plan *p = mk_plan("fc-4", 2, 1, 2, 1);
+    p->vcpus[0].host_cpu = 1;
+    p->vcpus[1].host_cpu = 0;
+    ks_vmm_vm *vm = NULL;
+    ks_vmm_result res;
+    ks_vmm_result_init(&res);
+    if (ks_vmm_create(&vm, d, p, &res, &err) != KS_OK)
+        fail_msg("create: %s", err.msg);
+    assert_true(note_is(&res, "start", KS_VMM_APPLIED));
+    assert_true(note_is(&res, "vcpu[0].pin", KS_VMM_APPLIED));
+    assert_true(note_is(&res, "vcpu[1].pin", KS_VMM_APPLIED));
+    ks_vmm_state st;
+    assert_int_equal(ks_vmm_query(&st, d, vm, &err), KS_OK);
+    assert_true(st.running);
+    pid_t pid = st.pid;
+    assert_true(pid > 0);
+    assert_true(st.vcpus[0].thread_id > 0);
+    assert_string_equal(st.vcpus[0].affinity, "1");
+    assert_string_equal(st.vcpus[1].affinity, "0");
+    ks_vmm_state_destroy(&st);
+
+    /* A newer generation swaps them: pinned online, same process. */
+    p->generation = 2;
+    p->vcpus[0].host_cpu = 0;
+    p->vcpus[1].host_cpu = 1;
+    ks_vmm_result_reset(&res);
+    assert_int_equal(ks_vmm_apply(d, vm, p, &res, &err), KS_OK);
+    assert_true(note_is(&res, "vcpu[0].pin", KS_VMM_APPLIED));
+    assert_int_equal(ks_vmm_result_count(&res, KS_VMM_NEEDS_RESTART), 0);
+    assert_int_equal(ks_vmm_query(&st, d, vm, &err), KS_OK);
+    assert_int_equal(st.pid, pid);
+    assert_string_equal(st.vcpus[0].affinity, "0");
+    assert_string_equal(st.vcpus[1].affinity, "1");
+    ks_vmm_state_destroy(&st);
+
+    assert_int_equal(ks_vmm_destroy(d, vm, &err), KS_OK);
+    assert_true(kill(pid, 0) != 0 && errno == ESRCH);
+    ks_vmm_result_destroy(&res);
+    ks_plan_free(p);
+    ks_vmm_driver_free(d);
+    ks_test_rmdir(dir);
+}
+
 static void test_vmm_rest__schema_check_catches_typos(void **state)
 {
     /* The fake's validation can fail: wrong key, wrong type, bad bitmap. */
@@ -535,6 +643,7 @@ int main(void)
         cmocka_unit_test(test_vmm_rest__ch_create_error_reported),
         cmocka_unit_test(test_vmm_rest__fc_create_and_template),
         cmocka_unit_test(test_vmm_rest__fc_bad_vcpu_count_sends_nothing),
+        cmocka_unit_test(test_vmm_rest__fc_spawned_pins_vcpu_threads),
         cmocka_unit_test(test_vmm_rest__schema_check_catches_typos),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
