@@ -176,9 +176,50 @@ static bool name_ok(const char *s, size_t n)
 
 /* ---------------------------------------------------------------- handlers */
 
+/*
+ * The plan was accepted but parts of it need the VM restarted, and the caller
+ * allowed that: stop the VM and start it again from the plan.  On success *res is
+ * replaced by a "restart" note plus the create notes; on failure the VM is gone
+ * (removed from the table) and *res lists the old notes, the restart and the
+ * failed create.
+ */
+static ks_code restart_vm(ks_agent_server *srv, vm_entry *e, const ks_plan *plan,
+                          ks_vmm_result *res, ks_err *err)
+{
+    ks_vmm_result created;
+    ks_vmm_result_init(&created);
+    uint32_t n = ks_vmm_result_count(res, KS_VMM_NEEDS_RESTART);
+    ks_vmm_destroy(srv->driver, e->vm, NULL);
+    e->vm = NULL;
+    ks_code rc = ks_vmm_create(&e->vm, srv->driver, plan, &created, err);
+    if (rc != KS_OK) {
+        ks_vmm_result_add(res, KS_VMM_FAILED, "restart", "stopped for %u item(s), restart failed",
+                          n);
+        ks_vmm_result_append(res, &created);
+        size_t idx = 0;
+        if (find_vm(srv, e->name, &idx))
+            remove_vm(srv, idx);
+        ks_vmm_result_destroy(&created);
+        return rc;
+    }
+    ks_vmm_result_reset(res);
+    res->generation = plan->generation;
+    ks_vmm_result_add(res, KS_VMM_APPLIED, "restart",
+                      "restarted with generation %llu: %u item(s) could not change online",
+                      (unsigned long long)plan->generation, n);
+    ks_vmm_result_append(res, &created);
+    ks_vmm_result_reset(&e->last);
+    ks_vmm_result_append(&e->last, res);
+    e->last.generation = res->generation;
+    ks_vmm_result_destroy(&created);
+    return KS_OK;
+}
+
 static enum MHD_Result put_plan(ks_agent_server *srv, struct MHD_Connection *c, const char *name,
                                 const request *rq)
 {
+    const char *restart = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "restart");
+    bool restart_allowed = restart && strcmp(restart, "allowed") == 0;
     ks_err err = {0};
     json_error_t je;
     ks_plan *plan = NULL;
@@ -249,6 +290,11 @@ static enum MHD_Result put_plan(ks_agent_server *srv, struct MHD_Connection *c, 
         } else if (ks_vmm_apply(srv->driver, e->vm, plan, &res, &err) != KS_OK) {
             ret = send_error(c, &err, &res);
             goto done;
+        } else if (restart_allowed && ks_vmm_result_count(&res, KS_VMM_NEEDS_RESTART) > 0) {
+            if (restart_vm(srv, e, plan, &res, &err) != KS_OK) {
+                ret = send_error(c, &err, &res);
+                goto done;
+            }
         } else {
             ks_vmm_result_reset(&e->last);
             ks_vmm_result_append(&e->last, &res);

@@ -16,6 +16,10 @@
  *       Reply: the VM object below plus "result" (ks_vmm_result_to_json of this call).
  *       A failed create/apply replies with the error and "details" = the result,
  *       which lists what had been applied before the failure.
+ *       PUT .../plan?restart=allowed: when parts of a newer plan cannot change on the
+ *       running VM (result "needs_restart"), the agent stops the VM and starts it
+ *       from the plan (result: an applied "restart" item + the create notes; the VM
+ *       gets a new pid).  Without it they are only reported.
  *   GET /v1/vms/{name}        the VM object: {"vm","driver","generation","running",
  *       "pid","control","vcpus":[{"id","thread_id","host_cpu","affinity"}],
  *       "dropped":[{"item","detail"}],"needs_restart":[...]}.

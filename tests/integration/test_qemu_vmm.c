@@ -277,8 +277,23 @@ static void test_qemu__pin_repin_features_delete(void **state)
     assert_false(guest_feature(resp, "avx2"));
     json_decref(resp);
 
+    /* Generation 8, same change, restart allowed: a new QEMU that hides sha-ni and
+     * shows avx2 again, pinned as planned. */
+    json_t *p8 = plan_json("vm-a", 8, 2, pins2, 1, 1, 2, "sha_ni");
+    assert_int_equal(http(f, "PUT", "/v1/vms/vm-a/plan?restart=allowed", p8, &resp), 200);
+    pid_t pid8 = expect_pins(resp, 2, pins2);
+    assert_int_not_equal(pid8, pid);
+    assert_true(pid_gone(pid));
+    assert_true(has_note(json_object_get(resp, "result"), "applied", "restart", "generation 8"));
+    assert_int_equal(json_array_size(json_object_get(resp, "needs_restart")), 0);
+    assert_true(guest_feature(resp, "avx2"));
+    assert_false(guest_feature(resp, "sha-ni"));
+    json_decref(resp);
+    json_decref(p8);
+    pid = pid8;
+
     assert_int_equal(http(f, "GET", "/v1/vms/vm-a", NULL, &resp), 200);
-    assert_int_equal(json_integer_value(json_object_get(resp, "generation")), 7);
+    assert_int_equal(json_integer_value(json_object_get(resp, "generation")), 8);
     assert_string_equal(json_string_value(json_object_get(resp, "driver")), "qemu");
     char sock[300];
     snprintf(sock, sizeof(sock), "%s", json_string_value(json_object_get(resp, "control")));
