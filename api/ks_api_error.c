@@ -8,6 +8,7 @@
  * Server-side failures (5xx other than 503) get a generic message; the real one is
  * logged here, once, with the request id.  Slugs are API: never rename.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +90,43 @@ void ks_api_send_text(ks_api_req *req, int status, const char *content_type, con
     snprintf(r->content_type, sizeof(r->content_type), "%s", content_type);
 }
 
+/* Copies `in` replacing every byte that does not start a valid UTF-8 sequence by
+ * '?': messages quote client input (paths, names), and JSON strings must be
+ * valid UTF-8 or jansson refuses them. */
+static void utf8_clean(char *out, size_t cap, const char *in)
+{
+    size_t o = 0;
+    const unsigned char *p = (const unsigned char *)in;
+    while (*p && o + 1 < cap) {
+        size_t n = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3
+                                 : (*p & 0xf8) == 0xf0 ? 4 : 0;
+        bool ok = n > 0 && o + n < cap;
+        for (size_t k = 1; ok && k < n; k++)
+            ok = (p[k] & 0xc0) == 0x80;
+        /* Reject overlong forms and surrogates, which jansson refuses too. */
+        if (ok && n == 2)
+            ok = *p >= 0xc2;
+        if (ok && n == 3) {
+            unsigned cp = ((p[0] & 0x0fu) << 12) | ((p[1] & 0x3fu) << 6) | (p[2] & 0x3fu);
+            ok = cp >= 0x800 && (cp < 0xd800 || cp > 0xdfff);
+        }
+        if (ok && n == 4) {
+            unsigned cp = ((p[0] & 0x07u) << 18) | ((p[1] & 0x3fu) << 12) |
+                          ((p[2] & 0x3fu) << 6) | (p[3] & 0x3fu);
+            ok = cp >= 0x10000 && cp <= 0x10ffff;
+        }
+        if (!ok) {
+            out[o++] = '?';
+            p++;
+            continue;
+        }
+        memcpy(out + o, p, n);
+        o += n;
+        p += n;
+    }
+    out[o] = '\0';
+}
+
 void ks_api_send_error_details(ks_api_req *req, const ks_err *err, json_t *details)
 {
     ks_err fallback = {.code = KS_EINTERNAL, .msg = "error without a description"};
@@ -111,10 +149,14 @@ void ks_api_send_error_details(ks_api_req *req, const ks_err *err, json_t *detai
         req->resp->status = e.status;
         return;
     }
+    char clean[sizeof(err->msg) + sizeof(err->field)];
     json_object_set_new(inner, "code", json_string(e.slug));
-    json_object_set_new(inner, "message", json_string(message));
-    if (err->field[0])
-        json_object_set_new(inner, "field", json_string(err->field));
+    utf8_clean(clean, sizeof(clean), message);
+    json_object_set_new(inner, "message", json_string(clean[0] ? clean : ks_code_str(err->code)));
+    if (err->field[0]) {
+        utf8_clean(clean, sizeof(clean), err->field);
+        json_object_set_new(inner, "field", json_string(clean));
+    }
     json_object_set_new(inner, "request_id", json_string(req->request_id));
     if (details)
         json_object_set_new(inner, "details", details);

@@ -184,6 +184,11 @@ static void test_daemon__in_process_router(void **state)
     handle(api, &r, "GET", "/v1/vms/a%2Fb", token, NULL);
     assert_int_equal(r.status, 404); /* decoded before routing, like libmicrohttpd does */
     ks_api_response_destroy(&r);
+    /* Invalid UTF-8 quoted in a message is replaced, never dropped. */
+    handle(api, &r, "GET", "/v1/nothing/%ff%c3", token, NULL);
+    assert_int_equal(r.status, 404);
+    assert_non_null(strstr(r.body, "\"message\":\"no such path '/v1/nothing/?" "?'\""));
+    ks_api_response_destroy(&r);
     handle(api, &r, "GET", "/v1/vms/a%24b", token, NULL);
     assert_int_equal(r.status, 400); /* '$' is not allowed in a name */
     ks_api_response_destroy(&r);
