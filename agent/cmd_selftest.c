@@ -142,6 +142,7 @@ int ks_agent_cmd_selftest(int argc, char **argv)
         return 2;
     }
     so.inject = &inj;
+    so.isolate = true; /* a workload that crashes is a finding, not the end of the command */
     CPU_ZERO(&allowed);
     if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0) {
         fprintf(stderr, "kintsugi-agent selftest: cannot read this process's cpu set\n");

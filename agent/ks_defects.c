@@ -413,6 +413,7 @@ static ks_code apply_selftests(ks_report *r, const ks_defects_options *o, ks_def
     if (o->selftest_min_us)
         so.min_test_us = o->selftest_min_us;
     so.idle_priority = o->selftest_idle;
+    so.isolate = o->selftest_isolate;
     so.inject = inj;
     for (uint32_t i = 0; i < r->n_cpus && rc == KS_OK; i++) {
         const ks_cpu *c = &r->cpus[i];

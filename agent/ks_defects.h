@@ -80,11 +80,12 @@ typedef struct ks_defects_options {
     uint32_t selftest_min_us;   /* 0 = KS_SELFTEST_DEFAULT_MIN_TEST_US */
     bool selftest_idle;         /* self-tests at SCHED_IDLE */
     uint64_t now_us;            /* 0 = the clock (tests pin time) */
+    bool selftest_isolate;      /* run each CPU's suite in a child process (crash => FAIL) */
 } ks_defects_options;
 
 #define KS_DEFECTS_OPTIONS_INIT                                                                 \
     {NULL, true, true, true, true, NULL, KS_DEFECTS_DEFAULT_MCE_THRESHOLD, NULL, NULL, 0,       \
-     false, 0, false, 0}
+     false, 0, false, 0, true}
 
 typedef struct ks_defects_operator_entry {
     int32_t cpu;

@@ -13,12 +13,17 @@
  * table is const; nothing here has global mutable state.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #if defined(__x86_64__)
 #include <cpuid.h>
@@ -398,19 +403,46 @@ typedef struct run_ctx {
     int32_t cpu;
     const ks_selftest_options *opts;
     ks_selftest_cpu_result *res;
+    int progress_fd; /* isolated runs: records to the parent, -1 otherwise */
     ks_code rc;
     ks_err err;
 } run_ctx;
 
-static void *run_worker(void *arg)
+/*
+ * Isolated runs stream fixed-size records from the child to the parent; each is
+ * smaller than PIPE_BUF, so a write is atomic and a record is never torn.
+ */
+enum { REC_START, REC_RESULT, REC_DONE, REC_ERROR };
+typedef struct run_rec {
+    uint32_t kind;
+    uint32_t index;             /* REC_START: test table index */
+    ks_selftest_result result;  /* REC_RESULT */
+    ks_featset native;          /* REC_DONE */
+    uint64_t start_us, elapsed_us;
+    ks_code rc;                 /* REC_ERROR */
+    char msg[256];
+} run_rec;
+_Static_assert(sizeof(run_rec) <= 4096, "run_rec must fit in PIPE_BUF");
+
+void (*ks_selftest__hook)(size_t test_index);
+
+static void send_rec(int fd, const run_rec *rec)
 {
-    run_ctx *c = arg;
+    ssize_t n;
+    do
+        n = write(fd, rec, sizeof(*rec));
+    while (n < 0 && errno == EINTR);
+}
+
+/* Pins the calling thread (or child process), then runs the selected tests. */
+static void run_suite(run_ctx *c)
+{
     ks_selftest_cpu_result *res = c->res;
     cpu_set_t *set = CPU_ALLOC((int)c->cpu + 1);
     size_t set_size = CPU_ALLOC_SIZE((int)c->cpu + 1);
     if (!set) {
         c->rc = ks_err_set(&c->err, KS_ENOMEM, "out of memory for a cpu set");
-        return NULL;
+        return;
     }
     CPU_ZERO_S(set_size, set);
     CPU_SET_S((int)c->cpu, set_size, set);
@@ -444,10 +476,24 @@ static void *run_worker(void *arg)
     uint32_t min_us = c->opts->min_test_us < 1000 ? 1000 : c->opts->min_test_us;
     res->n_results = 0;
     for (size_t i = 0; i < N_TESTS; i++) {
+        run_rec rec;
         if (c->opts->tests && !(c->opts->tests >> i & 1))
             continue;
-        run_test(i, &res->native, xcr0, inject >> i & 1, min_us, &res->results[res->n_results]);
-        res->n_results++;
+        if (c->progress_fd >= 0) {
+            memset(&rec, 0, sizeof(rec));
+            rec.kind = REC_START;
+            rec.index = (uint32_t)i;
+            send_rec(c->progress_fd, &rec);
+        }
+        if (ks_selftest__hook)
+            ks_selftest__hook(i);
+        ks_selftest_result *r = &res->results[res->n_results++];
+        run_test(i, &res->native, xcr0, inject >> i & 1, min_us, r);
+        if (c->progress_fd >= 0) {
+            rec.kind = REC_RESULT;
+            rec.result = *r;
+            send_rec(c->progress_fd, &rec);
+        }
     }
     res->elapsed_us = mono_us() - t0;
     c->rc = KS_OK;
@@ -456,7 +502,173 @@ static void *run_worker(void *arg)
 #endif
 done:
     CPU_FREE(set);
+}
+
+static void *run_worker(void *arg)
+{
+    run_suite(arg);
     return NULL;
+}
+
+static ks_code run_in_thread(run_ctx *c, ks_err *err)
+{
+    pthread_t th;
+    int e = pthread_create(&th, NULL, run_worker, c);
+    if (e != 0)
+        return ks_err_set(err, KS_EINTERNAL, "cannot create the self-test thread (%s)",
+                          strerrorname_np(e));
+    pthread_join(th, NULL);
+    if (c->rc != KS_OK && err)
+        *err = c->err;
+    return c->rc;
+}
+
+/* Records a test that did not finish in an isolated child (crash or hang) as a
+ * FAIL of that test, and the selected tests after it as skipped. */
+static void finish_aborted(run_ctx *c, int started, const char *why)
+{
+    ks_selftest_cpu_result *res = c->res;
+    uint64_t now = wall_us();
+    for (size_t i = started < 0 ? 0 : (size_t)started; i < N_TESTS; i++) {
+        if (c->opts->tests && !(c->opts->tests >> i & 1))
+            continue;
+        ks_selftest_result *r = &res->results[res->n_results++];
+        memset(r, 0, sizeof(*r));
+        r->test = tests[i].name;
+        r->time_us = now;
+        if ((int)i == started) {
+            char bad[64];
+            r->status = KS_SELFTEST_FAIL;
+            r->whole_cpu = tests[i].faulty == NULL;
+            if (!names_to_set(tests[i].faulty, &r->faulty, bad, sizeof(bad)))
+                ks_featset_clear(&r->faulty);
+            snprintf(r->detail, sizeof(r->detail), "the workload %s", why);
+        } else {
+            r->status = KS_SELFTEST_SKIPPED;
+            snprintf(r->detail, sizeof(r->detail), "not run: an earlier test %s", why);
+        }
+    }
+}
+
+#define KS_SELFTEST_DEFAULT_TIMEOUT_MS 30000u
+
+static ks_code run_isolated(run_ctx *c, ks_err *err)
+{
+    int fds[2];
+    ks_code rc = KS_OK;
+    int started = -1, status = 0;
+    bool finished = false;
+    char why[96] = "";
+    unsigned warm;
+    /* build the catalogue's name index before fork, so the child never waits on a
+     * pthread_once another thread of ours was in the middle of */
+    (void)ks_feature_lookup("sse2", &warm, NULL);
+    if (pipe2(fds, O_CLOEXEC) != 0)
+        return ks_err_set(err, KS_EINTERNAL, "cannot create a pipe (%s)", strerrorname_np(errno));
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return ks_err_set(err, KS_EINTERNAL, "cannot fork the self-test process (%s)",
+                          strerrorname_np(errno));
+    }
+    if (pid == 0) {
+        /* child: single-threaded copy of the caller; report and leave without
+         * running the parent's atexit handlers */
+        static const int fatal[] = {SIGILL, SIGSEGV, SIGBUS, SIGFPE, SIGABRT, SIGTRAP};
+        run_rec rec;
+        /* a fault must kill the child so the parent sees which signal: the
+         * caller's crash handlers (a daemon's, a test framework's) must not run */
+        for (size_t k = 0; k < sizeof(fatal) / sizeof(fatal[0]); k++)
+            signal(fatal[k], SIG_DFL);
+        close(fds[0]);
+        c->progress_fd = fds[1];
+        run_suite(c);
+        memset(&rec, 0, sizeof(rec));
+        rec.kind = c->rc == KS_OK ? REC_DONE : REC_ERROR;
+        rec.rc = c->rc;
+        snprintf(rec.msg, sizeof(rec.msg), "%s", c->rc == KS_OK ? "" : c->err.msg);
+        rec.native = c->res->native;
+        rec.start_us = c->res->start_us;
+        rec.elapsed_us = c->res->elapsed_us;
+        send_rec(fds[1], &rec);
+        _exit(0);
+    }
+    close(fds[1]);
+    uint32_t timeout_ms = c->opts->timeout_ms ? c->opts->timeout_ms : KS_SELFTEST_DEFAULT_TIMEOUT_MS;
+    uint64_t deadline = mono_us() + (uint64_t)timeout_ms * 1000u;
+    ks_selftest_cpu_result *res = c->res;
+    res->cpu = c->cpu;
+    res->n_results = 0;
+    for (;;) {
+        uint64_t now = mono_us();
+        if (now >= deadline) {
+            snprintf(why, sizeof(why), "did not finish within %u ms", timeout_ms);
+            kill(pid, SIGKILL);
+            break;
+        }
+        struct pollfd pfd = {fds[0], POLLIN, 0};
+        int pr = poll(&pfd, 1, (int)((deadline - now + 999) / 1000));
+        if (pr < 0 && errno == EINTR)
+            continue;
+        if (pr <= 0)
+            continue; /* the deadline check above ends the loop */
+        run_rec rec;
+        ssize_t n = read(fds[0], &rec, sizeof(rec));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n != (ssize_t)sizeof(rec))
+            break; /* EOF: the child is gone (finished or crashed) */
+        if (rec.kind == REC_START) {
+            started = (int)rec.index;
+        } else if (rec.kind == REC_RESULT && res->n_results < KS_SELFTEST_MAX_TESTS) {
+            res->results[res->n_results++] = rec.result;
+            started = -1;
+        } else if (rec.kind == REC_DONE) {
+            res->native = rec.native;
+            res->start_us = rec.start_us;
+            res->elapsed_us = rec.elapsed_us;
+            finished = true;
+        } else if (rec.kind == REC_ERROR) {
+            rc = ks_err_set(err, rec.rc, "%s", rec.msg);
+            finished = true;
+        }
+    }
+    close(fds[0]);
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (finished)
+        return rc;
+    if (!why[0]) {
+        if (WIFSIGNALED(status))
+            snprintf(why, sizeof(why), "crashed the test process with SIG%s",
+                     sigabbrev_np(WTERMSIG(status)) ? sigabbrev_np(WTERMSIG(status)) : "?");
+        else
+            snprintf(why, sizeof(why), "ended the test process (status %d)",
+                     WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    }
+    if (started < 0 && res->n_results == 0)
+        return ks_err_set(err, KS_EINTERNAL, "self-test process on cpu %d %s before any test",
+                          (int)c->cpu, why);
+    /* a crash between tests is charged to the next one: it was the code running */
+    if (started < 0) {
+        size_t next = N_TESTS;
+        for (size_t i = 0; i < N_TESTS && next == N_TESTS; i++) {
+            bool selected = !c->opts->tests || (c->opts->tests >> i & 1);
+            bool have = false;
+            for (uint32_t k = 0; k < res->n_results; k++)
+                have |= res->results[k].test == tests[i].name;
+            if (selected && !have)
+                next = i;
+        }
+        if (next == N_TESTS) /* every test reported: only DONE was lost */
+            return ks_err_set(err, KS_EINTERNAL, "self-test process on cpu %d %s",
+                              (int)c->cpu, why);
+        started = (int)next;
+    }
+    finish_aborted(c, started, why);
+    res->elapsed_us = 0;
+    return KS_OK;
 }
 
 ks_code ks_selftest_run_cpu(ks_selftest_cpu_result *out, int32_t cpu,
@@ -464,7 +676,6 @@ ks_code ks_selftest_run_cpu(ks_selftest_cpu_result *out, int32_t cpu,
 {
     static const ks_selftest_options defaults = KS_SELFTEST_OPTIONS_INIT;
     ks_selftest_cpu_result *res = NULL;
-    pthread_t th;
     run_ctx c;
     ks_code rc;
     if (cpu < 0 || cpu >= KS_REPORT_MAX_CPUS)
@@ -476,22 +687,11 @@ ks_code ks_selftest_run_cpu(ks_selftest_cpu_result *out, int32_t cpu,
     c.cpu = cpu;
     c.opts = opts ? opts : &defaults;
     c.res = res;
+    c.progress_fd = -1;
     c.rc = KS_EINTERNAL;
-    int e = pthread_create(&th, NULL, run_worker, &c);
-    if (e != 0) {
-        rc = ks_err_set(err, KS_EINTERNAL, "cannot create the self-test thread (%s)",
-                        strerrorname_np(e));
-        goto done;
-    }
-    pthread_join(th, NULL);
-    rc = c.rc;
-    if (rc != KS_OK) {
-        if (err)
-            *err = c.err;
-        goto done;
-    }
-    *out = *res;
-done:
+    rc = c.opts->isolate ? run_isolated(&c, err) : run_in_thread(&c, err);
+    if (rc == KS_OK)
+        *out = *res;
     free(res);
     return rc;
 }

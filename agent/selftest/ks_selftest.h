@@ -24,8 +24,9 @@
  * different CPUs may run concurrently.  Everything else here is pure.
  *
  * A test whose instruction is enumerated by CPUID but does not exist (a lying
- * hypervisor) raises SIGILL and ends the process: the library does not install
- * signal handlers.
+ * hypervisor) raises SIGILL.  In-thread runs end the process then (the library
+ * installs no signal handlers); isolated runs (options.isolate) turn it into a
+ * FAIL of that test.
  *
  * Periodic use by the daemon: every KS_SELFTEST_DEFAULT_PERIOD_US, pick the
  * next CPU (ks_defects_selftest_next_cpu() in ks_defects.h), call
@@ -108,9 +109,19 @@ typedef struct ks_selftest_options {
     bool idle_priority;              /* run at SCHED_IDLE (the daemon's periodic runs) */
     uint64_t tests;                  /* mask of tests to run, 0 = all */
     const ks_selftest_inject *inject;/* NULL = none */
+    /*
+     * Run the suite in a forked child process instead of a thread.  A faulty
+     * core can crash its workload (a corrupted pointer, SIGILL from a CPUID that
+     * lies) or hang it; isolated, that becomes a FAIL of the test that was
+     * running ("the workload crashed the test process with SIGILL") and the
+     * tests after it are skipped, instead of taking the caller down.  The CLI
+     * and ks_defects use it; costs one fork per CPU.
+     */
+    bool isolate;
+    uint32_t timeout_ms;             /* isolate: whole-suite deadline, 0 = 30 s */
 } ks_selftest_options;
 
-#define KS_SELFTEST_OPTIONS_INIT {KS_SELFTEST_DEFAULT_MIN_TEST_US, false, 0, NULL}
+#define KS_SELFTEST_OPTIONS_INIT {KS_SELFTEST_DEFAULT_MIN_TEST_US, false, 0, NULL, false, 0}
 
 typedef struct ks_selftest_result {
     const char *test;       /* static name */

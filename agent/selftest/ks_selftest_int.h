@@ -52,6 +52,10 @@ typedef struct ks_selftest__def {
 
 extern volatile uint64_t ks_selftest__seed;
 
+/* Tests only: called before each selected test (in the child when isolated), so a
+ * test can simulate a crash or hang inside a workload.  NULL in production. */
+extern void (*ks_selftest__hook)(size_t test_index);
+
 /* splitmix64: cheap, full-period, and trivially the same in run and expect. */
 static inline uint64_t ks_st__next(uint64_t *s)
 {

@@ -7,6 +7,7 @@
  */
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/wait.h>
 
 #include <jansson.h>
@@ -410,6 +411,89 @@ static void test_selftest__result_json(void **state)
     free(r);
 }
 
+static size_t hook_target;
+static int hook_mode; /* 1 = crash with SIGILL, 2 = hang */
+
+static void test_hook(size_t i)
+{
+    if (i != hook_target)
+        return;
+    if (hook_mode == 1)
+        raise(SIGILL);
+    for (;;)
+        pause();
+}
+
+/* Isolated runs: the same verdicts through the child, and a workload that crashes
+ * or hangs becomes a FAIL of that test naming its features, the rest skipped. */
+static void test_selftest__isolated_crash_and_hang_become_failures(void **state)
+{
+    (void)state;
+    int cpus[64];
+    int n = allowed_cpus(cpus, 64);
+    int cpu = cpus[n - 1];
+    ks_selftest_cpu_result *r = malloc(sizeof(*r));
+    ks_selftest_options o = KS_SELFTEST_OPTIONS_INIT;
+    ks_selftest_inject inj;
+    char spec[32];
+    ks_err err;
+    assert_non_null(r);
+    o.isolate = true;
+    o.min_test_us = 1000;
+    o.tests = (UINT64_C(1) << test_index("integer")) | (UINT64_C(1) << test_index("x87")) |
+              (UINT64_C(1) << test_index("sse2")) | (UINT64_C(1) << test_index("popcnt"));
+    /* plain and injected runs come through the pipe intact */
+    assert_int_equal(ks_selftest_run_cpu(r, cpu, &o, &err), KS_OK);
+    assert_int_equal(r->cpu, cpu);
+    assert_int_equal(r->n_results, 4);
+    assert_int_equal(ks_selftest_n_failed(r), 0);
+    assert_true(ks_featset_test(&r->native, feature_id("sse2")));
+    assert_true(r->elapsed_us > 0);
+    snprintf(spec, sizeof(spec), "%d:x87", cpu);
+    assert_int_equal(ks_selftest_inject_parse(&inj, spec, NULL), KS_OK);
+    o.inject = &inj;
+    assert_int_equal(ks_selftest_run_cpu(r, cpu, &o, &err), KS_OK);
+    assert_int_equal(ks_selftest_n_failed(r), 1);
+    assert_int_equal(find_result(r, "x87")->status, KS_SELFTEST_FAIL);
+    assert_true(find_result(r, "x87")->injected);
+    o.inject = NULL;
+
+    /* a crash inside the sse2 workload */
+    hook_target = test_index("sse2");
+    hook_mode = 1;
+    ks_selftest__hook = test_hook;
+    ks_code rc = ks_selftest_run_cpu(r, cpu, &o, &err);
+    ks_selftest__hook = NULL;
+    assert_int_equal(rc, KS_OK);
+    assert_int_equal(r->n_results, 4);
+    assert_int_equal(find_result(r, "integer")->status, KS_SELFTEST_PASS);
+    assert_int_equal(find_result(r, "x87")->status, KS_SELFTEST_PASS);
+    const ks_selftest_result *t = find_result(r, "sse2");
+    assert_int_equal(t->status, KS_SELFTEST_FAIL);
+    assert_non_null(strstr(t->detail, "SIGILL"));
+    assert_true(ks_featset_test(&t->faulty, feature_id("sse2")));
+    assert_int_equal(find_result(r, "popcnt")->status, KS_SELFTEST_SKIPPED);
+
+    /* a hang inside the integer workload: killed at the deadline */
+    hook_target = test_index("integer");
+    hook_mode = 2;
+    o.timeout_ms = 1000;
+    ks_selftest__hook = test_hook;
+    rc = ks_selftest_run_cpu(r, cpu, &o, &err);
+    ks_selftest__hook = NULL;
+    assert_int_equal(rc, KS_OK);
+    t = find_result(r, "integer");
+    assert_int_equal(t->status, KS_SELFTEST_FAIL);
+    assert_true(t->whole_cpu);
+    assert_non_null(strstr(t->detail, "did not finish within 1000 ms"));
+    assert_int_equal(find_result(r, "sse2")->status, KS_SELFTEST_SKIPPED);
+
+    /* an unusable cpu is still an error, not a crash */
+    assert_int_equal(ks_selftest_run_cpu(r, KS_REPORT_MAX_CPUS - 1, &o, &err), KS_EINVAL);
+    assert_non_null(strstr(err.msg, "cannot run on cpu"));
+    free(r);
+}
+
 /* Runs the agent binary; returns its exit status and its stdout (caller frees). */
 static int run_agent_env(const char *env, const char *args, char **out)
 {
@@ -522,6 +606,7 @@ int main(void)
         cmocka_unit_test(test_selftest__caller_affinity_and_policy_untouched),
         cmocka_unit_test(test_selftest__unusable_cpu_is_an_error),
         cmocka_unit_test(test_selftest__result_json),
+        cmocka_unit_test(test_selftest__isolated_crash_and_hang_become_failures),
         cmocka_unit_test(test_selftest__agent_command_reports_injected_fault),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
