@@ -23,8 +23,12 @@
  *    pass the count prefilter: O(batch x classes per host + empty buckets).
  *  - Anti-affinity: per host a short list of (group, VM count).
  *  - SMT isolation: per CPU the number of siblings held by isolate VMs
- *    (iso_block); a non-isolate VM never takes a blocked CPU, an isolate VM
- *    never takes a CPU whose sibling another VM holds.
+ *    (iso_block) and by any VM (busy_sibs); a non-isolate VM never takes a
+ *    blocked CPU, an isolate VM never takes a CPU whose sibling another VM
+ *    holds.  Per host, per kind: blocked free CPUs (left out of the buckets:
+ *    nobody new can use them) and isolation-free CPUs (a prefilter bound for
+ *    isolate requests), so neither kind of request wades through hosts whose
+ *    free CPUs it cannot take.
  * Every mutation of a host's allocation goes host_unlink -> change ->
  * host_link, so the buckets and class lists always reflect the free counts
  * (ks_fleet_check() verifies this).
@@ -112,7 +116,7 @@ static bool fa_grow(ks_fleet *f, void **p, uint32_t *cap, uint32_t need, size_t 
 void *ks_sched__scratch_buf(const ks_fleet *f, unsigned slot, size_t bytes)
 {
     ks_sched__scratch *sc = f->sc;
-    if (slot >= 8)
+    if (slot >= KS_SCHED__N_SCRATCH)
         return NULL;
     if (sc->buf_cap[slot] >= bytes)
         return sc->buf[slot];
@@ -779,7 +783,7 @@ void ks_fleet_free(ks_fleet *f)
     free(sc->cls_score);
     free(sc->host_stamp);
     free(sc->ring);
-    for (unsigned i = 0; i < 8; i++)
+    for (unsigned i = 0; i < KS_SCHED__N_SCRATCH; i++)
         free(sc->buf[i]);
     free(sc);
     free(f);

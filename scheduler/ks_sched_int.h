@@ -11,6 +11,7 @@
 #define KS_SCHED__NONE UINT32_MAX
 #define KS_SCHED__N_BUCKETS 3 /* per kind class (performance, efficiency) + all kinds */
 #define KS_SCHED__ALL 2
+#define KS_SCHED__N_SCRATCH 10
 
 struct ks_sched__host;
 struct ks_sched__vm;
@@ -149,8 +150,8 @@ typedef struct ks_sched__scratch {
     uint32_t *host_stamp;
     uint32_t ring_window, ring_n, ring_head;
     ks_sched__shape *ring;
-    void *buf[8];
-    size_t buf_cap[8];
+    void *buf[KS_SCHED__N_SCRATCH];
+    size_t buf_cap[KS_SCHED__N_SCRATCH];
 } ks_sched__scratch;
 
 struct ks_fleet {

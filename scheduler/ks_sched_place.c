@@ -20,8 +20,9 @@
  *     whose exact CPU selection succeeds wins.
  *  4. Exact selection on one host: free eligible CPUs (min_mhz, SMT
  *     isolation) per kind class, classes by score, CPUs of a class in
- *     topological order; the best of "all in NUMA node n" for each n and (not
- *     strict) "any node", ties to a single node.
+ *     topological order; among equal scores whole L2 groups first (best fit);
+ *     the best of "all in NUMA node n" for each n and (not strict) "any
+ *     node", ties to a single node.
  * Cost of a successful common decision: O(classes touched + BATCH x classes per
  * host + host CPUs of the tried hosts).  Failures scan every candidate to
  * explain themselves.
@@ -41,7 +42,8 @@ typedef ks_sched__host khost;
 typedef ks_sched__cpu kcpu;
 typedef ks_sched__vm kvm;
 
-enum { SLOT_ENTS, SLOT_PLIST, SLOT_ELIST, SLOT_HCS, SLOT_CANDS, SLOT_PICKS, SLOT_TRY };
+/* scratch buffer slots (slot 7 belongs to ks_sched.c) */
+enum { SLOT_ENTS, SLOT_PLIST, SLOT_ELIST, SLOT_HCS, SLOT_CANDS, SLOT_PICKS, SLOT_TRY, SLOT_TRY2 = 8 };
 
 typedef struct rctx {
     const ks_fleet *f;
@@ -64,6 +66,7 @@ typedef struct cand {
     uint32_t ci;
     uint32_t score;
     int32_t numa;
+    int32_t l2;
 } cand;
 
 typedef struct hcand {
@@ -212,28 +215,83 @@ static bool smt_allows(const khost *h, uint32_t ci, uint8_t smt, const kvm *self
     return c->iso_block == own;
 }
 
-/* Takes the first k entries of list[*pos..] in `node` into out; returns the
- * number taken and adds their scores.  Skips (and keeps) other nodes' entries:
- * entries taken are marked by setting ci to NONE in `used` copies. */
+static bool cand_ok(const cand *c, const uint8_t *used, size_t i, int32_t node)
+{
+    return !used[i] && (node == ANY_NODE || c->numa == node);
+}
+
+/* Eligible entries of the L2 segment starting at i (entries up to *end). */
+static uint32_t segment(const cand *list, uint32_t i, uint32_t b, const uint8_t *used,
+                        int32_t node, uint32_t *end)
+{
+    uint32_t j = i, m = 0;
+    while (j < b && list[j].l2 == list[i].l2) {
+        m += cand_ok(&list[j], used, j, node);
+        j++;
+    }
+    *end = j;
+    return m;
+}
+
+static void take_range(const cand *list, uint32_t i, uint32_t j, uint8_t *used, int32_t node,
+                       uint32_t k, uint32_t *out, uint32_t *got, uint64_t *score)
+{
+    for (; i < j && k; i++) {
+        if (!cand_ok(&list[i], used, i, node))
+            continue;
+        used[i] = 1;
+        out[(*got)++] = list[i].ci;
+        *score += list[i].score;
+        k--;
+    }
+}
+
+/*
+ * Takes k entries of `list` (sorted by score, then topological order) in
+ * `node` (or ANY_NODE), marking them in `used`; returns how many it got.
+ * Least capable fit first: a cheaper score is always taken before a dearer
+ * one.  Among entries of equal score, whole L2 groups (clusters, sibling
+ * threads) are preferred: the smallest group that holds what is still
+ * needed, else the largest groups first.
+ */
 static uint32_t take(const cand *list, uint32_t n, uint8_t *used, int32_t node, uint32_t k,
                      uint32_t *out, uint64_t *score)
 {
     uint32_t got = 0;
-    for (uint32_t i = 0; i < n && got < k; i++) {
-        if (used[i] || (node != ANY_NODE && list[i].numa != node))
+    for (uint32_t a = 0; a < n && got < k;) {
+        uint32_t b = a, m = 0;
+        while (b < n && list[b].score == list[a].score) {
+            m += cand_ok(&list[b], used, b, node);
+            b++;
+        }
+        if (m <= k - got) {
+            take_range(list, a, b, used, node, k - got, out, &got, score);
+            a = b;
             continue;
-        used[i] = 1;
-        out[got++] = list[i].ci;
-        *score += list[i].score;
+        }
+        while (got < k) {
+            uint32_t r = k - got, fit = 0, fit_sz = UINT32_MAX, big = 0, big_sz = 0;
+            for (uint32_t i = a, end; i < b; i = end) {
+                uint32_t sz = segment(list, i, b, used, node, &end);
+                if (sz >= r && sz < fit_sz) {
+                    fit = i;
+                    fit_sz = sz;
+                }
+                if (sz > big_sz) {
+                    big = i;
+                    big_sz = sz;
+                }
+            }
+            if (big_sz == 0)
+                break; /* impossible: m > r eligible entries remain */
+            uint32_t from = fit_sz != UINT32_MAX ? fit : big, end;
+            segment(list, from, b, used, node, &end);
+            take_range(list, from, end, used, node, r, out, &got, score);
+        }
+        a = b;
     }
     return got;
 }
-
-typedef struct seltry {
-    uint32_t *picks;
-    uint64_t score;
-    bool ok;
-} seltry;
 
 /* One option: every vCPU in `node` (or ANY_NODE). */
 static bool try_node(const rctx *rc, const cand *pl, uint32_t np, const cand *el, uint32_t ne,
@@ -256,7 +314,7 @@ static bool try_node(const rctx *rc, const cand *pl, uint32_t np, const cand *el
     if (rc->n_any) {
         /* one kind if possible: the cheaper of all-performance and
          * all-efficiency, performance on ties; else mixed by score */
-        uint8_t *cp = malloc((size_t)np + ne + 2);
+        uint8_t *cp = ks_sched__scratch_buf(rc->f, SLOT_TRY2, (size_t)np + ne + 2);
         if (!cp)
             return false;
         uint32_t *tmp = picks + n;
@@ -265,7 +323,6 @@ static bool try_node(const rctx *rc, const cand *pl, uint32_t np, const cand *el
         uint32_t gp = take(pl, np, cp, node, rc->n_any, tmp, &sp);
         memcpy(cp, up, (size_t)np + ne + 2);
         uint32_t ge = take(el, ne, cp + np + 1, node, rc->n_any, tmp, &se);
-        free(cp);
         if (gp == rc->n_any && (ge != rc->n_any || sp <= se)) {
             take(pl, np, up, node, rc->n_any, tmp, &s);
         } else if (ge == rc->n_any) {
@@ -327,7 +384,7 @@ static sel_fail host_select(const rctx *rc, const khost *h, uint32_t *out, uint6
             const kcpu *c = &h->cpus[ci];
             if (c->vm || c->max_mhz < rc->req->min_mhz || !smt_allows(h, ci, rc->req->smt, NULL))
                 continue;
-            cand cd = {ci, e[i].score, c->numa};
+            cand cd = {ci, e[i].score, c->numa, c->l2};
             if (e[i].kind == KS_KIND_PERFORMANCE)
                 pl[np++] = cd;
             else
@@ -343,7 +400,7 @@ static sel_fail host_select(const rctx *rc, const khost *h, uint32_t *out, uint6
     if (!counts_fit(rc, av2))
         return SEL_SMT;
     uint32_t *cur = best + rc->total + 1;
-    bool found = false, found_single = false;
+    bool found = false;
     uint64_t best_score = 0;
     for (uint32_t k = 0; k <= n_nodes; k++) {
         int32_t node;
@@ -362,10 +419,8 @@ static sel_fail host_select(const rctx *rc, const khost *h, uint32_t *out, uint6
             memcpy(best, cur, rc->total * sizeof(uint32_t));
             best_score = s;
             found = true;
-            found_single = node != ANY_NODE;
         }
     }
-    (void)found_single;
     if (!found)
         return SEL_NUMA;
     memcpy(out, best, rc->total * sizeof(uint32_t));

@@ -143,6 +143,31 @@ static void test_sched__hybrid_kinds(void **state)
     ks_fleet_free(f);
 }
 
+/* SPEC: DESIGN.md#scheduler - share L2/L3 like the guest topology says: among
+ * equally capable CPUs, whole clusters (best fit) before split ones. */
+static void test_sched__clusters(void **state)
+{
+    (void)state;
+    tks_hspec hs[] = {{.id = "k1", .n_p = 2, .n_e = 8, .p_feats = TKS_CLIENT_P,
+                       .e_feats = TKS_CLIENT_E}};
+    ks_fleet *f = fleet_of(hs, 1);
+    ks_vm_request x = tks_req("x", 0, 1, 0, NULL);
+    assert_int_equal(place(f, &x, NULL), KS_OK);
+    /* cluster A has 3 free E-cores, cluster B 4: four vCPUs fit B whole */
+    ks_vm_request y = tks_req("y", 0, 4, 0, NULL);
+    assert_int_equal(place(f, &y, NULL), KS_OK);
+    const ks_plan *py = ks_fleet_vm_get_plan(f, "y");
+    for (uint32_t i = 0; i < 4; i++)
+        assert_int_equal(py->vcpus[i].l2_group, 0);
+    assert_int_equal(py->topology.clusters, 1);
+    assert_int_not_equal(py->vcpus[0].host_cpu / 4, ks_fleet_vm_get_plan(f, "x")->vcpus[0].host_cpu / 4);
+    /* three more fill cluster A exactly */
+    ks_vm_request z = tks_req("z", 0, 3, 0, NULL);
+    assert_int_equal(place(f, &z, NULL), KS_OK);
+    assert_int_equal(ks_fleet_vm_get_plan(f, "z")->topology.clusters, 1);
+    ks_fleet_free(f);
+}
+
 /* SPEC: DESIGN.md#scheduler - keep a VM's vCPUs in one NUMA node. */
 static void test_sched__numa(void **state)
 {
@@ -759,6 +784,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sched__hybrid_kinds),
+        cmocka_unit_test(test_sched__clusters),
         cmocka_unit_test(test_sched__numa),
         cmocka_unit_test(test_sched__smt_isolate),
         cmocka_unit_test(test_sched__anti_affinity),
