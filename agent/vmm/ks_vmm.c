@@ -847,6 +847,7 @@ ks_code ks_vmm_create(ks_vmm_vm **out, ks_vmm_driver *d, const ks_plan *plan,
     if ((rc = ks_plan_dup(&vm->plan, plan, err)) != KS_OK ||
         (rc = ks_plan_dup(&vm->boot_plan, plan, err)) != KS_OK)
         goto done;
+    vm->n_vcpus_running = plan->n_vcpus;
     if ((rc = d->ops->create(d, vm, res, err)) != KS_OK)
         goto done;
     set_standing(vm, res);

@@ -41,6 +41,7 @@ struct ks_vmm_vm {
     ks_plan *plan;        /* last accepted plan */
     ks_plan *boot_plan;   /* the plan the VMM was started with */
     ks_vmm_result standing;
+    uint32_t n_vcpus_running; /* vCPUs the VMM runs now (boot count + hot-plugged) */
     pid_t pid;            /* VMM process we started (0 none) */
     bool exited;          /* pid reaped */
     char sock[108];       /* control socket (sun_path sized) */

@@ -15,7 +15,8 @@
  *   -m MiB, -object memory-backend-ram + -numa node,... for plans with > 1 node
  *   -nographic -nodefaults -qmp unix:SOCK,server=on,wait=off -pidfile FILE
  * Online (ks_vmm_apply): vCPU threads are re-pinned with sched_setaffinity (same
- * QEMU process); anything else that differs from the plan QEMU was started with is
+ * QEMU process); more vCPUs within the -smp maxcpus slots are hot-plugged
+ * (device_add); anything else that differs from the plan QEMU was started with is
  * reported needs_restart.  PMU event filters are never applied (QEMU 7.2 has no
  * interface for KVM_SET_PMU_EVENT_FILTER, and TCG has no PMU): reported dropped.
  *
@@ -441,16 +442,12 @@ done:
     return rc;
 }
 
-/* Every hidden feature must read false on vCPU 0 (qom-get): QEMU silently ignores
- * some -cpu requests (e.g. TCG-unsupported bits), so the command line alone proves
- * nothing. */
+/* Every hidden feature must read false on the vCPU object at qom_path (qom-get):
+ * QEMU silently ignores some -cpu requests (e.g. TCG-unsupported bits), so the
+ * command line alone proves nothing. */
 static ks_code verify_hidden(ks_qmp *q, const ks_plan *plan, const ks_vmm_qemu_caps *caps,
-                             ks_vmm_result *res, ks_err *err)
+                             const char *qom_path, ks_vmm_result *res, ks_err *err)
 {
-    vcpu_thread th;
-    ks_code rc = vcpu_threads(&th, 1, q, err);
-    if (rc != KS_OK)
-        return rc;
     for (int id = ks_featset_next(&plan->disable, 0); id >= 0;
          id = ks_featset_next(&plan->disable, (unsigned)id + 1)) {
         const ks_feature_info *fi = ks_feature_get((unsigned)id);
@@ -458,7 +455,7 @@ static ks_code verify_hidden(ks_qmp *q, const ks_plan *plan, const ks_vmm_qemu_c
             continue;
         char item[KS_VMM_ITEM_MAX];
         snprintf(item, sizeof(item), "feature.%s", fi->name);
-        json_t *args = json_pack("{s:s, s:s}", "path", th.qom_path, "property", fi->qemu);
+        json_t *args = json_pack("{s:s, s:s}", "path", qom_path, "property", fi->qemu);
         json_t *ret = NULL;
         ks_err qerr = {0};
         ks_code qrc = args ? ks_qmp_execute(&ret, q, "qom-get", args, QMP_TIMEOUT_US, &qerr)
@@ -596,7 +593,9 @@ static ks_code qemu_create(ks_vmm_driver *d, ks_vmm_vm *vm, ks_vmm_result *res, 
                           "running QEMU %d.%d.%d differs from the probed %d.%d", major, minor,
                           micro, caps->major, caps->minor);
     ks_vmm_result_append(res, &built);
-    if ((rc = verify_hidden(q, plan, &run_caps, res, err)) != KS_OK ||
+    vcpu_thread first;
+    if ((rc = vcpu_threads(&first, 1, q, err)) != KS_OK ||
+        (rc = verify_hidden(q, plan, &run_caps, first.qom_path, res, err)) != KS_OK ||
         (rc = pin_vcpus(vm, q, plan, NULL, plan->n_vcpus, res, err)) != KS_OK) {
         ks_qmp_close(q);
         q = NULL;
@@ -611,23 +610,111 @@ done:
     return rc;
 }
 
+/* Linear vCPU index of a hot-pluggable slot from its topology props (the order QEMU
+ * gives cpu-index on x86), or -1 when it lacks ids. */
+static long slot_index(const json_t *props, const ks_vmm_topology *t)
+{
+    const char *keys[] = {"socket-id", "die-id", "cluster-id", "core-id", "thread-id"};
+    const uint32_t size[] = {t->sockets, t->dies, t->clusters, t->cores, t->threads};
+    long idx = 0;
+    for (int k = 0; k < 5; k++) {
+        json_t *v = json_object_get(props, keys[k]);
+        idx = idx * (long)size[k] + (v ? (long)json_integer_value(v) : 0);
+    }
+    return idx;
+}
+
+/* Hot-plugs vCPUs vm->n_vcpus_running .. want-1 with device_add into the slots QEMU
+ * reserved (-smp maxcpus), so each gets cpu-index == its plan id, and checks that
+ * the hidden features are hidden on the new vCPUs too. */
+static ks_code hotplug_vcpus(ks_vmm_driver *d, ks_vmm_vm *vm, ks_qmp *q, const ks_plan *plan,
+                             ks_vmm_result *res, ks_err *err)
+{
+    ks_vmm_qemu_caps *caps = d->priv;
+    ks_vmm_topology topo;
+    ks_vmm_topology_for(&topo, vm->boot_plan, caps->clusters, "QEMU x86", NULL);
+    json_t *slots = NULL;
+    ks_code rc = ks_qmp_execute(&slots, q, "query-hotpluggable-cpus", NULL, QMP_TIMEOUT_US, err);
+    if (rc != KS_OK)
+        return rc;
+    while (rc == KS_OK && vm->n_vcpus_running < plan->n_vcpus) {
+        uint32_t id = vm->n_vcpus_running;
+        const json_t *slot = NULL;
+        size_t i;
+        json_t *e;
+        json_array_foreach(slots, i, e)
+        {
+            if (!json_object_get(e, "qom-path") &&
+                slot_index(json_object_get(e, "props"), &topo) == (long)id)
+                slot = e;
+        }
+        if (!slot) {
+            rc = ks_err_set(err, KS_EUNSUPPORTED, "qemu has no free hot-plug slot for vcpu %u", id);
+            ks_vmm_result_add(res, KS_VMM_FAILED, "vcpus", "%s", err ? err->msg : "");
+            break;
+        }
+        char dev_id[32], qom[64];
+        snprintf(dev_id, sizeof(dev_id), "ks-vcpu%u", id);
+        json_t *args = json_pack("{s:s, s:s}", "driver",
+                                 json_string_value(json_object_get(slot, "type")), "id", dev_id);
+        if (!args || json_object_update(args, json_object_get(slot, "props")) != 0) {
+            json_decref(args);
+            rc = ks_err_set(err, KS_ENOMEM, "out of memory");
+            break;
+        }
+        rc = ks_qmp_execute(NULL, q, "device_add", args, QMP_TIMEOUT_US, err);
+        json_decref(args);
+        if (rc != KS_OK) {
+            ks_vmm_result_add(res, KS_VMM_FAILED, "vcpus", "device_add vcpu %u: %s", id,
+                              err ? err->msg : "");
+            break;
+        }
+        vm->n_vcpus_running = id + 1;
+        ks_vmm_result_add(res, KS_VMM_APPLIED, "vcpus", "vcpu %u hot-plugged online (%s)", id,
+                          dev_id);
+        snprintf(qom, sizeof(qom), "/machine/peripheral/%s", dev_id);
+        rc = verify_hidden(q, plan, caps, qom, res, err);
+    }
+    json_decref(slots);
+    return rc;
+}
+
 static ks_code qemu_apply(ks_vmm_driver *d, ks_vmm_vm *vm, const ks_plan *plan, ks_vmm_result *res,
                           ks_err *err)
 {
     ks_qmp *q = NULL;
+    ks_vmm_result diff;
     ks_code rc;
     if (!ks_vmm__alive(vm))
         return ks_err_set(err, KS_EUNAVAIL, "qemu of vm '%s' is not running", plan->vm);
     if ((rc = ks_qmp_connect(&q, vm->sock, QMP_TIMEOUT_US, err)) != KS_OK)
         return rc;
+    ks_vmm_result_init(&diff);
     /* What was dropped at start is still dropped. */
     for (uint32_t i = 0; i < vm->standing.n_notes; i++)
         if (vm->standing.notes[i].outcome == KS_VMM_DROPPED)
             ks_vmm_result_add(res, KS_VMM_DROPPED, vm->standing.notes[i].item, "%s",
                               vm->standing.notes[i].detail);
-    ks_vmm__restart_notes(vm->boot_plan, plan, res);
-    rc = pin_vcpus(vm, q, plan, vm->plan, vm->boot_plan->n_vcpus, res, err);
+    ks_vmm__restart_notes(vm->boot_plan, plan, &diff);
+    bool same_topology = !ks_vmm_result_find(&diff, "topology");
+    for (uint32_t i = 0; i < diff.n_notes; i++)
+        if (strcmp(diff.notes[i].item, "vcpus") != 0) /* the count is handled below */
+            ks_vmm_result_add(res, (ks_vmm_outcome)diff.notes[i].outcome, diff.notes[i].item,
+                              "%s", diff.notes[i].detail);
+    /* vCPU count: more within the -smp maxcpus slots is hot-plugged; fewer would need
+     * the guest to give vCPUs up (device_del), which an agent cannot force. */
+    if (plan->n_vcpus > vm->n_vcpus_running && same_topology)
+        rc = hotplug_vcpus(d, vm, q, plan, res, err);
+    else if (plan->n_vcpus != vm->n_vcpus_running)
+        ks_vmm_result_add(res, KS_VMM_NEEDS_RESTART, "vcpus",
+                          "vcpu count %u -> %u: %s", vm->n_vcpus_running, plan->n_vcpus,
+                          plan->n_vcpus < vm->n_vcpus_running
+                              ? "removing vCPUs needs the guest's cooperation"
+                              : "the topology changes too");
+    if (rc == KS_OK)
+        rc = pin_vcpus(vm, q, plan, vm->plan, vm->n_vcpus_running, res, err);
     ks_qmp_close(q);
+    ks_vmm_result_destroy(&diff);
     return rc;
 }
 
@@ -639,7 +726,7 @@ static ks_code qemu_query(ks_vmm_driver *d, ks_vmm_vm *vm, ks_vmm_state *out, ks
     out->running = ks_vmm__alive(vm);
     if (!out->running)
         return KS_OK;
-    uint32_t n = vm->boot_plan->n_vcpus;
+    uint32_t n = vm->n_vcpus_running;
     th = calloc(n, sizeof(*th));
     if (!th)
         return ks_err_set(err, KS_ENOMEM, "out of memory");

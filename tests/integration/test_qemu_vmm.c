@@ -190,8 +190,8 @@ static pid_t expect_pins(const json_t *vm, uint32_t n, const int *host_cpus)
     return pid;
 }
 
-/* qom-get of a feature property on vCPU 0 over the VM's QMP socket. */
-static bool guest_feature(const json_t *vm, const char *prop)
+/* qom-get of a feature property on vCPU `idx` over the VM's QMP socket. */
+static bool guest_feature_at(const json_t *vm, size_t idx, const char *prop)
 {
     const char *sock = json_string_value(json_object_get(vm, "control"));
     assert_non_null(sock);
@@ -202,7 +202,7 @@ static bool guest_feature(const json_t *vm, const char *prop)
     json_t *cpus = NULL, *val = NULL;
     assert_int_equal(ks_qmp_execute(&cpus, q, "query-cpus-fast", NULL, 5000000, &err), KS_OK);
     json_t *args = json_pack("{s:s, s:s}", "path",
-                             json_string_value(json_object_get(json_array_get(cpus, 0), "qom-path")),
+                             json_string_value(json_object_get(json_array_get(cpus, idx), "qom-path")),
                              "property", prop);
     assert_int_equal(ks_qmp_execute(&val, q, "qom-get", args, 5000000, &err), KS_OK);
     assert_true(json_is_boolean(val));
@@ -212,6 +212,11 @@ static bool guest_feature(const json_t *vm, const char *prop)
     json_decref(cpus);
     ks_qmp_close(q);
     return on;
+}
+
+static bool guest_feature(const json_t *vm, const char *prop)
+{
+    return guest_feature_at(vm, 0, prop);
 }
 
 static bool has_note(const json_t *result, const char *list, const char *item, const char *sub)
@@ -373,6 +378,34 @@ static void test_qemu__failed_pin_reports_and_cleans_up(void **state)
     assert_int_not_equal(stat(path, &sb), 0); /* removed by the driver after SIGKILL */
 }
 
+/* A second vCPU within the -smp maxcpus slots is hot-plugged online (device_add):
+ * same QEMU, a new "CPU 1/TCG" thread pinned as planned, the hidden feature hidden
+ * on it too; fewer vCPUs again is reported needs_restart. */
+static void test_qemu__hotplug_vcpu(void **state)
+{
+    fixture *f = *state;
+    json_t *resp = NULL;
+    int pins[] = {0, 1};
+    json_t *p1 = plan_json("vm-d", 1, 1, pins, 1, 1, 2, "avx2");
+    assert_int_equal(http(f, "PUT", "/v1/vms/vm-d/plan", p1, &resp), 201);
+    pid_t pid = expect_pins(resp, 1, pins);
+    json_decref(resp);
+    json_t *p2 = plan_json("vm-d", 2, 2, pins, 1, 1, 2, "avx2");
+    assert_int_equal(http(f, "PUT", "/v1/vms/vm-d/plan", p2, &resp), 200);
+    assert_int_equal(expect_pins(resp, 2, pins), pid);
+    assert_true(has_note(json_object_get(resp, "result"), "applied", "vcpus", "hot-plugged"));
+    assert_int_equal(json_array_size(json_object_get(resp, "needs_restart")), 0);
+    assert_false(guest_feature_at(resp, 1, "avx2"));
+    json_decref(resp);
+    json_t *p3 = plan_json("vm-d", 3, 1, pins, 1, 1, 2, "avx2");
+    assert_int_equal(http(f, "PUT", "/v1/vms/vm-d/plan", p3, &resp), 200);
+    assert_true(has_note(resp, "needs_restart", "vcpus", "cooperation"));
+    json_decref(resp);
+    json_decref(p1);
+    json_decref(p2);
+    json_decref(p3);
+}
+
 /* accel=auto picks KVM when /dev/kvm answers; where KVM then fails inside QEMU (this
  * build machine: /dev/kvm opens, QEMU aborts setting an MSR) the driver falls back
  * to TCG and says so instead of failing. */
@@ -431,6 +464,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_qemu__auto_accel_runs_or_falls_back, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_qemu__hotplug_vcpu, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
