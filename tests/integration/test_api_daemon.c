@@ -412,6 +412,45 @@ static void test_daemon__tls(void **state)
     kd_teardown(&d, true);
 }
 
+static void test_daemon__tokens_and_insecure(void **state)
+{
+    (void)state;
+    kd d = {0};
+    kd_setup(&d, NULL);
+    resp r;
+    assert_int_equal(kd_http(&d, &r, "GET", "/v1/hosts", d.reader, NULL), 200);
+    resp_free(&r);
+    char bin[600], out[4096];
+    kd_binary(bin, sizeof(bin));
+    char *list[] = {bin, (char *)"token", (char *)"list", (char *)"--db", d.db, NULL};
+    assert_int_equal(kd_run_capture(list, out, sizeof(out)), 0);
+    /* First line: the admin token (id 1); tokens were made admin, reader, agent, agent. */
+    assert_non_null(strstr(out, "admin"));
+    char *del[] = {bin, (char *)"token", (char *)"delete", (char *)"2", (char *)"--db", d.db, NULL};
+    assert_int_equal(kd_run_capture(del, out, sizeof(out)), 0);
+    /* Revocation is immediate: tokens are looked up on every request. */
+    assert_int_equal(kd_http(&d, &r, "GET", "/v1/hosts", d.reader, NULL), 401);
+    resp_free(&r);
+    assert_int_equal(kd_http(&d, &r, "GET", "/v1/hosts", d.admin, NULL), 200);
+    resp_free(&r);
+    char *del_again[] = {bin, (char *)"token", (char *)"delete", (char *)"2", (char *)"--db", d.db,
+                         NULL};
+    assert_int_equal(kd_run_capture(del_again, out, sizeof(out)), 1);
+    assert_int_equal(kd_stop(&d), 0);
+    /* --insecure-no-auth: no token needed, and the log says so loudly. */
+    static const char *const insecure[] = {"--insecure-no-auth", NULL};
+    kd_spawn(&d, insecure);
+    assert_int_equal(kd_http(&d, &r, "POST", "/v1/pools", NULL, "{\"name\":\"p\",\"hosts\":[]}"),
+                     201);
+    resp_free(&r);
+    assert_int_equal(kd_stop(&d), 0);
+    char *log = ks_test_read_file(d.log, NULL);
+    assert_non_null(log);
+    assert_non_null(strstr(log, "level=warn AUTHENTICATION DISABLED"));
+    free(log);
+    ks_test_rmdir(d.dir);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -422,6 +461,7 @@ int main(void)
         cmocka_unit_test(test_daemon__rate_limit),
         cmocka_unit_test(test_daemon__graceful_shutdown),
         cmocka_unit_test(test_daemon__tls),
+        cmocka_unit_test(test_daemon__tokens_and_insecure),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
