@@ -464,6 +464,8 @@ ks_code ks_vmm__spawn(pid_t *out, char *const argv[], const char *log_path, ks_e
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_addopen(&fa, 1, log_path, O_WRONLY | O_CREAT | O_APPEND, 0640);
     posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    /* The VMM must not inherit the agent's sockets (its listening port, QMP, curl). */
+    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
     /* A new session: the VMM must not die with the agent's terminal or its signals. */
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK);
     sigset_t none;
@@ -603,6 +605,7 @@ ks_code ks_vmm__run(char **out, int *status, char *const argv[], uint64_t timeou
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
     posix_spawn_file_actions_adddup2(&fa, fds[1], 2);
+    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
     pid_t pid;
     int e = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
