@@ -22,9 +22,15 @@
 /* Scalar AES round primitives (state byte i = row i % 4, column i / 4, as in AES-NI)        */
 /* ------------------------------------------------------------------------------------------ */
 
+/* MixColumns coefficients, forward (2 3 1 1) and inverse (14 11 13 9). */
+static const uint8_t mix_coef[2][4] = {{2, 3, 1, 1}, {14, 11, 13, 9}};
+
 typedef struct aes_tables {
     uint8_t sbox[256], inv[256];
+    uint8_t mul[2][4][256]; /* mul[inverse][j][x] = x * mix_coef[inverse][j] in GF(2^8) */
 } aes_tables;
+
+static uint8_t gmul(uint8_t a, uint8_t b);
 
 static uint8_t rotl8(uint8_t v, unsigned r)
 {
@@ -49,12 +55,16 @@ static void aes_tables_build(aes_tables *t)
     t->sbox[0] = 0x63;
     for (int i = 0; i < 256; i++)
         t->inv[t->sbox[i]] = (uint8_t)i;
+    for (int d = 0; d < 2; d++)
+        for (int j = 0; j < 4; j++)
+            for (int x = 0; x < 256; x++)
+                t->mul[d][j][x] = gmul((uint8_t)x, mix_coef[d][j]);
 }
 
 static const aes_tables *aes_get_tables(void)
 {
-    /* Built on every call into a thread-local copy: cheap (256 steps) and free of
-     * initialisation races between CPUs tested in parallel. */
+    /* Built once per thread (a few thousand steps): no initialisation races
+     * between CPUs tested in parallel, and a fresh copy in every forked child. */
     static _Thread_local aes_tables t;
     static _Thread_local bool built;
     if (!built) {
@@ -76,14 +86,15 @@ static uint8_t gmul(uint8_t a, uint8_t b)
     return r;
 }
 
+/* The MixColumns matrix is circulant: row r, column j holds coefficient (j - r) mod 4. */
 static void mix_column(uint8_t *c, bool inverse)
 {
-    static const uint8_t fwd[4] = {2, 3, 1, 1}, inv[4] = {14, 11, 13, 9};
-    const uint8_t *m = inverse ? inv : fwd;
+    const aes_tables *t = aes_get_tables();
+    const uint8_t(*m)[256] = t->mul[inverse ? 1 : 0];
     uint8_t a[4] = {c[0], c[1], c[2], c[3]};
     for (int r = 0; r < 4; r++)
-        c[r] = (uint8_t)(gmul(a[0], m[(4 - r) & 3]) ^ gmul(a[1], m[(5 - r) & 3]) ^
-                         gmul(a[2], m[(6 - r) & 3]) ^ gmul(a[3], m[(7 - r) & 3]));
+        c[r] = (uint8_t)(m[(4 - r) & 3][a[0]] ^ m[(5 - r) & 3][a[1]] ^ m[(6 - r) & 3][a[2]] ^
+                         m[(7 - r) & 3][a[3]]);
 }
 
 void ks_st__aes_ref_enc(uint8_t s[16], const uint8_t k[16], bool last)
