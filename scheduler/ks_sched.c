@@ -37,7 +37,8 @@
  * report its own footprint (ks_fleet_memory_bytes); plans, allocated by
  * libks-common, are estimated.
  *
- * Threading: none.  The caller serialises every call on a fleet.
+ * Threading: none.  The caller serialises every call on a fleet; there is
+ * no global state (sorts use qsort_r), so distinct fleets are independent.
  */
 #include "ks_sched_int.h"
 
@@ -818,12 +819,11 @@ size_t ks_fleet_vm_count(const ks_fleet *f)
 /* Building a host from a report                                       */
 /* ------------------------------------------------------------------ */
 
-static const khost *g_sort_host; /* qsort context; the fleet is single-threaded */
-
-static int topo_cmp(const void *a, const void *b)
+static int topo_cmp(const void *a, const void *b, void *ctx)
 {
-    const kcpu *x = &g_sort_host->cpus[*(const uint32_t *)a];
-    const kcpu *y = &g_sort_host->cpus[*(const uint32_t *)b];
+    const khost *h = ctx;
+    const kcpu *x = &h->cpus[*(const uint32_t *)a];
+    const kcpu *y = &h->cpus[*(const uint32_t *)b];
 #define KS_CMP(fld)                                                                                \
     if (x->fld != y->fld)                                                                          \
         return x->fld < y->fld ? -1 : 1;
@@ -941,8 +941,7 @@ static ks_code host_build(ks_fleet *f, const ks_report *r, const khost *old, kho
         h->cpus[i].hc = NONE;
         h->topo[i] = i;
     }
-    g_sort_host = h;
-    qsort(h->topo, h->n_cpus, sizeof(uint32_t), topo_cmp);
+    qsort_r(h->topo, h->n_cpus, sizeof(uint32_t), topo_cmp, h);
     for (uint32_t p = 0; p < h->n_cpus; p++)
         h->cpus[h->topo[p]].topo_pos = p;
     /* in topological order, siblings are adjacent (same numa/package/l3/l2/core) */

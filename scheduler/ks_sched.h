@@ -8,7 +8,8 @@
  * every host and ks_fleet_vm_add() for every live VM.
  *
  * Threading: a ks_fleet is NOT thread-safe.  The caller serialises every call
- * on one fleet (read-only calls included, see ks_sched_place()).
+ * on one fleet (read-only calls included, see ks_sched_place()).  Distinct
+ * fleets share no state and may be used from distinct threads.
  *
  * Ownership: strings and sets passed in are copied; pointers handed back
  * through callbacks or getters are borrowed and stay valid until the next

@@ -432,12 +432,11 @@ static sel_fail host_select(const rctx *rc, const khost *h, uint32_t *out, uint6
 /* Plan building                                                       */
 /* ------------------------------------------------------------------ */
 
-static const khost *g_topo_host;
-
-static int pick_cmp(const void *a, const void *b)
+static int pick_cmp(const void *a, const void *b, void *ctx)
 {
-    uint32_t x = g_topo_host->cpus[*(const uint32_t *)a].topo_pos;
-    uint32_t y = g_topo_host->cpus[*(const uint32_t *)b].topo_pos;
+    const khost *h = ctx;
+    uint32_t x = h->cpus[*(const uint32_t *)a].topo_pos;
+    uint32_t y = h->cpus[*(const uint32_t *)b].topo_pos;
     return x < y ? -1 : x > y;
 }
 
@@ -477,8 +476,7 @@ static ks_code build_plan(ks_plan **out, const rctx *rc, const khost *h, uint32_
     int32_t *tmp = NULL;
     if (code != KS_OK)
         return code;
-    g_topo_host = h;
-    qsort(picks, n, sizeof(uint32_t), pick_cmp);
+    qsort_r(picks, n, sizeof(uint32_t), pick_cmp, (void *)h);
     tmp = calloc((size_t)n * 6 + 6, sizeof(int32_t));
     if (!tmp) {
         code = ks_err_set(err, KS_ENOMEM, "out of memory building a plan");

@@ -127,6 +127,21 @@ static void test_sched__hybrid_kinds(void **state)
     assert_int_equal(p->numa[0].memory_mib, q.memory_mib);
     ks_plan_free(p);
 
+    /* PMU: enabled by the request, sized by the host's PMU */
+    ks_vm_request pm = tks_req("pmu-1", 1, 0, 0, NULL);
+    char events[2][KS_NAME_MAX] = {"instructions", "cycles"};
+    pm.pmu.enabled = true;
+    pm.pmu.n_allow = 2;
+    pm.pmu.allow_events = events;
+    assert_int_equal(ks_sched_place(&p, f, &pm, NULL, &err), KS_OK);
+    assert_true(p->pmu.enabled);
+    assert_int_equal(p->pmu.version, 5);
+    assert_int_equal(p->pmu.gp_counters, 8);
+    assert_int_equal(p->pmu.n_allow, 2);
+    assert_string_equal(p->pmu.allow_events[1], "cycles");
+    assert_int_equal(p->pmu.n_deny, 0);
+    ks_plan_free(p);
+
     /* `vcpus: N` lands on one kind when possible */
     ks_vm_request any = tks_req("any-1", 0, 0, 6, NULL);
     assert_int_equal(place(f, &any, NULL), KS_OK);

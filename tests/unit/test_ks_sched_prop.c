@@ -254,6 +254,21 @@ static void step_place(pstate *s)
         rc = ks_fleet_vm_add(s->f, &q, p, &err);
         if (rc != KS_OK)
             fail_msg("vm_add %s: %s", q.name, err.msg);
+        if (s->placed % 16 == 0) {
+            /* what the agent receives must decode back to the same plan */
+            json_t *j = ks_plan_to_json(p);
+            ks_plan *back = NULL;
+            assert_non_null(j);
+            if (ks_plan_from_json(&back, j, &err) != KS_OK)
+                fail_msg("plan of %s does not decode: %s (%s)", q.name, err.msg, err.field);
+            assert_int_equal(back->n_vcpus, p->n_vcpus);
+            for (uint32_t k = 0; k < p->n_vcpus; k++)
+                assert_int_equal(back->vcpus[k].host_cpu, p->vcpus[k].host_cpu);
+            assert_true(ks_featset_equal(&back->visible, &p->visible));
+            assert_true(ks_featset_equal(&back->disable, &p->disable));
+            json_decref(j);
+            ks_plan_free(back);
+        }
         s->vms[s->n_vms].req = q;
         s->vms[s->n_vms].needs_migration = false;
         s->n_vms++;
