@@ -5,11 +5,13 @@
  * Listens on 127.0.0.1:7421 by default (libmicrohttpd, one internal thread).
  * Every request except GET /healthz needs "Authorization: Bearer <token>".
  * Errors are {"error":{"code":slug,"message":...,"field":...,"details":result}}
- * with 400 invalid, 401 no/bad token, 404 unknown VM, 405 wrong method, 409 stale
- * generation, 413 body over the limit, 503 the VMM does not answer, 500 else.
+ * with 400 invalid (also a method the resource does not take), 401 no/bad token,
+ * 404 unknown VM, 409 stale generation, 413 body over the limit, 422 the VMM cannot
+ * do it, 503 the VMM does not answer, 500 else.
  *
  *   PUT /v1/vms/{name}/plan   body: the plan JSON (ks_plan_to_json; "vm" must equal
- *       {name}, and "host" this agent's host id when one is configured).  Unknown VM: created (201).  Known VM: generation G newer than the
+ *       {name}, and "host" this agent's host id when one is configured).
+ *       Unknown VM: created (201).  Known VM: generation G newer than the
  *       applied one is applied online where possible (200); G equal to the applied
  *       one with the same plan is a no-op (200, idempotent: kintsugid may retry
  *       freely); G equal with a different plan, or G older: 409 "conflict".

@@ -135,8 +135,10 @@ json_t *ks_vmm_result_to_json(const ks_vmm_result *r)
     }
     for (uint32_t i = 0; i < r->n_notes; i++) {
         const ks_vmm_note *n = &r->notes[i];
+        if (n->outcome >= KS_VMM_OUTCOME__COUNT)
+            continue; /* cannot happen: ks_vmm_result_add takes the enum */
         json_t *e = json_pack("{s:s, s:s}", "item", n->item, "detail", n->detail);
-        if (!e || n->outcome >= KS_VMM_OUTCOME__COUNT || json_array_append_new(lists[n->outcome], e))
+        if (!e || json_array_append_new(lists[n->outcome], e))
             goto fail;
     }
     if (json_object_set_new(doc, "generation", json_integer((json_int_t)r->generation)) ||
@@ -439,7 +441,8 @@ uint64_t ks_vmm__now_us(void)
 
 void ks_vmm__sleep_us(uint64_t us)
 {
-    struct timespec ts = {.tv_sec = (time_t)(us / 1000000u), .tv_nsec = (long)(us % 1000000u) * 1000};
+    struct timespec ts = {.tv_sec = (time_t)(us / 1000000u),
+                          .tv_nsec = (long)(us % 1000000u) * 1000};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
 }

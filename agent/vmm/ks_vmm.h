@@ -107,7 +107,8 @@ json_t *ks_vmm_state_to_json(const ks_vmm_state *s);
 /* ---------------------------------------------------------------- drivers */
 
 typedef struct ks_vmm_options {
-    const char *driver;        /* "qemu" | "libvirt" | "cloud-hypervisor" | "firecracker" | "dry-run" */
+    const char *driver;        /* "qemu" | "libvirt" | "cloud-hypervisor" | "firecracker" |
+                                * "dry-run" */
     const char *state_dir;     /* sockets, logs, pid files, generated configs (must exist) */
     /* qemu */
     const char *qemu_binary;   /* default "qemu-system-x86_64" (PATH lookup) */

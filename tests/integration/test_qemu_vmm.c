@@ -201,9 +201,8 @@ static bool guest_feature_at(const json_t *vm, size_t idx, const char *prop)
         fail_msg("qmp: %s", err.msg);
     json_t *cpus = NULL, *val = NULL;
     assert_int_equal(ks_qmp_execute(&cpus, q, "query-cpus-fast", NULL, 5000000, &err), KS_OK);
-    json_t *args = json_pack("{s:s, s:s}", "path",
-                             json_string_value(json_object_get(json_array_get(cpus, idx), "qom-path")),
-                             "property", prop);
+    const char *path = json_string_value(json_object_get(json_array_get(cpus, idx), "qom-path"));
+    json_t *args = json_pack("{s:s, s:s}", "path", path, "property", prop);
     assert_int_equal(ks_qmp_execute(&val, q, "qom-get", args, 5000000, &err), KS_OK);
     assert_true(json_is_boolean(val));
     bool on = json_is_true(val);

@@ -356,7 +356,8 @@ static void test_vmm__libvirt_xml_custom_numa_escaped(void **state)
     char *xml = NULL;
     ks_err err = {0};
     assert_int_equal(ks_vmm_libvirt_xml(&xml, p, "qemu", "pc", &res, &err), KS_OK);
-    assert_non_null(strstr(xml, "<model fallback='forbid'>Sky&lt;lake&gt;&amp;&apos;&quot;</model>"));
+    assert_non_null(
+        strstr(xml, "<model fallback='forbid'>Sky&lt;lake&gt;&amp;&apos;&quot;</model>"));
     assert_non_null(strstr(xml, "<vcpu placement='static' current='3'>4</vcpu>"));
     assert_non_null(strstr(xml, "<feature policy='require' name='sse4.2'/>"));
     assert_non_null(strstr(xml, "<cell id='0' cpus='0-1' memory='128' unit='MiB'/>"));
@@ -428,7 +429,8 @@ static void test_vmm__libvirt_driver_calls_virsh(void **state)
     fprintf(f,
             "#!/bin/sh\n"
             "echo \"$*\" >> '%s'\n"
-            "[ \"$3\" = start ] && [ -e '%s/FAIL_START' ] && { echo 'error: no kvm' >&2; exit 1; }\n"
+            "[ \"$3\" = start ] && [ -e '%s/FAIL_START' ] &&\n"
+            "    { echo 'error: no kvm' >&2; exit 1; }\n"
             "[ \"$3\" = domstate ] && echo running\n"
             "exit 0\n",
             log, dir);
