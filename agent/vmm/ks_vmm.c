@@ -585,8 +585,12 @@ pid_t ks_vmm__thread_by_name(pid_t pid, const char *name)
             continue;
         if (fgets(comm, sizeof(comm), f)) {
             comm[strcspn(comm, "\n")] = '\0';
-            if (strcmp(comm, name) == 0)
-                found = (pid_t)strtol(de->d_name, NULL, 10);
+            if (strcmp(comm, name) == 0) {
+                long tid = 0; /* d_name is a kernel-made decimal tid */
+                for (const char *c = de->d_name; *c >= '0' && *c <= '9' && tid < INT_MAX / 10; c++)
+                    tid = tid * 10 + (*c - '0');
+                found = (pid_t)tid;
+            }
         }
         fclose(f);
     }
