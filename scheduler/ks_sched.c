@@ -1062,6 +1062,9 @@ ks_code ks_fleet_host_update(ks_fleet *f, const ks_report *r, ks_sched_affected 
     if (r->n_cpus == 0 || r->n_cpus > KS_REPORT_MAX_CPUS)
         return ks_err_set_field(err, KS_EINVAL, "cpus", "host '%s' reports %u cpus", r->host.id,
                                 r->n_cpus);
+    if (!r->cpus || (r->n_kinds && !r->kinds) || (r->n_numa && !r->numa))
+        return ks_err_set(err, KS_EINVAL, "report of '%s' lacks an array it counts",
+                          r->host.id);
     khost *old = smap_get(&f->host_map, r->host.id);
     khost *h = NULL;
     ks_code rc = host_build(f, r, old, &h, err);
