@@ -183,8 +183,8 @@ static void make_req(ks_vm_request *q, uint32_t vm_id, uint32_t shape_ix)
 }
 
 typedef struct live {
-    uint32_t *ids;    /* vm id */
-    uint8_t *shape;   /* shape index */
+    uint32_t *ids;  /* vm id */
+    uint8_t *shape; /* shape index */
     uint32_t n, cap;
 } live;
 
@@ -364,7 +364,8 @@ static void run(uint32_t n_hosts, uint32_t ops, uint32_t fill_pct)
            equal ? "equals live index" : err.msg);
     printf("place_bench hosts=%u cpus=%llu live_vms=%u decisions=%u placed=%u failed=%u "
            "decisions_per_s=%.0f placements_per_s=%.0f p50_us=%.1f p99_us=%.1f p999_us=%.1f "
-           "max_us=%.1f ok_p99_us=%.1f index_bytes=%zu rss_delta_bytes=%zu build_ms=%.1f rebuild_ms=%.1f "
+           "max_us=%.1f ok_p99_us=%.1f index_bytes=%zu rss_delta_bytes=%zu build_ms=%.1f "
+           "rebuild_ms=%.1f "
            "rebuild_equal=%d\n",
            n_hosts, (unsigned long long)n_cpus, lv.n, n_lat, placed, failed, decisions_per_s,
            placements_per_s, p50, p99, p999, pmax, ok_p99, index_bytes,
@@ -382,7 +383,8 @@ static void run(uint32_t n_hosts, uint32_t ops, uint32_t fill_pct)
                    i, g_shapes[i].n_p, g_shapes[i].n_e, g_shapes[i].n_any, g_shapes[i].required,
                    g_shapes[i].smt == KS_SMT_ISOLATE ? " isolate" : "",
                    g_shapes[i].placement == KS_PLACE_SPREAD ? " spread" : "", n, ok,
-                   n ? shape_lat[i][n / 2] / 1e3 : 0, n ? shape_lat[i][(size_t)(n * 0.99)] / 1e3 : 0);
+                   n ? shape_lat[i][n / 2] / 1e3 : 0,
+                   n ? shape_lat[i][(size_t)(n * 0.99)] / 1e3 : 0);
         }
     }
     for (size_t i = 0; i < N_SHAPES; i++)

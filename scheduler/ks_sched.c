@@ -367,8 +367,7 @@ static bool cls_intern(ks_fleet *f, uint32_t set, uint8_t kind, uint32_t *out)
 
 bool ks_sched__cpu_usable(const kcpu *c)
 {
-    return !c->ghost && !c->reserved &&
-           (c->state == KS_CPU_ONLINE || c->state == KS_CPU_DEGRADED);
+    return !c->ghost && !c->reserved && (c->state == KS_CPU_ONLINE || c->state == KS_CPU_DEGRADED);
 }
 
 /* Free CPUs a new VM could take (isolation-blocked ones excluded). */
@@ -692,7 +691,8 @@ json_t *ks_sched_explain_to_json(const ks_sched_explain *e)
     if (!o)
         return NULL;
     for (uint32_t i = 0; e && i < e->n; i++) {
-        if (json_object_set_new(o, e->items[i].reason, json_integer((json_int_t)e->items[i].count))) {
+        if (json_object_set_new(o, e->items[i].reason,
+                                json_integer((json_int_t)e->items[i].count))) {
             json_decref(o);
             return NULL;
         }
@@ -1063,8 +1063,7 @@ ks_code ks_fleet_host_update(ks_fleet *f, const ks_report *r, ks_sched_affected 
         return ks_err_set_field(err, KS_EINVAL, "cpus", "host '%s' reports %u cpus", r->host.id,
                                 r->n_cpus);
     if (!r->cpus || (r->n_kinds && !r->kinds) || (r->n_numa && !r->numa))
-        return ks_err_set(err, KS_EINVAL, "report of '%s' lacks an array it counts",
-                          r->host.id);
+        return ks_err_set(err, KS_EINVAL, "report of '%s' lacks an array it counts", r->host.id);
     khost *old = smap_get(&f->host_map, r->host.id);
     khost *h = NULL;
     ks_code rc = host_build(f, r, old, &h, err);
@@ -1211,8 +1210,7 @@ ks_code ks_fleet_host_at(const ks_fleet *f, size_t i, ks_fleet_host_view *out, k
     return KS_OK;
 }
 
-ks_code ks_fleet_host_get(const ks_fleet *f, const char *host, ks_fleet_host_view *out,
-                          ks_err *err)
+ks_code ks_fleet_host_get(const ks_fleet *f, const char *host, ks_fleet_host_view *out, ks_err *err)
 {
     const khost *h = smap_get(&f->host_map, host);
     if (!h)
@@ -1533,8 +1531,7 @@ ks_code ks_fleet_pool_remove(ks_fleet *f, const char *name, ks_err *err)
         for (uint32_t s = 0; s < f->vm_map.cap; s++) {
             const kvm *vm = f->vm_map.slots[s].val;
             if (f->vm_map.slots[s].key && strcmp(vm->pool, name) == 0)
-                return ks_err_set(err, KS_ECONFLICT, "pool '%s' still has vm '%s'", name,
-                                  vm->name);
+                return ks_err_set(err, KS_ECONFLICT, "pool '%s' still has vm '%s'", name, vm->name);
         }
         pool_free(f, f->pools[i]);
         f->pools[i] = f->pools[--f->n_pools];
@@ -1811,8 +1808,8 @@ ks_code ks_fleet_check(const ks_fleet *f, ks_err *err)
                 busy += h->cpus[s].vm != NULL;
             }
             if (blocks != cp->iso_block || busy != cp->busy_sibs)
-                return ks_err_set(err, KS_EINTERNAL, "cpu %d of '%s' isolation count wrong",
-                                  cp->id, h->id);
+                return ks_err_set(err, KS_EINTERNAL, "cpu %d of '%s' isolation count wrong", cp->id,
+                                  h->id);
             if (!cp->vm && cp->hc != NONE && busy == 0)
                 isof[cp->kind_class]++;
             if (!cp->vm && cp->hc != NONE && blocks)
@@ -1851,8 +1848,7 @@ ks_code ks_fleet_check(const ks_fleet *f, ks_err *err)
         for (uint32_t v = 0; v < vm->plan->n_vcpus; v++) {
             const kcpu *cp = &vm->host->cpus[vm->cpu_ix[v]];
             if (cp->vm != vm || cp->id != vm->plan->vcpus[v].host_cpu)
-                return ks_err_set(err, KS_EINTERNAL, "vm '%s' vcpu %u not on its cpu", vm->name,
-                                  v);
+                return ks_err_set(err, KS_EINTERNAL, "vm '%s' vcpu %u not on its cpu", vm->name, v);
         }
     }
     return KS_OK;

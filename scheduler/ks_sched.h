@@ -46,9 +46,9 @@ typedef struct ks_fleet ks_fleet;
 typedef struct ks_sched_affected_item {
     char vm[KS_ID_MAX];
     char host[KS_ID_MAX];
-    int32_t host_cpu;          /* OS id of the CPU */
-    int32_t vcpu;              /* vCPU index in the VM's plan */
-    char reason[KS_TEXT_MAX];  /* "cpu 12 offline", "cpu 12 lost avx512f", ... */
+    int32_t host_cpu;         /* OS id of the CPU */
+    int32_t vcpu;             /* vCPU index in the VM's plan */
+    char reason[KS_TEXT_MAX]; /* "cpu 12 offline", "cpu 12 lost avx512f", ... */
 } ks_sched_affected_item;
 
 /* Caller-provided list filled by ks_fleet_host_update(); one item per vCPU.
@@ -67,8 +67,8 @@ void ks_sched_affected_destroy(ks_sched_affected *a);
  * count of 0 or 1 ("required feature 'aes' is banned").
  * ks_sched_explain_init() / ks_sched_explain_destroy() like ks_sched_affected. */
 typedef struct ks_sched_explain_item {
-    char reason[KS_TEXT_MAX];  /* "no free cpu with avx512f", "host draining",
-                                  "anti-affinity group 'db'", ... */
+    char reason[KS_TEXT_MAX]; /* "no free cpu with avx512f", "host draining",
+                                 "anti-affinity group 'db'", ... */
     uint64_t count;
 } ks_sched_explain_item;
 
@@ -124,8 +124,8 @@ typedef struct ks_fleet_host_view {
     const char *model_name;
     bool schedulable;
     uint32_t n_cpus;
-    uint32_t n_allocated;      /* CPUs held by VMs (any state) */
-    uint32_t n_free;           /* usable, not allocated (whether or not schedulable) */
+    uint32_t n_allocated; /* CPUs held by VMs (any state) */
+    uint32_t n_free;      /* usable, not allocated (whether or not schedulable) */
     uint32_t n_vms;
 } ks_fleet_host_view;
 
@@ -133,14 +133,14 @@ typedef struct ks_fleet_host_view {
 typedef struct ks_fleet_cpu_view {
     int32_t id;
     int32_t package, core, thread, numa_node, l2_group, l3_group;
-    uint8_t kind_class;        /* ks_kind_class (performance when the host has no kinds) */
-    const char *kind_name;     /* "" when the host has no kinds */
+    uint8_t kind_class;    /* ks_kind_class (performance when the host has no kinds) */
+    const char *kind_name; /* "" when the host has no kinds */
     uint32_t max_mhz;
-    uint8_t state;             /* ks_cpu_state */
+    uint8_t state; /* ks_cpu_state */
     bool reserved;
     const ks_featset *native;
     const ks_featset *usable;
-    const char *vm;            /* VM holding it, NULL when free */
+    const char *vm; /* VM holding it, NULL when free */
 } ks_fleet_cpu_view;
 
 /* Host number i in [0, ks_fleet_host_count()) (order is stable until a host is
@@ -297,31 +297,31 @@ void ks_fleet_vms_seeing(const ks_fleet *fleet, const ks_featset *features, ks_f
 /* ------------------------------------------------------------------ */
 
 typedef enum ks_capacity_by {
-    KS_CAPACITY_FLEET,  /* one call, scope "fleet" */
-    KS_CAPACITY_POOL,   /* one call per pool, scope = pool name */
-    KS_CAPACITY_HOST,   /* one call per host, scope = host id */
-    KS_CAPACITY_KIND,   /* one call per kind class, scope "performance"/"efficiency" */
+    KS_CAPACITY_FLEET, /* one call, scope "fleet" */
+    KS_CAPACITY_POOL,  /* one call per pool, scope = pool name */
+    KS_CAPACITY_HOST,  /* one call per host, scope = host id */
+    KS_CAPACITY_KIND,  /* one call per kind class, scope "performance"/"efficiency" */
     KS_CAPACITY_BY__COUNT
 } ks_capacity_by;
 
-const char *ks_capacity_by_to_str(ks_capacity_by by);   /* "fleet", "pool", "host", "kind" */
-int ks_capacity_by_from_str(const char *s);              /* -1 when unknown */
+const char *ks_capacity_by_to_str(ks_capacity_by by); /* "fleet", "pool", "host", "kind" */
+int ks_capacity_by_from_str(const char *s);           /* -1 when unknown */
 
 /* Logical CPU counts.  total = every CPU reported; the others partition or
  * annotate it as commented. */
 typedef struct ks_capacity {
     uint64_t total;
-    uint64_t allocated;        /* held by VMs, whatever the CPU's state */
-    uint64_t free;             /* usable, not allocated, host schedulable */
-    uint64_t unschedulable;    /* usable, not allocated, host drained/lost */
-    uint64_t reserved;         /* kept for the host (and not allocated) */
-    uint64_t quarantined;      /* state quarantined (and not allocated) */
-    uint64_t offline;          /* state offline (and not allocated) */
-    uint64_t degraded_usable;  /* state degraded, not reserved (allocated or free) */
-    uint64_t reclaimed;        /* allocated AND degraded: capacity a disable-the-core
-                                  policy would have lost */
-    uint64_t stranded;         /* free CPUs that no shape of the recent-request window
-                                  can use on their host (0 while the window is empty) */
+    uint64_t allocated;       /* held by VMs, whatever the CPU's state */
+    uint64_t free;            /* usable, not allocated, host schedulable */
+    uint64_t unschedulable;   /* usable, not allocated, host drained/lost */
+    uint64_t reserved;        /* kept for the host (and not allocated) */
+    uint64_t quarantined;     /* state quarantined (and not allocated) */
+    uint64_t offline;         /* state offline (and not allocated) */
+    uint64_t degraded_usable; /* state degraded, not reserved (allocated or free) */
+    uint64_t reclaimed;       /* allocated AND degraded: capacity a disable-the-core
+                                 policy would have lost */
+    uint64_t stranded;        /* free CPUs that no shape of the recent-request window
+                                 can use on their host (0 while the window is empty) */
 } ks_capacity;
 
 /* Calls cb once per scope of `by`.  Cost: O(CPUs) plus, for stranded, O(hosts x

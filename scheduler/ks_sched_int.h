@@ -37,8 +37,8 @@ typedef struct ks_sched__hostref {
 
 /* Fleet-wide interned CPU class: (usable feature set, kind class). */
 typedef struct ks_sched__class {
-    uint32_t set;   /* interned usable set */
-    uint8_t kind;   /* ks_kind_class */
+    uint32_t set; /* interned usable set */
+    uint8_t kind; /* ks_kind_class */
     uint32_t n_hosts, cap_hosts;
     ks_sched__hostref *hosts; /* schedulable hosts with >= 1 free CPU of this class */
     uint32_t n_members;       /* indexed hosts having this class (bounds n_hosts) */
@@ -84,11 +84,11 @@ typedef struct ks_sched__host {
     char model[KS_NAME_MAX];
     uint8_t arch;
     bool schedulable;
-    bool linked;             /* in the buckets and class lists */
-    uint32_t index;          /* in fleet->hosts */
+    bool linked;    /* in the buckets and class lists */
+    uint32_t index; /* in fleet->hosts */
     uint32_t n_cpus;
-    ks_sched__cpu *cpus;     /* by OS id */
-    uint32_t *topo;          /* cpu indices in topological order */
+    ks_sched__cpu *cpus; /* by OS id */
+    uint32_t *topo;      /* cpu indices in topological order */
     uint32_t n_classes;
     ks_sched__hclass *classes;
     uint32_t n_kinds;
@@ -96,14 +96,14 @@ typedef struct ks_sched__host {
     uint32_t n_numa;
     ks_numa_node *numa;
     int32_t pmu_version, pmu_gp, pmu_fixed;
-    uint32_t free_kind[2];   /* usable, unallocated CPUs per kind class */
+    uint32_t free_kind[2];     /* usable, unallocated CPUs per kind class */
     uint32_t iso_free_kind[2]; /* of those, the ones with no sibling held (an smt-isolate
                                   VM can take them): a prefilter bound */
     uint32_t blocked_kind[2];  /* of those, the ones beside an smt-isolate VM's CPU: no
                                   new VM can take them, so the buckets leave them out */
     uint32_t n_alloc, n_vms;
     uint32_t n_usable;
-    ks_featset baseline;     /* intersection of usable sets of usable CPUs */
+    ks_featset baseline;                /* intersection of usable sets of usable CPUs */
     uint32_t bval[KS_SCHED__N_BUCKETS]; /* bucket it is linked in (free count) */
     struct ks_sched__host *bprev[KS_SCHED__N_BUCKETS], *bnext[KS_SCHED__N_BUCKETS];
     uint32_t n_aa, cap_aa;
@@ -115,7 +115,7 @@ typedef struct ks_sched__vm {
     ks_sched__host *host;
     ks_plan *plan;
     size_t plan_bytes;
-    uint32_t *cpu_ix;        /* per vCPU: index into host->cpus */
+    uint32_t *cpu_ix; /* per vCPU: index into host->cpus */
     ks_featset required, forbidden;
     char pool[KS_ID_MAX];
     char aa[KS_ID_MAX];
@@ -129,7 +129,7 @@ typedef struct ks_sched__pool {
     uint32_t n;
     char (*members)[KS_ID_MAX];
     const char **ptrs;
-    ks_sched__smap set;      /* member id -> members[i] */
+    ks_sched__smap set; /* member id -> members[i] */
 } ks_sched__pool;
 
 typedef struct ks_sched__shape {
@@ -163,7 +163,7 @@ struct ks_fleet {
     /* interned feature sets */
     ks_featset *sets;
     uint32_t n_sets, cap_sets;
-    uint32_t *set_slots;     /* set index + 1, 0 = empty */
+    uint32_t *set_slots; /* set index + 1, 0 = empty */
     uint32_t set_scap;
     /* interned classes */
     ks_sched__class *classes;

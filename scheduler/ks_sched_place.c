@@ -43,7 +43,16 @@ typedef ks_sched__cpu kcpu;
 typedef ks_sched__vm kvm;
 
 /* scratch buffer slots (slot 7 belongs to ks_sched.c) */
-enum { SLOT_ENTS, SLOT_PLIST, SLOT_ELIST, SLOT_HCS, SLOT_CANDS, SLOT_PICKS, SLOT_TRY, SLOT_TRY2 = 8 };
+enum {
+    SLOT_ENTS,
+    SLOT_PLIST,
+    SLOT_ELIST,
+    SLOT_HCS,
+    SLOT_CANDS,
+    SLOT_PICKS,
+    SLOT_TRY,
+    SLOT_TRY2 = 8
+};
 
 typedef struct rctx {
     const ks_fleet *f;
@@ -152,8 +161,7 @@ static hent *host_ents(const rctx *rc, const khost *h, uint32_t *n_out, uint32_t
 
 static bool counts_fit(const rctx *rc, const uint32_t avail[2])
 {
-    return avail[0] >= rc->need[0] && avail[1] >= rc->need[1] &&
-           avail[0] + avail[1] >= rc->total;
+    return avail[0] >= rc->need[0] && avail[1] >= rc->need[1] && avail[0] + avail[1] >= rc->total;
 }
 
 /* true when h may fit the request by its counts; *est = least-capable-fit estimate. */
@@ -221,8 +229,8 @@ static bool cand_ok(const cand *c, const uint8_t *used, size_t i, int32_t node)
 }
 
 /* Eligible entries of the L2 segment starting at i (entries up to *end). */
-static uint32_t segment(const cand *list, uint32_t i, uint32_t b, const uint8_t *used,
-                        int32_t node, uint32_t *end)
+static uint32_t segment(const cand *list, uint32_t i, uint32_t b, const uint8_t *used, int32_t node,
+                        uint32_t *end)
 {
     uint32_t j = i, m = 0;
     while (j < b && list[j].l2 == list[i].l2) {
@@ -372,8 +380,10 @@ static sel_fail host_select(const rctx *rc, const khost *h, uint32_t *out, uint6
         return SEL_NOMEM;
     cand *pl = ks_sched__scratch_buf(f, SLOT_PLIST, (size_t)(h->n_cpus + 1) * sizeof(cand));
     cand *el = ks_sched__scratch_buf(f, SLOT_ELIST, (size_t)(h->n_cpus + 1) * sizeof(cand));
-    uint32_t *best = ks_sched__scratch_buf(f, SLOT_PICKS, (size_t)(rc->total * 2 + 2) * sizeof(uint32_t));
-    int32_t *nodes = ks_sched__scratch_buf(f, SLOT_HCS, (size_t)(h->n_numa + h->n_cpus + 2) * sizeof(int32_t));
+    uint32_t *best =
+        ks_sched__scratch_buf(f, SLOT_PICKS, (size_t)(rc->total * 2 + 2) * sizeof(uint32_t));
+    int32_t *nodes =
+        ks_sched__scratch_buf(f, SLOT_HCS, (size_t)(h->n_numa + h->n_cpus + 2) * sizeof(int32_t));
     if (!pl || !el || !best || !nodes)
         return SEL_NOMEM;
     uint32_t np = 0, ne = 0, n_nodes = 0;
@@ -686,9 +696,10 @@ static ks_code explain_host(const rctx *rc, const khost *h, ks_sched_explain *wh
     free(tmp);
     switch (sf) {
     case SEL_SMT:
-        return ks_sched__explain_add(why, req->smt == KS_SMT_ISOLATE
-                                              ? "smt isolate: sibling threads busy"
-                                              : "free cpus blocked by smt-isolated vms",
+        return ks_sched__explain_add(why,
+                                     req->smt == KS_SMT_ISOLATE
+                                         ? "smt isolate: sibling threads busy"
+                                         : "free cpus blocked by smt-isolated vms",
                                      1);
     case SEL_NUMA:
         return ks_sched__explain_add(why, "numa strict: no single node fits", 1);
@@ -996,9 +1007,8 @@ ks_code ks_sched_place(ks_plan **out, const ks_fleet *f, const ks_vm_request *re
         qsort(why->items, why->n, sizeof(why->items[0]), explain_cmp);
     }
     if (why && why->n)
-        code = ks_err_set(err, KS_ENOCAPACITY, "no capacity for '%s' (%s: %llu host(s))",
-                          req->name, why->items[0].reason,
-                          (unsigned long long)why->items[0].count);
+        code = ks_err_set(err, KS_ENOCAPACITY, "no capacity for '%s' (%s: %llu host(s))", req->name,
+                          why->items[0].reason, (unsigned long long)why->items[0].count);
     else
         code = ks_err_set(err, KS_ENOCAPACITY, "no capacity for '%s'", req->name);
 done:
@@ -1073,9 +1083,9 @@ ks_code ks_sched_replan(ks_plan **out, const ks_fleet *f, const char *name, ks_e
             }
         }
         if (best == NONE) {
-            code = ks_err_set(err, KS_ENOCAPACITY,
-                              "no free suitable cpu on host '%s' for vcpu %u of '%s'", h->id, i,
-                              name);
+            code =
+                ks_err_set(err, KS_ENOCAPACITY,
+                           "no free suitable cpu on host '%s' for vcpu %u of '%s'", h->id, i, name);
             goto done;
         }
         taken[best] = 1;
@@ -1186,9 +1196,8 @@ static void host_capacity(const ks_fleet *f, const khost *h, const ks_sched__sha
         for (uint32_t k = 0; k < h->n_classes; k++) {
             const ks_sched__hclass *hc = &h->classes[k];
             const ks_sched__class *cl = &f->classes[hc->cls];
-            bool kind_wanted = sh->n_any || (cl->kind == KS_KIND_PERFORMANCE
-                                                 ? sh->n_performance
-                                                 : sh->n_efficiency);
+            bool kind_wanted = sh->n_any || (cl->kind == KS_KIND_PERFORMANCE ? sh->n_performance
+                                                                             : sh->n_efficiency);
             if (kind_wanted && hc->max_mhz >= sh->min_mhz &&
                 ks_featset_subset(&sh->needed, &f->sets[cl->set]))
                 covered[k] = 1;

@@ -89,8 +89,12 @@ static const char *cpu_owner(const ks_fleet *f, const char *host, int32_t cpu)
 static void test_sched__hybrid_kinds(void **state)
 {
     (void)state;
-    tks_hspec hs[] = {{.id = "h1", .n_p = 8, .n_e = 8, .smt = true,
-                       .p_feats = TKS_CLIENT_P, .e_feats = TKS_CLIENT_E}};
+    tks_hspec hs[] = {{.id = "h1",
+                       .n_p = 8,
+                       .n_e = 8,
+                       .smt = true,
+                       .p_feats = TKS_CLIENT_P,
+                       .e_feats = TKS_CLIENT_E}};
     ks_fleet *f = fleet_of(hs, 1);
     ks_vm_request q = tks_req("web-1", 2, 4, 0, "avx2");
     ks_plan *p = NULL;
@@ -120,8 +124,9 @@ static void test_sched__hybrid_kinds(void **state)
         }
     /* the P pair is one core's two threads */
     assert_int_equal(p->topology.threads, 2);
-    assert_true(p->topology.sockets * p->topology.dies * p->topology.clusters *
-                    p->topology.cores * p->topology.threads >= p->n_vcpus);
+    assert_true(p->topology.sockets * p->topology.dies * p->topology.clusters * p->topology.cores *
+                    p->topology.threads >=
+                p->n_vcpus);
     assert_int_equal(p->pmu.enabled, false);
     assert_int_equal(p->n_numa, 1);
     assert_int_equal(p->numa[0].memory_mib, q.memory_mib);
@@ -163,8 +168,8 @@ static void test_sched__hybrid_kinds(void **state)
 static void test_sched__clusters(void **state)
 {
     (void)state;
-    tks_hspec hs[] = {{.id = "k1", .n_p = 2, .n_e = 8, .p_feats = TKS_CLIENT_P,
-                       .e_feats = TKS_CLIENT_E}};
+    tks_hspec hs[] = {
+        {.id = "k1", .n_p = 2, .n_e = 8, .p_feats = TKS_CLIENT_P, .e_feats = TKS_CLIENT_E}};
     ks_fleet *f = fleet_of(hs, 1);
     ks_vm_request x = tks_req("x", 0, 1, 0, NULL);
     assert_int_equal(place(f, &x, NULL), KS_OK);
@@ -175,7 +180,8 @@ static void test_sched__clusters(void **state)
     for (uint32_t i = 0; i < 4; i++)
         assert_int_equal(py->vcpus[i].l2_group, 0);
     assert_int_equal(py->topology.clusters, 1);
-    assert_int_not_equal(py->vcpus[0].host_cpu / 4, ks_fleet_vm_get_plan(f, "x")->vcpus[0].host_cpu / 4);
+    assert_int_not_equal(py->vcpus[0].host_cpu / 4,
+                         ks_fleet_vm_get_plan(f, "x")->vcpus[0].host_cpu / 4);
     /* three more fill cluster A exactly */
     ks_vm_request z = tks_req("z", 0, 3, 0, NULL);
     assert_int_equal(place(f, &z, NULL), KS_OK);
@@ -279,8 +285,7 @@ static void test_sched__anti_affinity(void **state)
             assert_int_equal(why.hosts_considered, 2);
             json_t *j = ks_sched_explain_to_json(&why);
             assert_non_null(j);
-            assert_int_equal(json_integer_value(json_object_get(j, "anti-affinity group 'db'")),
-                             2);
+            assert_int_equal(json_integer_value(json_object_get(j, "anti-affinity group 'db'")), 2);
             json_decref(j);
         }
         ks_sched_explain_destroy(&why);
@@ -299,8 +304,8 @@ static void test_sched__least_capable_fit(void **state)
     (void)state;
     tks_hspec hs[] = {{.id = "l1", .n_p = 4}};
     ks_report *r = tks_report(&hs[0]);
-    tks_degrade(r, 2, "avx512f");             /* cpu 2: no AVX-512 */
-    tks_set_state(r, 3, KS_CPU_QUARANTINED);  /* cpu 3: unusable */
+    tks_degrade(r, 2, "avx512f");            /* cpu 2: no AVX-512 */
+    tks_set_state(r, 3, KS_CPU_QUARANTINED); /* cpu 3: unusable */
     ks_fleet *f = NULL;
     assert_int_equal(ks_fleet_new(&f, NULL), KS_OK);
     add_report(f, r, NULL);
@@ -686,10 +691,12 @@ static void test_sched__capacity(void **state)
 static void test_sched__explain(void **state)
 {
     (void)state;
-    tks_hspec hs[] = {
-        {.id = "e1", .n_p = 4, .p_feats = TKS_CLIENT_P}, {.id = "e2", .n_p = 4, .p_feats = TKS_CLIENT_P},
-        {.id = "e3", .n_p = 4, .p_feats = TKS_CLIENT_P}, {.id = "e4", .n_p = 4},
-        {.id = "e5", .n_p = 4}, {.id = "e6", .n_p = 4, .p_mhz = 2000}};
+    tks_hspec hs[] = {{.id = "e1", .n_p = 4, .p_feats = TKS_CLIENT_P},
+                      {.id = "e2", .n_p = 4, .p_feats = TKS_CLIENT_P},
+                      {.id = "e3", .n_p = 4, .p_feats = TKS_CLIENT_P},
+                      {.id = "e4", .n_p = 4},
+                      {.id = "e5", .n_p = 4},
+                      {.id = "e6", .n_p = 4, .p_mhz = 2000}};
     ks_fleet *f = fleet_of(hs, 6);
     assert_int_equal(ks_fleet_host_set_schedulable(f, "e4", false, NULL), KS_OK);
     assert_int_equal(ks_fleet_host_set_schedulable(f, "e5", false, NULL), KS_OK);

@@ -178,8 +178,7 @@ static void narrow_cb(void *ctx, const char *host, const ks_featset *gained, uns
 {
     char *order = ctx;
     (void)gained;
-    if (n)
-    {
+    if (n) {
         strncat(order, host, 255 - strlen(order));
         strncat(order, " ", 255 - strlen(order));
     }

@@ -416,11 +416,10 @@ static void check_invariants(pstate *s)
             kinds[p->vcpus[k].kind_class]++;
             if (v->needs_migration)
                 continue;
-            bool usable = (rc->state == KS_CPU_ONLINE || rc->state == KS_CPU_DEGRADED) &&
-                          !rc->reserved;
+            bool usable =
+                (rc->state == KS_CPU_ONLINE || rc->state == KS_CPU_DEGRADED) && !rc->reserved;
             if (!usable || !ks_featset_subset(&p->visible, &rc->usable))
-                fail_msg("vm %s vcpu %u on unsuitable cpu %d of %s", v->req.name, k, cpu,
-                         p->host);
+                fail_msg("vm %s vcpu %u on unsuitable cpu %d of %s", v->req.name, k, cpu, p->host);
         }
         assert_true(kinds[KS_KIND_PERFORMANCE] >= v->req.n_performance);
         assert_true(kinds[KS_KIND_EFFICIENCY] >= v->req.n_efficiency);
@@ -469,8 +468,8 @@ static void check_rebuild(pstate *s)
     for (uint32_t i = 0; i < s->n_hosts; i++) {
         assert_int_equal(ks_fleet_host_update(g, s->reports[i], NULL, NULL), KS_OK);
         if (s->drained[i])
-            assert_int_equal(
-                ks_fleet_host_set_schedulable(g, s->reports[i]->host.id, false, NULL), KS_OK);
+            assert_int_equal(ks_fleet_host_set_schedulable(g, s->reports[i]->host.id, false, NULL),
+                             KS_OK);
     }
     assert_int_equal(ks_fleet_pool_set(g, "pa", s->pool_members, s->n_pool, NULL), KS_OK);
     ks_fleet_set_bans(g, &s->bans);
@@ -505,9 +504,9 @@ static void run_seed(uint64_t seed)
         } else if (op < 90) {
             uint32_t h = rnd(s, s->n_hosts);
             s->drained[h] = !s->drained[h];
-            assert_int_equal(ks_fleet_host_set_schedulable(s->f, s->reports[h]->host.id,
-                                                           !s->drained[h], NULL),
-                             KS_OK);
+            assert_int_equal(
+                ks_fleet_host_set_schedulable(s->f, s->reports[h]->host.id, !s->drained[h], NULL),
+                KS_OK);
         } else if (op < 92) {
             step_bans(s);
         } else {

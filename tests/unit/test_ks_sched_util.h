@@ -44,9 +44,9 @@ static inline ks_featset tks_fs(const char *names)
 
 typedef struct tks_hspec {
     const char *id;
-    uint32_t n_p, n_e;     /* performance / efficiency logical CPUs */
-    bool smt;              /* performance cores have 2 threads */
-    uint32_t n_numa;       /* CPUs split evenly by id, >= 1 */
+    uint32_t n_p, n_e; /* performance / efficiency logical CPUs */
+    bool smt;          /* performance cores have 2 threads */
+    uint32_t n_numa;   /* CPUs split evenly by id, >= 1 */
     const char *p_feats, *e_feats;
     uint32_t p_mhz, e_mhz;
 } tks_hspec;
