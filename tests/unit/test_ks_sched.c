@@ -390,6 +390,14 @@ static void test_sched__pack_spread(void **state)
     }
 }
 
+static void pool_cb(void *ctx, const char *name, const char *const *hosts, size_t n)
+{
+    char *out = ctx;
+    char buf[128];
+    snprintf(buf, sizeof(buf), "%s=%zu:%s ", name, n, n ? hosts[n - 1] : "");
+    strncat(out, buf, 255 - strlen(out));
+}
+
 static void narrow_cb(void *ctx, const char *host, const ks_featset *gained, unsigned n)
 {
     char *order = ctx;
@@ -422,6 +430,9 @@ static void test_sched__pools(void **state)
     assert_int_equal(ks_fleet_pool_baseline(f, "gen", &base, &n_cpus, NULL), KS_OK);
     assert_true(ks_featset_equal(&base, &expect));
     assert_int_equal(n_cpus, 12);
+    char pools[256] = "";
+    ks_fleet_pools_foreach(f, pool_cb, pools);
+    assert_string_equal(pools, "gen=4:ghost-host ");
     char order[256] = "";
     assert_int_equal(ks_fleet_pool_narrowing(f, "gen", narrow_cb, order, NULL), KS_OK);
     /* x2 lacks bmi2 + 4 avx512 features */
@@ -729,6 +740,14 @@ static void test_sched__explain(void **state)
     ks_fleet_free(f);
 }
 
+static bool count_plan(void *ctx, const ks_plan *p)
+{
+    int *n = ctx;
+    assert_string_equal(p->vm, "a");
+    (*n)++;
+    return true;
+}
+
 /* Index bookkeeping: vm_add conflicts, replace keeps allocations, equality. */
 static void test_sched__index(void **state)
 {
@@ -753,6 +772,9 @@ static void test_sched__index(void **state)
     assert_int_equal(ks_fleet_vm_count(f), 1);
     assert_int_equal(ks_fleet_check(f, &err), KS_OK);
 
+    int n_plans = 0;
+    ks_fleet_vms_foreach(f, count_plan, &n_plans);
+    assert_int_equal(n_plans, 1);
     ks_fleet_host_view hv;
     assert_int_equal(ks_fleet_host_get(f, "i1", &hv, &err), KS_OK);
     assert_int_equal(hv.n_cpus, 8);
