@@ -240,6 +240,21 @@ static void make_request_id(ks_api *api, const ks_api_call *call, char out[40])
              (unsigned long long)n & 0xffffffu);
 }
 
+/* Client text in a log line: control characters, quotes and backslashes become
+ * '?' so one request is always one well-formed line; long values are cut. */
+static void log_safe(char *out, size_t cap, const char *in)
+{
+    size_t o = 0;
+    for (; *in && o + 4 < cap; in++) {
+        unsigned char c = (unsigned char)*in;
+        out[o++] = (c < 0x20 || c == 0x7f || c == '\'' || c == '\\') ? '?' : (char)c;
+    }
+    if (*in)
+        for (int k = 0; k < 3; k++)
+            out[o++] = '.';
+    out[o] = '\0';
+}
+
 void ks_api_handle_call(ks_api *api, const ks_api_call *call, ks_api_response *resp)
 {
     uint64_t t0 = ks_api_mono_us();
@@ -308,9 +323,14 @@ void ks_api_handle_call(ks_api *api, const ks_api_call *call, ks_api_response *r
 done:;
     uint64_t dur = ks_api_mono_us() - t0;
     ks_metrics_request(&api->metrics, route_index, resp->status, dur);
-    ks_log(KS_LOG_INFO, "access method=%s path='%s' status=%d duration_us=%llu req=%s role=%s",
-           method, path, resp->status, (unsigned long long)dur, req.request_id,
-           ks_role_to_str(req.principal.role));
+    if (ks_log_get_level() <= KS_LOG_INFO) {
+        char safe_path[256], safe_method[16];
+        log_safe(safe_path, sizeof(safe_path), path);
+        log_safe(safe_method, sizeof(safe_method), method);
+        ks_log(KS_LOG_INFO, "access method=%s path='%s' status=%d duration_us=%llu req=%s role=%s",
+               safe_method, safe_path, resp->status, (unsigned long long)dur, req.request_id,
+               ks_role_to_str(req.principal.role));
+    }
 }
 
 /* ---- in-process entry point ---- */
