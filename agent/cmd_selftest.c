@@ -67,7 +67,7 @@ static void print_row(const ks_selftest_cpu_result *r, const ks_selftest_result 
             break;
         off += (size_t)n;
     }
-    printf("%-4d %-12s %-12s %8.2f  %s\n", (int)r->cpu, t->test,
+    printf("%-4d %-16s %-12s %8.2f  %s\n", (int)r->cpu, t->test,
            ks_selftest_status_to_str((ks_selftest_status)t->status),
            (double)t->elapsed_us / 1000.0, faulty);
     if (t->status == KS_SELFTEST_FAIL || t->status == KS_SELFTEST_SKIPPED)
@@ -170,7 +170,7 @@ int ks_agent_cmd_selftest(int argc, char **argv)
         goto done;
     }
     if (!json_out)
-        printf("%-4s %-12s %-12s %8s  %s\n", "cpu", "test", "status", "ms", "faulty");
+        printf("%-4s %-16s %-12s %8s  %s\n", "cpu", "test", "status", "ms", "faulty");
     for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
         if (!CPU_ISSET(cpu, &allowed) || (only_cpu >= 0 && cpu != only_cpu))
             continue;

@@ -3,9 +3,9 @@
  * logical CPU at a time.
  *
  * Each test runs a deterministic workload on one feature group (integer ALU,
- * x87, SSE2, SSE4.2/CRC32, AVX, AVX2, FMA, AVX-512 F/BW/VL/DQ, VNNI, AES-NI,
- * VAES, PCLMULQDQ, VPCLMULQDQ, SHA-NI, BMI1/2, ADX, POPCNT, LZCNT, RDRAND,
- * RDSEED, AMX) and compares its result with an answer computed by portable
+ * x87, SSE2, SSE4.2/CRC32, AVX, AVX2, FMA, AVX-512 F/BW/VL/DQ/CD/VPOPCNTDQ/
+ * BITALG/VBMI/IFMA, VNNI, GFNI, AES-NI, VAES, PCLMULQDQ, VPCLMULQDQ, SHA-NI,
+ * BMI1/2, ADX, POPCNT, LZCNT, RDRAND, RDSEED, AMX) and compares its result with an answer computed by portable
  * scalar code (or stored).  A mismatch proves the test's features faulty on
  * that CPU; the integer test proves the whole CPU faulty (quarantine).
  *

@@ -117,6 +117,13 @@ KS_ST_DECL(avx512bw);
 KS_ST_DECL(avx512vl);
 KS_ST_DECL(avx512dq);
 KS_ST_DECL(vnni);
+/* st_avx512x.c */
+KS_ST_DECL(avx512cd);
+KS_ST_DECL(vpopcntdq);
+KS_ST_DECL(bitalg);
+KS_ST_DECL(vbmi);
+KS_ST_DECL(ifma);
+KS_ST_DECL(gfni);
 /* st_crypto.c */
 KS_ST_DECL(aes);
 KS_ST_DECL(vaes);
