@@ -113,6 +113,12 @@ paths["/v1/policies/feature-bans/{ban}"] = {"delete": op("deleteFeatureBan", "Li
     {"204": {"description": "deleted"}}, ["BadRequest", "NotFound", *std_auth], params=[pref("BanId")], tags=["policies"])}
 paths["/v1/capacity"] = {"get": op("getCapacity", "Capacity in logical CPUs", ok(200, ref("CapacityList"), "one item per scope"),
     ["BadRequest", *std_auth], params=[{"name": "by", "in": "query", "schema": S(enum=["fleet", "pool", "host", "kind"], default="fleet")}], tags=["capacity"])}
+paths["/v1/capacity/history"] = {"get": op("getCapacityHistory", "Stored capacity snapshots of one scope (oldest first)",
+    ok(200, ref("CapacityHistory"), "snapshots"), ["BadRequest", *std_auth],
+    params=[{"name": "scope", "in": "query", "schema": S(default="fleet"), "description": "fleet, pool:<name> or host:<id>"},
+            {"name": "since_us", "in": "query", "schema": I(minimum=0, default=0)},
+            {"name": "limit", "in": "query", "schema": I(minimum=1, maximum=10000, default=100)}],
+    tags=["capacity"], desc="Snapshots are taken every --snapshot-interval seconds.")}
 paths["/v1/events"] = {"get": op("listEvents", "Events after an id (ascending)", ok(200, ref("EventList"), "events"),
     ["BadRequest", *std_auth], params=[{"name": "since", "in": "query", "schema": I(minimum=0, default=0)}, pref("Limit")], tags=["events"])}
 
@@ -212,6 +218,9 @@ schemas = {
     "Capacity": O({k: I() for k in ["total", "allocated", "free", "unschedulable", "reserved", "quarantined", "offline",
                                     "degraded_usable", "reclaimed", "stranded"]} | {"scope": S()}, ["scope", "total"]),
     "CapacityList": O({"by": S(enum=["fleet", "pool", "host", "kind"]), "items": A(ref("Capacity"))}, ["by", "items"]),
+    "CapacitySnapshot": O({k: I() for k in ["id", "time_us", "total", "allocated", "free", "degraded_usable", "reclaimed",
+                                            "stranded", "quarantined"]} | {"scope": S()}, ["id", "time_us", "scope", "total"]),
+    "CapacityHistory": O({"scope": S(), "items": A(ref("CapacitySnapshot"))}, ["scope", "items"]),
     "Event": O({"id": I(), "time_us": I(), "type": S(), "host": nullable(S()), "vm": nullable(S()), "detail": nullable({"type": "object"})}, ["id", "time_us", "type"]),
     "EventList": O({"items": A(ref("Event")), "next_since": I()}, ["items", "next_since"]),
 }

@@ -588,6 +588,69 @@ void ks_api__capacity_snapshot(ks_api *api)
         ks_log(KS_LOG_WARN, "capacity snapshot failed error='%s', ignoring", err.msg);
 }
 
+static int history_row(void *ctx, const ks_store_capacity_row *row)
+{
+    json_array_append_new(
+        ctx, json_pack("{s:I,s:I,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "id", (json_int_t)row->id,
+                       "time_us", (json_int_t)row->time_us, "scope", row->scope, "total",
+                       (json_int_t)row->total, "allocated", (json_int_t)row->allocated, "free",
+                       (json_int_t)row->free, "degraded_usable", (json_int_t)row->degraded_usable,
+                       "reclaimed", (json_int_t)row->reclaimed, "stranded",
+                       (json_int_t)row->stranded, "quarantined", (json_int_t)row->quarantined));
+    return 0;
+}
+
+/* Parses a non-negative decimal query value; false when malformed. */
+static bool query_u64(const ks_api_req *req, const char *name, uint64_t *out)
+{
+    const char *v = ks_api_query(req, name);
+    if (!v)
+        return true;
+    uint64_t n = 0;
+    if (!*v || strlen(v) > 19)
+        return false;
+    for (const char *c = v; *c; c++) {
+        if (!isdigit((unsigned char)*c))
+            return false;
+        n = n * 10 + (uint64_t)(*c - '0');
+    }
+    *out = n;
+    return true;
+}
+
+void ks_api_h_capacity_history(ks_api_req *req)
+{
+    ks_api *api = req->api;
+    ks_err err = {0};
+    unsigned limit;
+    uint64_t since = 0;
+    const char *scope = ks_api_query(req, "scope");
+    if (ks_api_query_limit(&limit, req, 100, 10000, &err) != KS_OK)
+        goto fail;
+    if (!query_u64(req, "since_us", &since)) {
+        ks_err_set_field(&err, KS_EINVAL, "since_us", "since_us must be a time in microseconds");
+        goto fail;
+    }
+    if (!scope)
+        scope = "fleet";
+    if (strlen(scope) >= KS_NAME_MAX) {
+        ks_err_set_field(&err, KS_EINVAL, "scope", "scope too long");
+        goto fail;
+    }
+    json_t *items = json_array();
+    pthread_mutex_lock(&api->lock);
+    ks_code rc = ks_store_capacity_list(api->store, scope, since, limit, history_row, items, &err);
+    pthread_mutex_unlock(&api->lock);
+    if (rc != KS_OK) {
+        json_decref(items);
+        goto fail;
+    }
+    ks_api_send_json(req, 200, json_pack("{s:s,s:o}", "scope", scope, "items", items));
+    return;
+fail:
+    ks_api_send_error(req, &err);
+}
+
 /* ---- events ---- */
 
 static int list_event(void *ctx, const ks_store_event_row *row)

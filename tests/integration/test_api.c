@@ -455,6 +455,7 @@ static void test_api__auth_matrix(void **state)
         {"GET", "/v1/policies/feature-bans", NULL, 'U', 'A', 'F', 'A'},
         {"DELETE", "/v1/policies/feature-bans/999", NULL, 'U', 'F', 'F', 'A'},
         {"GET", "/v1/capacity", NULL, 'U', 'A', 'F', 'A'},
+        {"GET", "/v1/capacity/history", NULL, 'U', 'A', 'F', 'A'},
         {"GET", "/v1/events", NULL, 'U', 'A', 'F', 'A'},
     };
     const char *tokens[4] = {NULL, g.reader, g.agent_a, g.admin};

@@ -121,6 +121,14 @@ static void test_daemon__lost_hosts_and_shutdown(void **state)
             kd_nap_ms(100);
     }
     assert_true(snaps > 0);
+    assert_int_equal(kd_http(&d, &r, "GET", "/v1/capacity/history?scope=host:h-a", d.reader, NULL),
+                     200);
+    json_t *first = json_array_get(json_object_get(r.json, "items"), 0);
+    assert_int_equal(json_integer_value(json_object_get(first, "total")), 4);
+    resp_free(&r);
+    assert_int_equal(kd_http(&d, &r, "GET", "/v1/capacity/history?since_us=x", d.reader, NULL),
+                     400);
+    resp_free(&r);
     /* SIGTERM: clean exit 0 (and no leaks under ASan). */
     kd_teardown(&d, true);
 }
