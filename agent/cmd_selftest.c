@@ -68,19 +68,21 @@ static void print_row(const ks_selftest_cpu_result *r, const ks_selftest_result 
         off += (size_t)n;
     }
     printf("%-4d %-16s %-12s %8.2f  %s\n", (int)r->cpu, t->test,
-           ks_selftest_status_to_str((ks_selftest_status)t->status),
-           (double)t->elapsed_us / 1000.0, faulty);
+           ks_selftest_status_to_str((ks_selftest_status)t->status), (double)t->elapsed_us / 1000.0,
+           faulty);
     if (t->status == KS_SELFTEST_FAIL || t->status == KS_SELFTEST_SKIPPED)
         printf("     %s\n", t->detail);
 }
 
 int ks_agent_cmd_selftest(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"cpu", required_argument, NULL, 'c'},    {"feature", required_argument, NULL, 'f'},
-        {"json", no_argument, NULL, 'j'},         {"inject", required_argument, NULL, 'i'},
-        {"min-ms", required_argument, NULL, 'm'}, {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {{"cpu", required_argument, NULL, 'c'},
+                                             {"feature", required_argument, NULL, 'f'},
+                                             {"json", no_argument, NULL, 'j'},
+                                             {"inject", required_argument, NULL, 'i'},
+                                             {"min-ms", required_argument, NULL, 'm'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
     ks_selftest_options so = KS_SELFTEST_OPTIONS_INIT;
     ks_selftest_inject inj;
     ks_selftest_cpu_result *res = NULL;
@@ -119,8 +121,7 @@ int ks_agent_cmd_selftest(int argc, char **argv)
             break;
         case 'm':
             if (!parse_uint(optarg, 10000, &v) || v == 0) {
-                fprintf(stderr, "kintsugi-agent selftest: --min-ms '%s' is not 1..10000\n",
-                        optarg);
+                fprintf(stderr, "kintsugi-agent selftest: --min-ms '%s' is not 1..10000\n", optarg);
                 return 2;
             }
             so.min_test_us = v * 1000;
@@ -155,8 +156,10 @@ int ks_agent_cmd_selftest(int argc, char **argv)
     }
     for (uint32_t i = 0; i < inj.n; i++) {
         if (inj.e[i].cpu >= CPU_SETSIZE || !CPU_ISSET(inj.e[i].cpu, &allowed)) {
-            fprintf(stderr, "kintsugi-agent selftest: inject entry %u: cpu %d is not available "
-                            "to this process\n", i + 1, (int)inj.e[i].cpu);
+            fprintf(stderr,
+                    "kintsugi-agent selftest: inject entry %u: cpu %d is not available "
+                    "to this process\n",
+                    i + 1, (int)inj.e[i].cpu);
             return 2;
         }
     }
@@ -194,9 +197,8 @@ int ks_agent_cmd_selftest(int argc, char **argv)
             counts[res->results[i].status]++;
         }
         printf("cpu %d: %u pass, %u FAIL, %u not-present, %u skipped; suite %.1f ms\n", cpu,
-               counts[KS_SELFTEST_PASS], counts[KS_SELFTEST_FAIL],
-               counts[KS_SELFTEST_NOT_PRESENT], counts[KS_SELFTEST_SKIPPED],
-               (double)res->elapsed_us / 1000.0);
+               counts[KS_SELFTEST_PASS], counts[KS_SELFTEST_FAIL], counts[KS_SELFTEST_NOT_PRESENT],
+               counts[KS_SELFTEST_SKIPPED], (double)res->elapsed_us / 1000.0);
     }
     if (json_out) {
         if (json_object_set_new(doc, "failed", json_integer(n_failed)) ||

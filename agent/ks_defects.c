@@ -77,14 +77,14 @@ static ks_code parse_entry(ks_defects_operator_entry *e, const json_t *obj, size
     snprintf(path, sizeof(path), "entries[%zu]", idx);
     if (!json_is_object(obj))
         return field_err(err, path, "expected an object");
-    json_object_foreach((json_t *)obj, key, val) {
+    json_object_foreach((json_t *)obj, key, val)
+    {
         char sub[128];
         snprintf(sub, sizeof(sub), "%s.%s", path, key);
         if (strcmp(key, "cpu") == 0) {
             if (!json_is_integer(val) || json_integer_value(val) < 0 ||
                 json_integer_value(val) >= KS_REPORT_MAX_CPUS)
-                return field_err(err, sub, "expected a cpu number (0..%d)",
-                                 KS_REPORT_MAX_CPUS - 1);
+                return field_err(err, sub, "expected a cpu number (0..%d)", KS_REPORT_MAX_CPUS - 1);
             e->cpu = (int32_t)json_integer_value(val);
             has_cpu = true;
         } else if (strcmp(key, "features") == 0) {
@@ -92,7 +92,8 @@ static ks_code parse_entry(ks_defects_operator_entry *e, const json_t *obj, size
             const json_t *name;
             if (!json_is_array(val))
                 return field_err(err, sub, "expected an array of feature names");
-            json_array_foreach(val, i, name) {
+            json_array_foreach(val, i, name)
+            {
                 char item[160];
                 unsigned id;
                 snprintf(item, sizeof(item), "%s[%zu]", sub, i);
@@ -183,8 +184,8 @@ done:
     return rc;
 }
 
-ks_code ks_defects_load_operator_file(ks_defects_state *st, const char *path,
-                                      const ks_report *r, ks_err *err)
+ks_code ks_defects_load_operator_file(ks_defects_state *st, const char *path, const ks_report *r,
+                                      ks_err *err)
 {
     struct stat sb;
     char *buf = NULL;
@@ -231,8 +232,8 @@ ks_code ks_defects_load_operator_file(ks_defects_state *st, const char *path,
             break; /* shrank while reading: parse what is there, validation decides */
         got += (size_t)n;
     }
-    uint64_t mtime_us = (uint64_t)sb.st_mtim.tv_sec * 1000000u +
-                        (uint64_t)sb.st_mtim.tv_nsec / 1000u;
+    uint64_t mtime_us =
+        (uint64_t)sb.st_mtim.tv_sec * 1000000u + (uint64_t)sb.st_mtim.tv_nsec / 1000u;
     rc = ks_defects_parse_operator(st, buf, got, mtime_us, r, err);
 done:
     free(buf);
@@ -308,8 +309,8 @@ ks_code ks_defects_add_selftest(ks_report *r, const ks_selftest_cpu_result *res,
             continue;
         snprintf(detail, sizeof(detail), "self-test '%s': %.200s", t->test, t->detail);
         if (t->whole_cpu) {
-            rc = add_defect(c, KS_FEATURE_NONE, KS_DEFECT_SELFTEST, t->time_us, detail, &added,
-                            err);
+            rc =
+                add_defect(c, KS_FEATURE_NONE, KS_DEFECT_SELFTEST, t->time_us, detail, &added, err);
             any |= added;
             continue;
         }
@@ -388,8 +389,8 @@ static ks_code apply_operator(ks_report *r, const ks_defects_options *o, ks_defe
             continue; /* validated against an earlier report; the CPU has gone since */
         snprintf(detail, sizeof(detail), "operator: %s", e->reason[0] ? e->reason : "(no reason)");
         if (e->quarantine) {
-            rc = add_defect(c, KS_FEATURE_NONE, KS_DEFECT_OPERATOR, st->operator_mtime_us,
-                            detail, &added, err);
+            rc = add_defect(c, KS_FEATURE_NONE, KS_DEFECT_OPERATOR, st->operator_mtime_us, detail,
+                            &added, err);
             st->n_operator_defects += added;
         }
         for (int b = ks_featset_next(&e->features, 0); b >= 0 && rc == KS_OK;
@@ -476,8 +477,10 @@ static ks_code apply_ifs(ks_report *r, const ks_defects_options *o, ks_defects_s
         for (size_t k = 0; k < n; k++) {
             if (strcmp(res[k].status, "fail") == 0 && !failed) {
                 failed = true;
-                snprintf(detail, sizeof(detail), "ifs: %.31s failed on the core of cpu %d "
-                         "(details %.31s)", res[k].test, (int)c->id, res[k].details);
+                snprintf(detail, sizeof(detail),
+                         "ifs: %.31s failed on the core of cpu %d "
+                         "(details %.31s)",
+                         res[k].test, (int)c->id, res[k].details);
             } else if (strcmp(res[k].status, "untested") == 0) {
                 warn(st, "ifs: %.31s did not complete on the core of cpu %d (details %.31s)",
                      res[k].test, (int)c->id, res[k].details);
@@ -518,8 +521,10 @@ static ks_code apply_mce(ks_report *r, const ks_defects_options *o, ks_defects_s
     snprintf(ras, sizeof(ras), "%s/var/lib/rasdaemon/ras-mc_event.db",
              (o->root && strcmp(o->root, "/") != 0) ? o->root : "");
     if (access(ras, F_OK) == 0)
-        warn(st, "mce: rasdaemon database '%.200s' present but not read (counts come from "
-                 "/proc/interrupts)", ras);
+        warn(st,
+             "mce: rasdaemon database '%.200s' present but not read (counts come from "
+             "/proc/interrupts)",
+             ras);
     for (uint32_t i = 0; i < n && rc == KS_OK; i++) {
         uint64_t total = counts[i].mce + counts[i].thr + counts[i].dfr;
         ks_cpu *c = ks_report_find_cpu(r, counts[i].cpu);
@@ -557,8 +562,8 @@ ks_code ks_defects_apply(ks_report *r, const ks_defects_options *opts, ks_defect
         goto done;
     for (uint32_t i = 0; i < inj->n; i++) {
         if (!ks_report_find_cpu(r, inj->e[i].cpu)) {
-            rc = ks_err_set(err, KS_EINVAL, "inject entry %u: cpu %d is not on this host",
-                            i + 1, (int)inj->e[i].cpu);
+            rc = ks_err_set(err, KS_EINVAL, "inject entry %u: cpu %d is not on this host", i + 1,
+                            (int)inj->e[i].cpu);
             goto done;
         }
     }

@@ -65,27 +65,29 @@
 #define KS_DEFECTS_INJECT_ENV "KS_INJECT_FAULT"
 
 typedef struct ks_defects_options {
-    const char *root;           /* prefix for /sys and /proc; NULL or "" = the live system */
-    bool run_selftests;         /* run the self-test suite on every eligible CPU */
-    bool use_ifs;               /* run IFS scans where the driver exists */
+    const char *root;   /* prefix for /sys and /proc; NULL or "" = the live system */
+    bool run_selftests; /* run the self-test suite on every eligible CPU */
+    bool use_ifs;       /* run IFS scans where the driver exists */
     bool use_mce;
     bool use_operator;
-    const char *operator_file;  /* NULL = KS_DEFECTS_OPERATOR_FILE (not prefixed by root) */
-    uint64_t mce_threshold;     /* defect when MCE+THR+DFR events > this */
-    const char *inject;         /* fault-injection spec ("cpu:feature,..."; the daemon's
-                                 * config key inject_fault); NULL = $KS_INJECT_FAULT */
-    const int32_t *skip_cpus;   /* CPUs hosting vCPUs: no self-tests, no IFS scans */
+    const char *operator_file; /* NULL = KS_DEFECTS_OPERATOR_FILE (not prefixed by root) */
+    uint64_t mce_threshold;    /* defect when MCE+THR+DFR events > this */
+    const char *inject;        /* fault-injection spec ("cpu:feature,..."; the daemon's
+                                * config key inject_fault); NULL = $KS_INJECT_FAULT */
+    const int32_t *skip_cpus;  /* CPUs hosting vCPUs: no self-tests, no IFS scans */
     uint32_t n_skip_cpus;
-    bool force;                 /* test and scan skip_cpus too */
-    uint32_t selftest_min_us;   /* 0 = KS_SELFTEST_DEFAULT_MIN_TEST_US */
-    bool selftest_idle;         /* self-tests at SCHED_IDLE */
-    uint64_t now_us;            /* 0 = the clock (tests pin time) */
-    bool selftest_isolate;      /* run each CPU's suite in a child process (crash => FAIL) */
+    bool force;               /* test and scan skip_cpus too */
+    uint32_t selftest_min_us; /* 0 = KS_SELFTEST_DEFAULT_MIN_TEST_US */
+    bool selftest_idle;       /* self-tests at SCHED_IDLE */
+    uint64_t now_us;          /* 0 = the clock (tests pin time) */
+    bool selftest_isolate;    /* run each CPU's suite in a child process (crash => FAIL) */
 } ks_defects_options;
 
-#define KS_DEFECTS_OPTIONS_INIT                                                                 \
-    {NULL, true, true, true, true, NULL, KS_DEFECTS_DEFAULT_MCE_THRESHOLD, NULL, NULL, 0,       \
-     false, 0, false, 0, true}
+#define KS_DEFECTS_OPTIONS_INIT                                                                    \
+    {                                                                                              \
+        NULL, true, true, true, true, NULL, KS_DEFECTS_DEFAULT_MCE_THRESHOLD, NULL, NULL, 0,       \
+            false, 0, false, 0, true                                                               \
+    }
 
 typedef struct ks_defects_operator_entry {
     int32_t cpu;
@@ -98,7 +100,7 @@ typedef struct ks_defects_operator_entry {
 typedef struct ks_defects_state {
     /* the last good operator file */
     bool operator_loaded;
-    uint64_t operator_mtime_us;        /* time_us of operator defects (stable across reloads) */
+    uint64_t operator_mtime_us; /* time_us of operator defects (stable across reloads) */
     uint32_t n_operator;
     ks_defects_operator_entry *operator_entries; /* owned */
     /* round-robin cursor of ks_defects_selftest_next_cpu() */
@@ -108,7 +110,7 @@ typedef struct ks_defects_state {
     uint32_t n_ifs_cores, n_ifs_failures;
     uint32_t n_mce_cpus;
     uint32_t n_operator_defects;
-    char warning[KS_TEXT_MAX];         /* last non-fatal problem, "" when none */
+    char warning[KS_TEXT_MAX]; /* last non-fatal problem, "" when none */
 } ks_defects_state;
 
 void ks_defects_state_init(ks_defects_state *st);
@@ -122,18 +124,18 @@ void ks_defects_state_destroy(ks_defects_state *st); /* NULL-safe; frees the con
  * with no entries.  KS_EINVAL (err->field = the JSON path), KS_EIO, KS_ETOOLARGE,
  * KS_ENOMEM.
  */
-ks_code ks_defects_load_operator_file(ks_defects_state *st, const char *path,
-                                      const ks_report *r, ks_err *err);
+ks_code ks_defects_load_operator_file(ks_defects_state *st, const char *path, const ks_report *r,
+                                      ks_err *err);
 /* Same from text already in memory (mtime_us becomes the defects' time). */
 ks_code ks_defects_parse_operator(ks_defects_state *st, const char *text, size_t len,
                                   uint64_t mtime_us, const ks_report *r, ks_err *err);
 
 /* One IFS outcome. */
 typedef struct ks_ifs_result {
-    char test[32];       /* "intel_ifs_0" */
+    char test[32]; /* "intel_ifs_0" */
     int32_t cpu;
-    char status[16];     /* "pass", "fail", "untested" */
-    char details[32];    /* SCAN_STATUS as the driver prints it */
+    char status[16];  /* "pass", "fail", "untested" */
+    char details[32]; /* SCAN_STATUS as the driver prints it */
 } ks_ifs_result;
 
 /*
@@ -162,12 +164,11 @@ ks_code ks_defects_mce_read(ks_mce_count **out, uint32_t *n_out, const char *roo
  * Runs the enabled sources and records their defects in `r`, then calls
  * ks_report_derive_state().  Self-tests run on every CPU that is not offline
  * and not in skip_cpus (unless force), and never for a report whose
- * host.source is "fixture:..." (its CPUs are not this machine's).  The injection spec is checked first
- * (KS_EINVAL, nothing changed, when it is malformed or names a CPU not in the
- * report).  A failing source does not stop the others: the first error is
- * returned after everything else was applied, and `r` is always consistent.
- * Per-CPU problems that are not defects (a CPU outside our cpuset, IFS not
- * runnable) go to st->warning.
+ * host.source is "fixture:..." (its CPUs are not this machine's).  The injection spec is checked
+ * first (KS_EINVAL, nothing changed, when it is malformed or names a CPU not in the report).  A
+ * failing source does not stop the others: the first error is returned after everything else was
+ * applied, and `r` is always consistent. Per-CPU problems that are not defects (a CPU outside our
+ * cpuset, IFS not runnable) go to st->warning.
  */
 ks_code ks_defects_apply(ks_report *r, const ks_defects_options *opts, ks_defects_state *st,
                          ks_err *err);

@@ -99,8 +99,8 @@ ks_code ks_defects_ifs_run_cpu(ks_ifs_result *out, size_t cap, size_t *n_out, co
             res->details[0] = '\0'; /* details are informative only */
         if (strcmp(res->status, "pass") != 0 && strcmp(res->status, "fail") != 0 &&
             strcmp(res->status, "untested") != 0) {
-            rc = ks_err_set(err, KS_EINVAL, "'%s/%s/status': unexpected value '%s'", dir,
-                            names[i], res->status);
+            rc = ks_err_set(err, KS_EINVAL, "'%s/%s/status': unexpected value '%s'", dir, names[i],
+                            res->status);
             goto done;
         }
         n++;
@@ -154,7 +154,8 @@ ks_code ks_defects_mce_read(ks_mce_count **out, uint32_t *n_out, const char *roo
         if (!*p)
             break;
         uint64_t id;
-        if (strncmp(p, "CPU", 3) != 0 || (p += 3, !parse_count(&p, &id)) || id >= KS_REPORT_MAX_CPUS) {
+        if (strncmp(p, "CPU", 3) != 0 || (p += 3, !parse_count(&p, &id)) ||
+            id >= KS_REPORT_MAX_CPUS) {
             rc = ks_err_set(err, KS_EINVAL, "'%s': header column %u is not 'CPU<n>'", path,
                             (unsigned)n);
             goto done;
@@ -180,8 +181,10 @@ ks_code ks_defects_mce_read(ks_mce_count **out, uint32_t *n_out, const char *roo
         const char *p = line;
         while (*p == ' ')
             p++;
-        int which = strncmp(p, "MCE:", 4) == 0 ? 0 : strncmp(p, "THR:", 4) == 0 ? 1
-                                                  : strncmp(p, "DFR:", 4) == 0 ? 2 : -1;
+        int which = strncmp(p, "MCE:", 4) == 0   ? 0
+                    : strncmp(p, "THR:", 4) == 0 ? 1
+                    : strncmp(p, "DFR:", 4) == 0 ? 2
+                                                 : -1;
         if (which < 0)
             continue;
         p += 4;
@@ -189,8 +192,8 @@ ks_code ks_defects_mce_read(ks_mce_count **out, uint32_t *n_out, const char *roo
             uint64_t v;
             if (!parse_count(&p, &v)) {
                 static const char *const labels[3] = {"MCE", "THR", "DFR"};
-                rc = ks_err_set(err, KS_EINVAL, "'%s': row '%s' has fewer counts than CPUs",
-                                path, labels[which]);
+                rc = ks_err_set(err, KS_EINVAL, "'%s': row '%s' has fewer counts than CPUs", path,
+                                labels[which]);
                 goto done;
             }
             uint64_t *dst = which == 0 ? &c[i].mce : which == 1 ? &c[i].thr : &c[i].dfr;

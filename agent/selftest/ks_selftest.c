@@ -151,8 +151,10 @@ ks_code ks_selftest_required_features(size_t i, ks_featset *out, ks_err *err)
     if (i >= N_TESTS)
         return ks_err_set(err, KS_EINVAL, "no self-test number %zu", i);
     if (!names_to_set(tests[i].required, out, bad, sizeof(bad)))
-        return ks_err_set(err, KS_EINTERNAL, "self-test '%s' needs feature '%s' unknown to the "
-                                             "catalogue", tests[i].name, bad);
+        return ks_err_set(err, KS_EINTERNAL,
+                          "self-test '%s' needs feature '%s' unknown to the "
+                          "catalogue",
+                          tests[i].name, bad);
     return KS_OK;
 }
 
@@ -245,8 +247,8 @@ ks_code ks_selftest_inject_parse(ks_selftest_inject *out, const char *spec, ks_e
                               KS_SELFTEST_INJECT_MAX);
         const char *colon = strchr(entry, ':');
         if (!colon)
-            return ks_err_set(err, KS_EINVAL,
-                              "inject entry %u '%s': expected 'cpu:feature'", idx, entry);
+            return ks_err_set(err, KS_EINVAL, "inject entry %u '%s': expected 'cpu:feature'", idx,
+                              entry);
         int32_t cpu;
         if (!parse_cpu(entry, (size_t)(colon - entry), &cpu))
             return ks_err_set(err, KS_EINVAL,
@@ -423,11 +425,11 @@ typedef struct run_ctx {
 enum { REC_START, REC_RESULT, REC_DONE, REC_ERROR };
 typedef struct run_rec {
     uint32_t kind;
-    uint32_t index;             /* REC_START: test table index */
-    ks_selftest_result result;  /* REC_RESULT */
-    ks_featset native;          /* REC_DONE */
+    uint32_t index;            /* REC_START: test table index */
+    ks_selftest_result result; /* REC_RESULT */
+    ks_featset native;         /* REC_DONE */
     uint64_t start_us, elapsed_us;
-    ks_code rc;                 /* REC_ERROR */
+    ks_code rc; /* REC_ERROR */
     char msg[256];
 } run_rec;
 _Static_assert(sizeof(run_rec) <= 4096, "run_rec must fit in PIPE_BUF");
@@ -463,8 +465,8 @@ static void run_suite(run_ctx *c)
         struct sched_param sp = {0};
         int e = pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
         if (e != 0) {
-            c->rc = ks_err_set(&c->err, KS_EINTERNAL, "cannot set SCHED_IDLE (%s)",
-                               strerrorname_np(e));
+            c->rc =
+                ks_err_set(&c->err, KS_EINTERNAL, "cannot set SCHED_IDLE (%s)", strerrorname_np(e));
             goto done;
         }
     }
@@ -603,7 +605,8 @@ static ks_code run_isolated(run_ctx *c, ks_err *err)
         _exit(0);
     }
     close(fds[1]);
-    uint32_t timeout_ms = c->opts->timeout_ms ? c->opts->timeout_ms : KS_SELFTEST_DEFAULT_TIMEOUT_MS;
+    uint32_t timeout_ms =
+        c->opts->timeout_ms ? c->opts->timeout_ms : KS_SELFTEST_DEFAULT_TIMEOUT_MS;
     uint64_t deadline = mono_us() + (uint64_t)timeout_ms * 1000u;
     ks_selftest_cpu_result *res = c->res;
     res->cpu = c->cpu;
@@ -670,8 +673,8 @@ static ks_code run_isolated(run_ctx *c, ks_err *err)
                 next = i;
         }
         if (next == N_TESTS) /* every test reported: only DONE was lost */
-            return ks_err_set(err, KS_EINTERNAL, "self-test process on cpu %d %s",
-                              (int)c->cpu, why);
+            return ks_err_set(err, KS_EINTERNAL, "self-test process on cpu %d %s", (int)c->cpu,
+                              why);
         started = (int)next;
     }
     finish_aborted(c, started, why);
@@ -720,8 +723,7 @@ json_t *ks_selftest_cpu_result_to_json(const ks_selftest_cpu_result *r)
         if (!o || json_array_append_new(arr, o))
             goto fail;
         if (json_object_set_new(o, "test", json_string(t->test)) ||
-            json_object_set_new(o, "status",
-                                json_string(ks_selftest_status_to_str(t->status))) ||
+            json_object_set_new(o, "status", json_string(ks_selftest_status_to_str(t->status))) ||
             json_object_set_new(o, "ms", json_real((double)t->elapsed_us / 1000.0)) ||
             json_object_set_new(o, "reps", json_integer(t->reps)) ||
             json_object_set_new(o, "faulty", ks_featset_to_json(&t->faulty)) ||

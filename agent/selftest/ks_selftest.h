@@ -5,9 +5,9 @@
  * Each test runs a deterministic workload on one feature group (integer ALU,
  * x87, SSE2, SSE4.2/CRC32, AVX, AVX2, FMA, AVX-512 F/BW/VL/DQ/CD/VPOPCNTDQ/
  * BITALG/VBMI/IFMA, VNNI, GFNI, AES-NI, VAES, PCLMULQDQ, VPCLMULQDQ, SHA-NI,
- * BMI1/2, ADX, POPCNT, LZCNT, RDRAND, RDSEED, AMX) and compares its result with an answer computed by portable
- * scalar code (or stored).  A mismatch proves the test's features faulty on
- * that CPU; the integer test proves the whole CPU faulty (quarantine).
+ * BMI1/2, ADX, POPCNT, LZCNT, RDRAND, RDSEED, AMX) and compares its result with an answer computed
+ * by portable scalar code (or stored).  A mismatch proves the test's features faulty on that CPU;
+ * the integer test proves the whole CPU faulty (quarantine).
  *
  * A test runs only when CPUID - executed on the CPU under test - enumerates
  * every feature it needs and the OS has enabled the register state (XCR0);
@@ -65,7 +65,7 @@ const char *ks_selftest_status_to_str(ks_selftest_status s);
 
 /* The test table (names are stable: CLI, JSON, injection). */
 size_t ks_selftest_count(void);
-const char *ks_selftest_name(size_t i);                 /* NULL when out of range */
+const char *ks_selftest_name(size_t i); /* NULL when out of range */
 /* Features test i proves faulty on mismatch (empty for the whole-CPU integer test). */
 void ks_selftest_faulty_features(size_t i, ks_featset *out);
 /* Features test i needs.  KS_EINTERNAL when the catalogue lacks a name (a bug). */
@@ -105,10 +105,10 @@ ks_code ks_selftest_inject_parse(ks_selftest_inject *out, const char *spec, ks_e
 uint64_t ks_selftest_inject_mask(const ks_selftest_inject *inj, int32_t cpu);
 
 typedef struct ks_selftest_options {
-    uint32_t min_test_us;            /* each test repeats its workload this long, >= 1000 */
-    bool idle_priority;              /* run at SCHED_IDLE (the daemon's periodic runs) */
-    uint64_t tests;                  /* mask of tests to run, 0 = all */
-    const ks_selftest_inject *inject;/* NULL = none */
+    uint32_t min_test_us;             /* each test repeats its workload this long, >= 1000 */
+    bool idle_priority;               /* run at SCHED_IDLE (the daemon's periodic runs) */
+    uint64_t tests;                   /* mask of tests to run, 0 = all */
+    const ks_selftest_inject *inject; /* NULL = none */
     /*
      * Run the suite in a forked child process instead of a thread.  A faulty
      * core can crash its workload (a corrupted pointer, SIGILL from a CPUID that
@@ -118,28 +118,31 @@ typedef struct ks_selftest_options {
      * and ks_defects use it; costs one fork per CPU.
      */
     bool isolate;
-    uint32_t timeout_ms;             /* isolate: whole-suite deadline, 0 = 30 s */
+    uint32_t timeout_ms; /* isolate: whole-suite deadline, 0 = 30 s */
 } ks_selftest_options;
 
-#define KS_SELFTEST_OPTIONS_INIT {KS_SELFTEST_DEFAULT_MIN_TEST_US, false, 0, NULL, false, 0}
+#define KS_SELFTEST_OPTIONS_INIT                                                                   \
+    {                                                                                              \
+        KS_SELFTEST_DEFAULT_MIN_TEST_US, false, 0, NULL, false, 0                                  \
+    }
 
 typedef struct ks_selftest_result {
-    const char *test;       /* static name */
-    uint8_t status;         /* ks_selftest_status */
-    bool whole_cpu;         /* FAIL means the whole CPU (integer test) */
-    bool injected;          /* FAIL caused by fault injection */
-    uint32_t reps;          /* workload repetitions compared */
-    uint64_t elapsed_us;    /* reference + repetitions */
-    uint64_t time_us;       /* wall clock when the test finished, us since the epoch */
-    ks_featset faulty;      /* on FAIL: features proven faulty (empty when whole_cpu) */
+    const char *test;    /* static name */
+    uint8_t status;      /* ks_selftest_status */
+    bool whole_cpu;      /* FAIL means the whole CPU (integer test) */
+    bool injected;       /* FAIL caused by fault injection */
+    uint32_t reps;       /* workload repetitions compared */
+    uint64_t elapsed_us; /* reference + repetitions */
+    uint64_t time_us;    /* wall clock when the test finished, us since the epoch */
+    ks_featset faulty;   /* on FAIL: features proven faulty (empty when whole_cpu) */
     char detail[KS_TEXT_MAX];
 } ks_selftest_result;
 
 typedef struct ks_selftest_cpu_result {
     int32_t cpu;
-    uint64_t start_us;      /* wall clock */
-    uint64_t elapsed_us;    /* whole suite on this CPU */
-    ks_featset native;      /* what CPUID said on this CPU */
+    uint64_t start_us;   /* wall clock */
+    uint64_t elapsed_us; /* whole suite on this CPU */
+    ks_featset native;   /* what CPUID said on this CPU */
     uint32_t n_results;
     ks_selftest_result results[KS_SELFTEST_MAX_TESTS];
 } ks_selftest_cpu_result;

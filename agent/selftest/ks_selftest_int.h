@@ -36,9 +36,9 @@ typedef size_t (*ks_st_fn)(uint8_t out[KS_ST_OUT_MAX]);
 typedef bool (*ks_st_prepare_fn)(char *why, size_t cap);
 
 /* XCR0 state components the OS must enable for a test's registers. */
-#define KS_ST_XCR0_AVX UINT64_C(0x6)       /* x87/SSE + YMM upper halves */
-#define KS_ST_XCR0_AVX512 UINT64_C(0xe6)   /* + opmask, ZMM_Hi256, Hi16_ZMM */
-#define KS_ST_XCR0_AMX UINT64_C(0x60000)   /* XTILECFG, XTILEDATA */
+#define KS_ST_XCR0_AVX UINT64_C(0x6)     /* x87/SSE + YMM upper halves */
+#define KS_ST_XCR0_AVX512 UINT64_C(0xe6) /* + opmask, ZMM_Hi256, Hi16_ZMM */
+#define KS_ST_XCR0_AMX UINT64_C(0x60000) /* XTILECFG, XTILEDATA */
 
 typedef struct ks_selftest__def {
     const char *name;     /* test name, stable (CLI, JSON, injection) */
@@ -92,8 +92,8 @@ static inline size_t ks_st__out(uint8_t out[KS_ST_OUT_MAX], const void *src, siz
 }
 
 /* Workloads, by file.  Each pair is declared once here and listed in the table. */
-#define KS_ST_DECL(n)                                                                         \
-    size_t ks_st__##n##_run(uint8_t out[KS_ST_OUT_MAX]);                                     \
+#define KS_ST_DECL(n)                                                                              \
+    size_t ks_st__##n##_run(uint8_t out[KS_ST_OUT_MAX]);                                           \
     size_t ks_st__##n##_expect(uint8_t out[KS_ST_OUT_MAX])
 
 /* st_base.c */

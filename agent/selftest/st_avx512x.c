@@ -57,7 +57,8 @@ __attribute__((target("avx512f,avx512cd"))) size_t ks_st__avx512cd_run(uint8_t o
     for (uint32_t i = 0; i < KS_ST_X_ITERS; i++) {
         /* small values so that equal lanes (conflicts) actually occur */
         __m512i conf = _mm512_conflict_epi32(_mm512_and_si512(a, m15));
-        __m512i lz = _mm512_lzcnt_epi64(_mm512_srlv_epi64(b, _mm512_and_si512(a, _mm512_set1_epi64(63))));
+        __m512i lz =
+            _mm512_lzcnt_epi64(_mm512_srlv_epi64(b, _mm512_and_si512(a, _mm512_set1_epi64(63))));
         a = _mm512_add_epi32(_mm512_xor_si512(a, conf), _mm512_rol_epi32(b, 5));
         b = _mm512_add_epi64(b, _mm512_add_epi64(lz, _mm512_slli_epi64(a, 1)));
     }

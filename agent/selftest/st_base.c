@@ -67,8 +67,10 @@ size_t ks_st__int_run(uint8_t out[KS_ST_OUT_MAX])
 size_t ks_st__int_expect(uint8_t out[KS_ST_OUT_MAX])
 {
     static const uint64_t v[4] = {
-        UINT64_C(0xae8072c08e5cc7cc), UINT64_C(0xac8056c08c4d07dc),
-        UINT64_C(0xf5fe40edd9c208eb), UINT64_C(0xdf12e557f69bc49e),
+        UINT64_C(0xae8072c08e5cc7cc),
+        UINT64_C(0xac8056c08c4d07dc),
+        UINT64_C(0xf5fe40edd9c208eb),
+        UINT64_C(0xdf12e557f69bc49e),
     };
     return ks_st__out(out, v, sizeof(v));
 }
@@ -351,12 +353,12 @@ static inline uint64_t asm_andn(uint64_t x, uint64_t y)
     return r;
 }
 
-#define KS_ST_BMI_UNARY(name)                                                                 \
-    static inline uint64_t asm_##name(uint64_t x)                                             \
-    {                                                                                         \
-        uint64_t r;                                                                           \
-        __asm__(#name "q %1, %0" : "=r"(r) : "rm"(x) : "cc");                                 \
-        return r;                                                                             \
+#define KS_ST_BMI_UNARY(name)                                                                      \
+    static inline uint64_t asm_##name(uint64_t x)                                                  \
+    {                                                                                              \
+        uint64_t r;                                                                                \
+        __asm__(#name "q %1, %0" : "=r"(r) : "rm"(x) : "cc");                                      \
+        return r;                                                                                  \
     }
 KS_ST_BMI_UNARY(blsi)
 KS_ST_BMI_UNARY(blsmsk)

@@ -367,7 +367,8 @@ __attribute__((target("vpclmulqdq,avx2"))) size_t ks_st__vpclmul_run(uint8_t out
     uint64_t ai[4], bi[4];
     uint8_t buf[64];
     clmul_seed(ai, bi);
-    __m256i a = _mm256_loadu_si256((const __m256i *)ai), b = _mm256_loadu_si256((const __m256i *)bi);
+    __m256i a = _mm256_loadu_si256((const __m256i *)ai),
+            b = _mm256_loadu_si256((const __m256i *)bi);
     for (uint32_t i = 0; i < KS_ST_CLMUL_ITERS; i++) {
         __m256i r0 = _mm256_clmulepi64_epi128(a, b, 0x00);
         __m256i r1 = _mm256_clmulepi64_epi128(a, b, 0x11);
@@ -544,10 +545,9 @@ __attribute__((target("sha,sse4.1,ssse3"))) size_t ks_st__sha_run(uint8_t out[KS
             if (g < 4)
                 w[g] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(blk + 16 * g)), bswap);
             else
-                w[g] = _mm_sha256msg2_epu32(
-                    _mm_add_epi32(_mm_sha256msg1_epu32(w[g - 4], w[g - 3]),
-                                  _mm_alignr_epi8(w[g - 1], w[g - 2], 4)),
-                    w[g - 1]);
+                w[g] = _mm_sha256msg2_epu32(_mm_add_epi32(_mm_sha256msg1_epu32(w[g - 4], w[g - 3]),
+                                                          _mm_alignr_epi8(w[g - 1], w[g - 2], 4)),
+                                            w[g - 1]);
             __m128i wk = _mm_add_epi32(w[g], _mm_loadu_si128((const __m128i *)(k + 4 * g)));
             st1 = _mm_sha256rnds2_epu32(st1, st0, wk);
             wk = _mm_shuffle_epi32(wk, 0x0e);

@@ -106,16 +106,22 @@ static void test_defects__closure_table(void **state)
     (void)state;
     static const struct {
         const char *faulty;
-        const char *lost[6];   /* must become unusable */
-        const char *kept[4];   /* must stay usable */
+        const char *lost[6]; /* must become unusable */
+        const char *kept[4]; /* must stay usable */
         ks_cpu_state st;
     } cases[] = {
-        {"avx", {"avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni"},
-         {"sse4_2", "aes", "bmi2", NULL}, KS_CPU_DEGRADED},
-        {"avx2", {"avx2", "avx512f", "avx512vl", NULL}, {"avx", "fma", "aes", NULL},
+        {"avx",
+         {"avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni"},
+         {"sse4_2", "aes", "bmi2", NULL},
          KS_CPU_DEGRADED},
-        {"avx512f", {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni", NULL},
-         {"avx2", "fma", "avx", NULL}, KS_CPU_DEGRADED},
+        {"avx2",
+         {"avx2", "avx512f", "avx512vl", NULL},
+         {"avx", "fma", "aes", NULL},
+         KS_CPU_DEGRADED},
+        {"avx512f",
+         {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni", NULL},
+         {"avx2", "fma", "avx", NULL},
+         KS_CPU_DEGRADED},
         {"aes", {"aes", "vaes", NULL}, {"avx2", "pclmulqdq", NULL}, KS_CPU_DEGRADED},
         {"bmi2", {"bmi2", NULL}, {"bmi1", "avx2", NULL}, KS_CPU_DEGRADED},
         {"sse2", {"sse2", "avx", "aes", NULL}, {NULL}, KS_CPU_QUARANTINED},
@@ -243,7 +249,8 @@ static void test_defects__env_injection_and_report_json(void **state)
     json_t *cpus = json_object_get(doc, "cpus"), *cpu;
     size_t i;
     bool seen = false;
-    json_array_foreach(cpus, i, cpu) {
+    json_array_foreach(cpus, i, cpu)
+    {
         json_t *defects = json_object_get(cpu, "defects");
         const char *st_name = json_string_value(json_object_get(cpu, "state"));
         if (json_integer_value(json_object_get(cpu, "id")) != target) {
@@ -437,8 +444,8 @@ static void test_defects__operator_file_errors(void **state)
         ks_err err;
         memset(&err, 0, sizeof(err));
         ks_defects_state_init(&st);
-        ks_code rc = ks_defects_parse_operator(&st, cases[i].text, strlen(cases[i].text), 1, r,
-                                               &err);
+        ks_code rc =
+            ks_defects_parse_operator(&st, cases[i].text, strlen(cases[i].text), 1, r, &err);
         if (rc != KS_EINVAL)
             fail_msg("case %zu: rc %d (%s)", i, rc, err.msg);
         if (!strstr(err.msg, cases[i].msg))
@@ -612,9 +619,9 @@ static void test_defects__mce_fake_tree(void **state)
     o.mce_threshold = 5;
     assert_int_equal(ks_defects_apply(r, &o, &st, &err), KS_OK);
     assert_int_equal(st.n_mce_cpus, 2);
-    assert_int_equal(ks_report_find_cpu(r, 0)->state, KS_CPU_ONLINE);  /* 1 event */
+    assert_int_equal(ks_report_find_cpu(r, 0)->state, KS_CPU_ONLINE);      /* 1 event */
     assert_int_equal(ks_report_find_cpu(r, 1)->state, KS_CPU_QUARANTINED); /* 6 */
-    assert_int_equal(ks_report_find_cpu(r, 2)->state, KS_CPU_ONLINE);  /* no column */
+    assert_int_equal(ks_report_find_cpu(r, 2)->state, KS_CPU_ONLINE);      /* no column */
     const ks_cpu *c3 = ks_report_find_cpu(r, 3);
     assert_int_equal(c3->state, KS_CPU_QUARANTINED);
     assert_int_equal(c3->defects[0].source, KS_DEFECT_MCE);

@@ -124,11 +124,16 @@ static void test_selftest__injected_fault_detected_exactly(void **state)
         const char *test;      /* the test that must fail */
         const char *faulty;    /* feature it proves faulty, NULL = whole cpu */
     } cases[] = {
-        {"avx2", "avx2", "avx2"},          {"aes", "aes", "aes"},
-        {"sse4_2", "sse4_2", "sse4_2"},    {"crc32", "sse4_2", "sse4_2"},
-        {"fma", "fma", "fma"},             {"bmi2", "bmi2", "bmi2"},
-        {"integer", "integer", NULL},      {"avx512f", "avx512f", "avx512f"},
-        {"pclmulqdq", "pclmulqdq", "pclmulqdq"}, {"gfni", "gfni", "gfni"},
+        {"avx2", "avx2", "avx2"},
+        {"aes", "aes", "aes"},
+        {"sse4_2", "sse4_2", "sse4_2"},
+        {"crc32", "sse4_2", "sse4_2"},
+        {"fma", "fma", "fma"},
+        {"bmi2", "bmi2", "bmi2"},
+        {"integer", "integer", NULL},
+        {"avx512f", "avx512f", "avx512f"},
+        {"pclmulqdq", "pclmulqdq", "pclmulqdq"},
+        {"gfni", "gfni", "gfni"},
         {"AVX512IFMA", "avx512ifma", "avx512ifma"},
     };
     int cpus[64];
@@ -260,10 +265,17 @@ static void test_selftest__resolve(void **state)
     static const struct {
         const char *name, *test;
     } cases[] = {
-        {"SSE4.2", "sse4_2"}, {"crc32", "sse4_2"},    {"avx512f", "avx512f"},
-        {"sha-ni", "sha_ni"}, {"abm", "lzcnt"},       {"amx_int8", "amx"},
-        {"fpu", "x87"},       {"integer", "integer"}, {"avx512-vnni", "avx512_vnni"},
-        {"avx512-vpopcntdq", "avx512_vpopcntdq"},     {"avx512bitalg", "avx512_bitalg"},
+        {"SSE4.2", "sse4_2"},
+        {"crc32", "sse4_2"},
+        {"avx512f", "avx512f"},
+        {"sha-ni", "sha_ni"},
+        {"abm", "lzcnt"},
+        {"amx_int8", "amx"},
+        {"fpu", "x87"},
+        {"integer", "integer"},
+        {"avx512-vnni", "avx512_vnni"},
+        {"avx512-vpopcntdq", "avx512_vpopcntdq"},
+        {"avx512bitalg", "avx512_bitalg"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         uint64_t mask = 0;
@@ -554,8 +566,8 @@ static void test_selftest__agent_command_reports_injected_fault(void **state)
             continue;
         if (strcmp(status, "FAIL") == 0) {
             n_fail++;
-            avx2_on_0 |= strcmp(cpu, "0") == 0 && strcmp(test, "avx2") == 0 &&
-                         strstr(line, "avx2") != NULL;
+            avx2_on_0 |=
+                strcmp(cpu, "0") == 0 && strcmp(test, "avx2") == 0 && strstr(line, "avx2") != NULL;
         }
     }
     free(out);
