@@ -311,8 +311,17 @@ static ks_code build_report(ks_report **out, agent *a, bool full_scan, ks_err *e
     dopt.n_skip_cpus = busy->n;
     dopt.selftest_idle = true;
     rc = ks_defects_apply(r, &dopt, &a->defects, err);
-    if (rc != KS_OK)
-        goto done;
+    if (rc != KS_OK) {
+        /* The report is consistent even then: a bad operator file leaves its last
+         * good content applied, a failing source is skipped.  Only the first report
+         * insists on every source working, so that a broken defect list never
+         * announces CPUs as healthy. */
+        if (!a->current)
+            goto done;
+        ks_log(KS_LOG_WARN, "defect source failed code=%s field='%s' msg='%s', keeping the "
+               "last good state", ks_code_slug(err->code), err->field, err->msg);
+        rc = KS_OK;
+    }
     if (a->defects.warning[0])
         ks_log(KS_LOG_WARN, "defects warning='%s', ignoring", a->defects.warning);
 

@@ -9,26 +9,27 @@
 #include "ks_cli.h"
 
 static const ks_cli_column host_columns[] = {
-    {"ID", "id"},         {"HOSTNAME", "hostname"},   {"STATE", "state"},
-    {"ARCH", "arch"},     {"MODEL", "model_name"},    {"CPUS", "cpus.total"},
-    {"FREE", "cpus.free"}, {"DEGRADED", "cpus.degraded"}, {"VMS", "vms"},
+    {"ID", "id"},           {"HOSTNAME", "hostname"},  {"STATE", "state"},
+    {"ARCH", "arch"},       {"MODEL", "model_name"},   {"CPUS", "n_cpus"},
+    {"FREE", "counts.free"}, {"DEGRADED", "counts.cpus_by_state.degraded"},
+    {"QUARANTINED", "counts.cpus_by_state.quarantined"}, {"VMS", "counts.vms"},
 };
 
 static const ks_cli_column cpu_columns[] = {
     {"CPU", "id"},        {"STATE", "state"},      {"KIND", "kind"},
     {"CORE", "core"},     {"NUMA", "numa_node"},   {"MAX_MHZ", "max_mhz"},
-    {"VM", "vm"},         {"DEFECTIVE", "defective"},
+    {"VM", "vm"},         {"UNUSABLE", "unusable"},
 };
 
 static const ks_cli_column capacity_columns[] = {
     {"SCOPE", "scope"},         {"TOTAL", "total"},         {"ALLOCATED", "allocated"},
     {"FREE", "free"},           {"DEGRADED_USABLE", "degraded_usable"},
     {"RECLAIMED", "reclaimed"}, {"STRANDED", "stranded"},   {"QUARANTINED", "quarantined"},
-    {"UTIL_%", "utilization_pct"},
+    {"OFFLINE", "offline"},
 };
 
 static const ks_cli_column event_columns[] = {
-    {"ID", "id"}, {"TIME", "time"}, {"TYPE", "type"}, {"HOST", "host"}, {"VM", "vm"},
+    {"ID", "id"}, {"TIME_US", "time_us"}, {"TYPE", "type"}, {"HOST", "host"}, {"VM", "vm"},
     {"DETAIL", "detail"},
 };
 

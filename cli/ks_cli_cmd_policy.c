@@ -9,12 +9,11 @@
 #include "ks_cli.h"
 
 static const ks_cli_column pool_columns[] = {
-    {"NAME", "name"}, {"HOSTS", "n_hosts"}, {"BASELINE_FEATURES", "baseline_count"},
-    {"SELECTOR", "selector"},
+    {"NAME", "name"}, {"MEMBERS", "members"}, {"SELECTOR", "selector"}, {"CREATED_US", "created_us"},
 };
 
 static const ks_cli_column ban_columns[] = {
-    {"ID", "id"}, {"FEATURES", "features"}, {"REASON", "reason"}, {"CREATED", "created"},
+    {"ID", "id"}, {"FEATURES", "features"}, {"REASON", "reason"}, {"CREATED_US", "created_us"},
 };
 
 static const char pools_help[] =
@@ -81,7 +80,7 @@ static int create_pool(ks_cli *cli, int argc, char **argv)
         else if (c == 'm')
             json_object_set_new(selector, "model", json_string(optarg));
         else if (c == 'f')
-            json_object_set_new(selector, "features", csv_to_array(optarg));
+            json_object_set_new(selector, "required_features", csv_to_array(optarg));
         else {
             ks_cli_usage_error("pools create: unknown option '%s'", argv[optind - 1]);
             goto done;

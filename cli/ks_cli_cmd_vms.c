@@ -12,7 +12,7 @@
 static const ks_cli_column vm_columns[] = {
     {"NAME", "name"},         {"HOST", "host"},             {"STATE", "state"},
     {"VCPUS", "vcpus"},       {"GEN", "generation"},        {"APPLIED", "applied_generation"},
-    {"POOL", "pool"},         {"HOST_CPUS", "host_cpus"},
+    {"POOL", "pool"},         {"ERROR", "apply_error"},
 };
 
 static const char vms_help[] =
