@@ -253,6 +253,7 @@ ks_code ks_api_new(ks_api **out, const ks_api_options *opts, struct ks_store *st
     api->opts.tls_cert_pem = api->tls_cert;
     api->opts.tls_key_pem = api->tls_key;
     api->store = store;
+    api->started_us = ks_api_now_us();
     pthread_mutex_init(&api->lock, NULL);
     pthread_mutex_init(&api->bg_mu, NULL);
     pthread_cond_init(&api->bg_cv, NULL);

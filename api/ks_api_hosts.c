@@ -593,6 +593,10 @@ static int find_stale(void *ctx, const ks_store_host_row *row)
 void ks_api__mark_lost_hosts(ks_api *api)
 {
     uint64_t now = ks_api_now_us();
+    /* While we were down no agent could reach us: every host gets a full
+     * --lost-after period from our start before it can be declared lost. */
+    if (now - api->started_us < api->opts.lost_after_us)
+        return;
     stale_list s = {.cutoff_us = now > api->opts.lost_after_us ? now - api->opts.lost_after_us : 0};
     ks_err err = {0};
     if (ks_store_host_list(api->store, NULL, find_stale, &s, &err) != KS_OK)

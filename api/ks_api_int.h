@@ -131,6 +131,7 @@ struct ks_api {
     pthread_mutex_t bg_mu;
     pthread_cond_t bg_cv;
     bool bg_stop;
+    uint64_t started_us;         /* wall clock at ks_api_new() */
     uint64_t last_snapshot_us;
     uint64_t last_expire_us;
     /* rate limiter: small table of token buckets keyed by principal */

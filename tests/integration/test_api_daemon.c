@@ -129,6 +129,22 @@ static void test_daemon__lost_hosts_and_shutdown(void **state)
     assert_int_equal(kd_http(&d, &r, "GET", "/v1/capacity/history?since_us=x", d.reader, NULL),
                      400);
     resp_free(&r);
+    /* A restart gives every host a fresh --lost-after period: stop for longer than
+     * that, restart, and the host must still be ready right away. */
+    assert_int_equal(kd_put_report(&d, d.agent_a, "h-a", 2, 2, 2, "b", -1, NULL, NULL), 200);
+    uint64_t reported = kd_mono_ms();
+    assert_int_equal(kd_stop(&d), 0);
+    while (kd_mono_ms() < reported + 3300) /* the outage being simulated: > --lost-after */
+        kd_nap_ms(100);
+    static const char *const again[] = {"--lost-after", "3", NULL};
+    kd_spawn(&d, again);
+    uint64_t started = kd_mono_ms();
+    /* The sweep runs every 0.75 s; after 1.2 s it has run, and must have spared h-a. */
+    while (kd_mono_ms() < started + 1200)
+        kd_nap_ms(100);
+    assert_int_equal(kd_http(&d, &r, "GET", "/v1/hosts/h-a", d.reader, NULL), 200);
+    assert_string_equal(json_string_value(json_object_get(r.json, "state")), "ready");
+    resp_free(&r);
     /* SIGTERM: clean exit 0 (and no leaks under ASan). */
     kd_teardown(&d, true);
 }
