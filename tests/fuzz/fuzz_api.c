@@ -1,0 +1,277 @@
+/*
+ * fuzz_api.c - the REST API of kintsugid in-process: router, auth, body and
+ * query handling, every handler, the store and the scheduler behind them.
+ *
+ * Each input gets a fresh API over a fresh in-memory SQLite store (so a crash
+ * reproduces from its input alone), holding three tokens: admin, reader and an
+ * agent token for host "h-fuzz".  The input is a sequence of at most
+ * MAX_REQUESTS requests separated by a line "###":
+ *
+ *     METHOD URL
+ *     Header-Name: value
+ *     ...
+ *     <empty line>
+ *     body bytes
+ *
+ * In header values "$admin", "$reader" and "$agent" stand for the tokens; a
+ * request without an Authorization header is sent as admin.  Properties, for
+ * every response:
+ *   - a status in 200..599 and never 500 (bad input must get a 4xx, and a
+ *     valid request must not hit an internal error);
+ *   - a NUL-terminated body of body_len bytes, and a request id;
+ *   - a JSON content type means the body parses; an error status means the
+ *     body is {"error":{"code","message","request_id"}} with the request id of
+ *     the response and a code whose status is this one;
+ *   - a 405 names the allowed methods;
+ *   - after a successful PUT of a host report, GET of that host answers 200.
+ */
+#include <ctype.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "ks_api.h"
+#include "ks_api_int.h"
+#include "ks_fuzz.h"
+#include "ks_log.h"
+#include "ks_store.h"
+
+#define MAX_REQUESTS 8
+#define MAX_HEADERS 16
+#define FUZZ_HOST "h-fuzz"
+
+static char tok_admin[48], tok_reader[48], tok_agent[48];
+static uint8_t dig_admin[32], dig_reader[32], dig_agent[32];
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    /* The access log would write a line per request. */
+    ks_log_set_level(KS_LOG_ERROR);
+    /* Fixed tokens: inputs stay reproducible across processes. */
+    snprintf(tok_admin, sizeof(tok_admin), "ks_fuzzadmin0000000000000000000000000000000000");
+    snprintf(tok_reader, sizeof(tok_reader), "ks_fuzzreader000000000000000000000000000000000");
+    snprintf(tok_agent, sizeof(tok_agent), "ks_fuzzagent0000000000000000000000000000000000");
+    KS_FUZZ_CHECK(ks_api_token_digest(dig_admin, tok_admin, NULL) == KS_OK &&
+                      ks_api_token_digest(dig_reader, tok_reader, NULL) == KS_OK &&
+                      ks_api_token_digest(dig_agent, tok_agent, NULL) == KS_OK,
+                  "token digests");
+    return 0;
+}
+
+static ks_store *open_store(void)
+{
+    ks_store *s = NULL;
+    ks_err err = {0};
+    KS_FUZZ_CHECK(ks_store_open(&s, ":memory:", NULL, &err) == KS_OK, "store: %s", err.msg);
+    KS_FUZZ_CHECK(ks_store_begin(s, &err) == KS_OK, "begin: %s", err.msg);
+    KS_FUZZ_CHECK(ks_store_token_add(NULL, s, dig_admin, 32, "admin", NULL, NULL, 1, &err) ==
+                          KS_OK &&
+                      ks_store_token_add(NULL, s, dig_reader, 32, "reader", NULL, NULL, 1, &err) ==
+                          KS_OK &&
+                      ks_store_token_add(NULL, s, dig_agent, 32, "agent", FUZZ_HOST, NULL, 1,
+                                         &err) == KS_OK,
+                  "tokens: %s", err.msg);
+    KS_FUZZ_CHECK(ks_store_commit(s, &err) == KS_OK, "commit: %s", err.msg);
+    return s;
+}
+
+/* A header value with $admin/$reader/$agent replaced by the token. */
+static void expand_value(char *out, size_t cap, const char *v)
+{
+    static const struct {
+        const char *name;
+        const char *token;
+    } subs[] = {{"$admin", tok_admin}, {"$reader", tok_reader}, {"$agent", tok_agent}};
+    size_t n = 0;
+    while (*v && n + 1 < cap) {
+        bool done = false;
+        for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]) && !done; i++) {
+            size_t l = strlen(subs[i].name);
+            if (strncmp(v, subs[i].name, l) == 0) {
+                size_t tl = strlen(subs[i].token);
+                if (n + tl + 1 < cap) {
+                    memcpy(out + n, subs[i].token, tl);
+                    n += tl;
+                }
+                v += l;
+                done = true;
+            }
+        }
+        if (!done)
+            out[n++] = *v++;
+    }
+    out[n] = '\0';
+}
+
+static void check_response(const ks_api_response *r, const char *method, const char *url)
+{
+    KS_FUZZ_CHECK(r->status >= 200 && r->status <= 599, "%s %s: status %d", method, url,
+                  r->status);
+    KS_FUZZ_CHECK(r->status != 500, "%s %s: internal error: %.300s", method, url,
+                  r->body ? r->body : "");
+    KS_FUZZ_CHECK(r->request_id[0] != '\0', "%s %s: no request id", method, url);
+    KS_FUZZ_CHECK(r->body != NULL || r->body_len == 0, "body_len without a body");
+    if (r->body)
+        KS_FUZZ_CHECK(r->body[r->body_len] == '\0', "%s %s: body not NUL-terminated", method,
+                      url);
+    if (r->status == 405)
+        KS_FUZZ_CHECK(r->allow[0] != '\0', "%s %s: 405 without Allow", method, url);
+    bool is_json = strncmp(r->content_type, "application/json", 16) == 0;
+    if (!is_json || r->body_len == 0) {
+        KS_FUZZ_CHECK(r->status < 400 || r->status == 429 || is_json,
+                      "%s %s: error %d without a JSON body", method, url, r->status);
+        return;
+    }
+    json_error_t jerr;
+    json_t *doc = json_loadb(r->body, r->body_len, 0, &jerr);
+    KS_FUZZ_CHECK(doc != NULL, "%s %s: response is not JSON (%s): %.200s", method, url, jerr.text,
+                  r->body);
+    if (r->status >= 400) {
+        json_t *e = json_object_get(doc, "error");
+        const char *code = json_string_value(json_object_get(e, "code"));
+        const char *msg = json_string_value(json_object_get(e, "message"));
+        const char *rid = json_string_value(json_object_get(e, "request_id"));
+        KS_FUZZ_CHECK(code != NULL, "%s %s: error body without a code %.200s", method, url,
+                      r->body);
+        /* Finding api-error-utf8: a message quoting invalid UTF-8 is dropped. */
+        KS_FUZZ_CHECK_KNOWN("api-error-utf8", msg && msg[0],
+                            "%s %s: error body without a message %.200s", method, url, r->body);
+        KS_FUZZ_CHECK(rid && strcmp(rid, r->request_id) == 0, "%s %s: request id mismatch",
+                      method, url);
+        ks_code c = ks_code_from_slug(code);
+        if (c != KS_EINTERNAL)
+            KS_FUZZ_CHECK(ks_api_status_of(c) == r->status, "%s %s: code '%s' with status %d",
+                          method, url, code, r->status);
+    }
+    json_decref(doc);
+}
+
+/* Sends one request text (NUL-terminated, may hold a body after a blank line). */
+static void run_one(ks_api *api, char *req, size_t len)
+{
+    char *end = req + len;
+    char *line_end = memchr(req, '\n', len);
+    if (!line_end)
+        line_end = end;
+    *line_end = '\0';
+    char *sp = strchr(req, ' ');
+    if (!sp)
+        return;
+    *sp = '\0';
+    const char *method = req;
+    const char *url = sp + 1;
+
+    ks_api_kv headers[MAX_HEADERS + 1];
+    static char values[MAX_HEADERS][1024];
+    size_t n_headers = 0;
+    bool has_auth = false;
+    char *p = line_end < end ? line_end + 1 : end;
+    const char *body = "";
+    size_t body_len = 0;
+    while (p < end) {
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        char *le = nl ? nl : end;
+        if (le == p || (le == p + 1 && *p == '\r')) { /* blank line: body follows */
+            body = nl ? nl + 1 : end;
+            body_len = (size_t)(end - body);
+            break;
+        }
+        *le = '\0';
+        char *colon = strchr(p, ':');
+        if (colon && n_headers < MAX_HEADERS) {
+            *colon = '\0';
+            char *v = colon + 1;
+            while (*v == ' ')
+                v++;
+            size_t vl = strlen(v);
+            if (vl && v[vl - 1] == '\r')
+                v[vl - 1] = '\0';
+            expand_value(values[n_headers], sizeof(values[n_headers]), v);
+            if (strcasecmp(p, "Authorization") == 0)
+                has_auth = true;
+            headers[n_headers] = (ks_api_kv){p, values[n_headers]};
+            n_headers++;
+        }
+        p = nl ? nl + 1 : end;
+    }
+    static char admin_auth[64];
+    if (!has_auth) {
+        snprintf(admin_auth, sizeof(admin_auth), "Bearer %s", tok_admin);
+        headers[n_headers++] = (ks_api_kv){"Authorization", admin_auth};
+    }
+
+    ks_api_response resp;
+    memset(&resp, 0, sizeof(resp));
+    ks_api_handle(api, method, url, headers, n_headers, body, body_len, &resp);
+    if (getenv("KS_FUZZ_VERBOSE")) /* to check what the seeds reach */
+        fprintf(stderr, "%s %s -> %d %.160s\n", method, url, resp.status,
+                resp.body ? resp.body : "");
+    check_response(&resp, method, url);
+
+    /* A stored report must be readable back. */
+    char host[KS_ID_MAX];
+    if (strcmp(method, "PUT") == 0 && resp.status >= 200 && resp.status < 300 &&
+        sscanf(url, "/v1/hosts/%63[A-Za-z0-9._-]/report", host) == 1 &&
+        strlen(url) == strlen("/v1/hosts//report") + strlen(host)) {
+        ks_api_response g;
+        memset(&g, 0, sizeof(g));
+        char path[128];
+        snprintf(path, sizeof(path), "/v1/hosts/%s", host);
+        ks_api_kv auth = {"Authorization", admin_auth};
+        snprintf(admin_auth, sizeof(admin_auth), "Bearer %s", tok_admin);
+        ks_api_handle(api, "GET", path, &auth, 1, NULL, 0, &g);
+        check_response(&g, "GET", path);
+        KS_FUZZ_CHECK(g.status == 200, "stored host '%s' reads back as %d", host, g.status);
+        ks_api_response_destroy(&g);
+    }
+    ks_api_response_destroy(&resp);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size > KS_FUZZ_MAX_INPUT)
+        return 0;
+    /* A private, NUL-terminated copy that the splitter may write into. */
+    char *text = malloc(size + 1);
+    KS_FUZZ_CHECK(text != NULL, "out of memory");
+    memcpy(text, data, size);
+    text[size] = '\0';
+
+    ks_store *store = open_store();
+    ks_api_options o = KS_API_OPTIONS_INIT;
+    o.max_body_bytes = 64 * 1024;
+    o.lost_after_us = 0;
+    o.snapshot_interval_us = 0;
+    ks_api *api = NULL;
+    ks_err err = {0};
+    KS_FUZZ_CHECK(ks_api_new(&api, &o, store, &err) == KS_OK, "api: %s", err.msg);
+
+    char *p = text, *end = text + size;
+    for (int n = 0; p < end && n < MAX_REQUESTS; n++) {
+        char *sep = NULL;
+        for (char *s = p; s + 4 <= end; s++) {
+            if ((s == p || s[-1] == '\n') && memcmp(s, "###", 3) == 0 &&
+                (s + 3 == end || s[3] == '\n')) {
+                sep = s;
+                break;
+            }
+        }
+        char *req_end = sep ? sep : end;
+        /* The request text must be NUL-terminated for the header parser. */
+        size_t rl = (size_t)(req_end - p);
+        char *one = malloc(rl + 1);
+        KS_FUZZ_CHECK(one != NULL, "out of memory");
+        memcpy(one, p, rl);
+        one[rl] = '\0';
+        run_one(api, one, rl);
+        free(one);
+        p = sep ? sep + 4 : end;
+    }
+
+    ks_api_free(api);
+    ks_store_close(store);
+    free(text);
+    return 0;
+}
