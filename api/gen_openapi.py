@@ -119,6 +119,10 @@ paths["/v1/capacity/history"] = {"get": op("getCapacityHistory", "Stored capacit
             {"name": "since_us", "in": "query", "schema": I(minimum=0, default=0)},
             {"name": "limit", "in": "query", "schema": I(minimum=1, maximum=10000, default=100)}],
     tags=["capacity"], desc="Snapshots are taken every --snapshot-interval seconds.")}
+paths["/v1/reports/capacity"] = {"get": op("getCapacityReport", "Everything the capacity report needs, in one document",
+    ok(200, ref("CapacityReport"), "the report"), ["BadRequest", *std_auth],
+    params=[{"name": "history", "in": "query", "schema": I(minimum=0, maximum=10000, default=200), "description": "latest fleet snapshots to include"}],
+    tags=["capacity"], desc="Used by `kintsugictl report` (HTML/CSV/JSON).")}
 paths["/v1/events"] = {"get": op("listEvents", "Events after an id (ascending)", ok(200, ref("EventList"), "events"),
     ["BadRequest", *std_auth], params=[{"name": "since", "in": "query", "schema": I(minimum=0, default=0)}, pref("Limit")], tags=["events"])}
 
@@ -221,6 +225,12 @@ schemas = {
     "CapacitySnapshot": O({k: I() for k in ["id", "time_us", "total", "allocated", "free", "degraded_usable", "reclaimed",
                                             "stranded", "quarantined"]} | {"scope": S()}, ["id", "time_us", "scope", "total"]),
     "CapacityHistory": O({"scope": S(), "items": A(ref("CapacitySnapshot"))}, ["scope", "items"]),
+    "CapacityReport": O({"generated_us": I(), "fleet": ref("Capacity"), "pools": A(ref("Capacity")), "kinds": A(ref("Capacity")),
+                         "hosts": A(ref("Capacity")),
+                         "defects": A(O({"feature": S(), "cpus": I(), "hosts": I(), "by_host": {"type": "object", "additionalProperties": I()}})),
+                         "needs_migration": A(O({"name": S(), "host": S(), "reason": S()})),
+                         "history": A({"type": "object", "additionalProperties": I()})},
+                        ["generated_us", "fleet", "pools", "kinds", "hosts", "defects", "needs_migration", "history"]),
     "Event": O({"id": I(), "time_us": I(), "type": S(), "host": nullable(S()), "vm": nullable(S()), "detail": nullable({"type": "object"})}, ["id", "time_us", "type"]),
     "EventList": O({"items": A(ref("Event")), "next_since": I()}, ["items", "next_since"]),
 }

@@ -215,6 +215,7 @@ void ks_api_h_ban_delete(ks_api_req *req);
 
 void ks_api_h_capacity(ks_api_req *req);
 void ks_api_h_capacity_history(ks_api_req *req);
+void ks_api_h_capacity_report(ks_api_req *req);
 void ks_api_h_events(ks_api_req *req);
 
 /* ---- background work (ks_api_hosts.c / ks_api_misc.c), called with the lock held ---- */

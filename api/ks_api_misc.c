@@ -651,6 +651,148 @@ fail:
     ks_api_send_error(req, &err);
 }
 
+/* ---- the capacity report (one document for kintsugictl report) ---- */
+
+typedef struct defect_agg {
+    json_t *by_feature; /* feature -> {"cpus": n, "by_host": {host: n}} */
+    char last_host[KS_ID_MAX];
+    int32_t last_cpu;
+    char last_feature[KS_NAME_MAX];
+} defect_agg;
+
+static int agg_defect(void *ctx, const ks_store_defect_row *d)
+{
+    defect_agg *a = ctx;
+    const char *feature = d->feature_name[0] ? d->feature_name : "(whole cpu)";
+    /* Rows come by host, cpu, time: a CPU with the same feature twice counts once. */
+    if (strcmp(a->last_host, d->host_id) == 0 && a->last_cpu == d->cpu_id &&
+        strcmp(a->last_feature, feature) == 0)
+        return 0;
+    snprintf(a->last_host, sizeof(a->last_host), "%s", d->host_id);
+    snprintf(a->last_feature, sizeof(a->last_feature), "%s", feature);
+    a->last_cpu = d->cpu_id;
+    json_t *f = json_object_get(a->by_feature, feature);
+    if (!f) {
+        f = json_pack("{s:i,s:{}}", "cpus", 0, "by_host");
+        json_object_set_new(a->by_feature, feature, f);
+    }
+    json_object_set_new(f, "cpus",
+                        json_integer(json_integer_value(json_object_get(f, "cpus")) + 1));
+    json_t *bh = json_object_get(f, "by_host");
+    json_object_set_new(bh, d->host_id,
+                        json_integer(json_integer_value(json_object_get(bh, d->host_id)) + 1));
+    return 0;
+}
+
+static int collect_moving(void *ctx, const ks_store_vm_row *row)
+{
+    json_array_append_new(ctx, json_pack("{s:s,s:s,s:s}", "name", row->name, "host",
+                                         row->host_id, "reason",
+                                         row->apply_error[0]
+                                             ? row->apply_error
+                                             : "no suitable free cpu left on its host"));
+    return 0;
+}
+
+typedef struct ring {
+    json_t *items;
+    size_t keep;
+} ring;
+
+static int history_keep_last(void *ctx, const ks_store_capacity_row *row)
+{
+    ring *r = ctx;
+    history_row(r->items, row);
+    json_t *last = json_array_get(r->items, json_array_size(r->items) - 1);
+    if (last) {
+        json_object_del(last, "id");
+        json_object_del(last, "scope");
+    }
+    if (json_array_size(r->items) > r->keep)
+        json_array_remove(r->items, 0);
+    return 0;
+}
+
+static void sorted_capacity(ks_api *api, ks_capacity_by by, json_t *items)
+{
+    ks_fleet_capacity(api->fleet, by, capacity_cb, items);
+    size_t n = json_array_size(items);
+    json_t **v = n ? calloc(n, sizeof(*v)) : NULL;
+    if (!v)
+        return;
+    for (size_t i = 0; i < n; i++)
+        v[i] = json_incref(json_array_get(items, i));
+    qsort(v, n, sizeof(*v), by_scope);
+    json_array_clear(items);
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(items, v[i]);
+    free(v);
+}
+
+void ks_api_h_capacity_report(ks_api_req *req)
+{
+    ks_api *api = req->api;
+    ks_err err = {0};
+    uint64_t keep = 200;
+    if (!query_u64(req, "history", &keep) || keep > 10000) {
+        ks_err_set_field(&err, KS_EINVAL, "history", "history must be 0..10000 snapshots");
+        ks_api_send_error(req, &err);
+        return;
+    }
+    json_t *fleet = json_array(), *pools = json_array(), *kinds = json_array(),
+           *hosts = json_array(), *moving = json_array();
+    defect_agg agg = {.by_feature = json_object(), .last_cpu = -1};
+    ring hist = {.items = json_array(), .keep = keep};
+    ks_store_vm_filter vf = KS_STORE_VM_FILTER_INIT;
+    vf.state = KS_STORE_VM_NEEDS_MIGRATION;
+    uint64_t now = ks_api_now_us();
+    /* Bound the history scan to about `keep` snapshot periods back. */
+    uint64_t span = api->opts.snapshot_interval_us ? api->opts.snapshot_interval_us * (keep + 1)
+                                                   : now;
+    pthread_mutex_lock(&api->lock);
+    sorted_capacity(api, KS_CAPACITY_FLEET, fleet);
+    sorted_capacity(api, KS_CAPACITY_POOL, pools);
+    sorted_capacity(api, KS_CAPACITY_KIND, kinds);
+    sorted_capacity(api, KS_CAPACITY_HOST, hosts);
+    ks_code rc = ks_store_defect_list(api->store, NULL, -1, agg_defect, &agg, &err);
+    if (rc == KS_OK)
+        rc = ks_store_vm_list(api->store, &vf, collect_moving, moving, &err);
+    if (rc == KS_OK && keep)
+        rc = ks_store_capacity_list(api->store, "fleet", now > span ? now - span : 0, 0,
+                                    history_keep_last, &hist, &err);
+    pthread_mutex_unlock(&api->lock);
+    json_t *defects = json_array();
+    const char *feature;
+    json_t *f;
+    json_object_foreach(agg.by_feature, feature, f)
+    {
+        json_array_append_new(defects,
+                              json_pack("{s:s,s:O,s:i,s:O}", "feature", feature, "cpus",
+                                        json_object_get(f, "cpus"), "hosts",
+                                        (int)json_object_size(json_object_get(f, "by_host")),
+                                        "by_host", json_object_get(f, "by_host")));
+    }
+    json_decref(agg.by_feature);
+    if (rc != KS_OK) {
+        json_decref(fleet);
+        json_decref(pools);
+        json_decref(kinds);
+        json_decref(hosts);
+        json_decref(moving);
+        json_decref(defects);
+        json_decref(hist.items);
+        ks_api_send_error(req, &err);
+        return;
+    }
+    json_t *fleet0 = json_incref(json_array_get(fleet, 0));
+    json_decref(fleet);
+    ks_api_send_json(req, 200,
+                     json_pack("{s:I,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "generated_us",
+                               (json_int_t)now, "fleet", fleet0 ? fleet0 : json_object(), "pools",
+                               pools, "kinds", kinds, "hosts", hosts, "defects", defects,
+                               "needs_migration", moving, "history", hist.items));
+}
+
 /* ---- events ---- */
 
 static int list_event(void *ctx, const ks_store_event_row *row)

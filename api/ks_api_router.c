@@ -47,6 +47,7 @@ const ks_api_route ks_api_routes[] = {
     {"DELETE", "/v1/policies/feature-bans/{ban}", ks_api_h_ban_delete, KS_ACCESS_ADMIN, false},
     {"GET", "/v1/capacity", ks_api_h_capacity, KS_ACCESS_READ, false},
     {"GET", "/v1/capacity/history", ks_api_h_capacity_history, KS_ACCESS_READ, false},
+    {"GET", "/v1/reports/capacity", ks_api_h_capacity_report, KS_ACCESS_READ, false},
     {"GET", "/v1/events", ks_api_h_events, KS_ACCESS_READ, false},
 };
 const size_t ks_api_n_routes = sizeof(ks_api_routes) / sizeof(ks_api_routes[0]);

@@ -456,6 +456,7 @@ static void test_api__auth_matrix(void **state)
         {"DELETE", "/v1/policies/feature-bans/999", NULL, 'U', 'F', 'F', 'A'},
         {"GET", "/v1/capacity", NULL, 'U', 'A', 'F', 'A'},
         {"GET", "/v1/capacity/history", NULL, 'U', 'A', 'F', 'A'},
+        {"GET", "/v1/reports/capacity", NULL, 'U', 'A', 'F', 'A'},
         {"GET", "/v1/events", NULL, 'U', 'A', 'F', 'A'},
     };
     const char *tokens[4] = {NULL, g.reader, g.agent_a, g.admin};
@@ -812,6 +813,29 @@ static void test_api__capacity_events_metrics(void **state)
     json_t *first = json_array_get(json_object_get(ev2, "items"), 0);
     assert_int_equal(json_integer_value(json_object_get(first, "id")), next + 1);
     json_decref(ev2);
+
+    /* The one-document report kintsugictl renders. */
+    json_t *rep = get_json("/v1/reports/capacity?history=5", g.reader, 200);
+    assert_true(json_integer_value(json_object_get(json_object_get(rep, "fleet"), "total")) > 0);
+    assert_true(json_array_size(json_object_get(rep, "hosts")) > 3);
+    assert_true(json_array_size(json_object_get(rep, "history")) <= 5);
+    bool saw512 = false, saw_stuck = false;
+    size_t k;
+    json_t *x;
+    json_array_foreach(json_object_get(rep, "defects"), k, x)
+    {
+        if (strcmp(json_string_value(json_object_get(x, "feature")), "avx512f") == 0) {
+            saw512 = true;
+            assert_int_equal(json_integer_value(json_object_get(x, "cpus")), 2); /* h-def, h-mig */
+            assert_int_equal(json_integer_value(json_object_get(x, "hosts")), 2);
+        }
+    }
+    json_array_foreach(json_object_get(rep, "needs_migration"), k, x)
+        saw_stuck |= strcmp(json_string_value(json_object_get(x, "name")), "stuck") == 0;
+    assert_true(saw512 && saw_stuck);
+    json_decref(rep);
+    json_t *bad = get_json("/v1/reports/capacity?history=-1", g.reader, 400);
+    json_decref(bad);
 
     resp r;
     assert_int_equal(kd_http(&g, &r, "GET", "/metrics", g.reader, NULL), 200);
