@@ -134,13 +134,14 @@ static void test_daemon__lost_hosts_and_shutdown(void **state)
     assert_int_equal(kd_put_report(&d, d.agent_a, "h-a", 2, 2, 2, "b", -1, NULL, NULL), 200);
     uint64_t reported = kd_mono_ms();
     assert_int_equal(kd_stop(&d), 0);
-    while (kd_mono_ms() < reported + 3300) /* the outage being simulated: > --lost-after */
+    while (kd_mono_ms() < reported + 5300) /* the outage being simulated: > --lost-after */
         kd_nap_ms(100);
-    static const char *const again[] = {"--lost-after", "3", NULL};
+    static const char *const again[] = {"--lost-after", "5", NULL};
     kd_spawn(&d, again);
     uint64_t started = kd_mono_ms();
-    /* The sweep runs every 0.75 s; after 1.2 s it has run, and must have spared h-a. */
-    while (kd_mono_ms() < started + 1200)
+    /* The sweep runs every 1.25 s; after 1.6 s it has run, and must have spared h-a
+     * (the grace lasts 5 s, ample margin for a slow machine). */
+    while (kd_mono_ms() < started + 1600)
         kd_nap_ms(100);
     assert_int_equal(kd_http(&d, &r, "GET", "/v1/hosts/h-a", d.reader, NULL), 200);
     assert_string_equal(json_string_value(json_object_get(r.json, "state")), "ready");
