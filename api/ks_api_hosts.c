@@ -21,6 +21,35 @@ static void sync_schedulable(ks_api *api, const char *id, int state)
     ks_fleet_host_set_schedulable(api->fleet, id, state == KS_STORE_HOST_READY, NULL);
 }
 
+/*
+ * The report's running VMs say which plan generation the agent applied: record
+ * it (inside the report's transaction) for VMs we placed on this host.  VMs we
+ * do not know there are returned so the agent (or an operator) can act.
+ */
+static ks_code record_running_vms(ks_api *api, const ks_report *r, uint64_t now,
+                                  json_t *unknown, ks_err *err)
+{
+    for (uint32_t i = 0; i < r->n_vms; i++) {
+        const ks_running_vm *v = &r->vms[i];
+        ks_store_vm_row row = {0};
+        ks_code rc = ks_store_vm_get(&row, api->store, v->name, false, err);
+        if (rc == KS_ENOTFOUND || (rc == KS_OK && strcmp(row.host_id, r->host.id) != 0)) {
+            json_array_append_new(unknown, json_string(v->name));
+            ks_err_clear(err);
+            continue;
+        }
+        if (rc != KS_OK)
+            return rc;
+        /* A generation we never planned is not "applied"; keep the last true one. */
+        if (v->generation > row.generation || v->generation == row.applied_generation)
+            continue;
+        rc = ks_store_vm_set_applied(api->store, v->name, v->generation, NULL, now, err);
+        if (rc != KS_OK)
+            return rc;
+    }
+    return KS_OK;
+}
+
 void ks_api_h_host_report(ks_api_req *req)
 {
     ks_api *api = req->api;
@@ -29,7 +58,7 @@ void ks_api_h_host_report(ks_api_req *req)
     ks_report *r = NULL;
     ks_sched_affected affected;
     ks_sched_affected_init(&affected);
-    json_t *replans = json_array();
+    json_t *replans = json_array(), *unknown_vms = NULL;
     bool locked = false;
     if (!ks_api__valid_param(req, id, "host id"))
         goto out;
@@ -63,6 +92,9 @@ void ks_api_h_host_report(ks_api_req *req)
             rc = ks_api__event(api, "host.state_changed", id, NULL,
                                json_pack("{s:s,s:s}", "from", "lost", "to", "ready"), &err);
     }
+    unknown_vms = json_array();
+    if (rc == KS_OK && !res.unchanged)
+        rc = record_running_vms(api, r, now, unknown_vms, &err);
     if (rc == KS_OK)
         rc = ks_store_commit(api->store, &err);
     else
@@ -106,11 +138,12 @@ void ks_api_h_host_report(ks_api_req *req)
                                              "host_cpu", affected.items[i].host_cpu, "vcpu",
                                              affected.items[i].vcpu, "reason",
                                              affected.items[i].reason));
-    json_t *body = json_pack("{s:s,s:I,s:s,s:b,s:b,s:b,s:o,s:O,s:b}", "host", id, "generation",
-                             (json_int_t)r->host.generation, "boot_id", r->host.boot_id,
-                             "created", res.created, "unchanged", res.unchanged, "boot_changed",
-                             res.boot_changed, "affected", aff, "replans", replans,
-                             "replans_complete", replan_ok);
+    json_t *body = json_pack("{s:s,s:I,s:s,s:b,s:b,s:b,s:o,s:O,s:b,s:o}", "host", id,
+                             "generation", (json_int_t)r->host.generation, "boot_id",
+                             r->host.boot_id, "created", res.created, "unchanged", res.unchanged,
+                             "boot_changed", res.boot_changed, "affected", aff, "replans",
+                             replans, "replans_complete", replan_ok, "unknown_vms", unknown_vms);
+    unknown_vms = NULL; /* taken by json_pack's "o" */
     ks_api_send_json(req, res.created ? 201 : 200, body);
     goto out;
 fail:
@@ -120,6 +153,7 @@ fail:
     ks_api_send_error(req, &err);
 out:
     json_decref(replans);
+    json_decref(unknown_vms);
     ks_sched_affected_destroy(&affected);
     ks_report_free(r);
 }

@@ -253,6 +253,33 @@ static void test_api__vm_lifecycle(void **state)
     assert_int_equal(json_integer_value(json_object_get(counts, "vms")), 1);
     resp_free(&r);
 
+    /* SPEC: docs/api.md#host-report - running VMs in a report record the applied plan. */
+    ks_report *rep = kd_report("h-vm", 4, 4, 2, "b1", -1, NULL);
+    rep->n_vms = 2;
+    rep->vms = calloc(2, sizeof(*rep->vms));
+    assert_non_null(rep->vms);
+    snprintf(rep->vms[0].name, sizeof(rep->vms[0].name), "web-1");
+    rep->vms[0].generation = 1;
+    snprintf(rep->vms[1].name, sizeof(rep->vms[1].name), "ghost");
+    rep->vms[1].generation = 1;
+    json_t *rj = ks_report_to_json(rep);
+    char *rtext = json_dumps(rj, JSON_COMPACT);
+    json_decref(rj);
+    ks_report_free(rep);
+    assert_int_equal(kd_http(&g, &r, "PUT", "/v1/hosts/h-vm/report", g.admin, rtext),
+                     200);
+    free(rtext);
+    json_t *unknown = json_object_get(r.json, "unknown_vms");
+    assert_int_equal(json_array_size(unknown), 1);
+    assert_string_equal(json_string_value(json_array_get(unknown, 0)), "ghost");
+    resp_free(&r);
+    assert_int_equal(kd_http(&g, &r, "GET", "/v1/vms/web-1", g.reader, NULL), 200);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "applied_generation")), 1);
+    /* The representation changed, so does its ETag. */
+    assert_string_not_equal(r.etag, etag);
+    snprintf(etag, sizeof(etag), "%s", r.etag);
+    resp_free(&r);
+
     const char *const bad[] = {"If-Match: \"0000\"", NULL};
     assert_int_equal(kd_http_ex(&g, &r, "DELETE", "/v1/vms/web-1", g.admin, NULL, NULL, 0, bad),
                      412);
