@@ -66,13 +66,11 @@ static ks_store *open_store(void)
     ks_err err = {0};
     KS_FUZZ_CHECK(ks_store_open(&s, ":memory:", NULL, &err) == KS_OK, "store: %s", err.msg);
     KS_FUZZ_CHECK(ks_store_begin(s, &err) == KS_OK, "begin: %s", err.msg);
-    KS_FUZZ_CHECK(ks_store_token_add(NULL, s, dig_admin, 32, "admin", NULL, NULL, 1, &err) ==
-                          KS_OK &&
-                      ks_store_token_add(NULL, s, dig_reader, 32, "reader", NULL, NULL, 1, &err) ==
-                          KS_OK &&
-                      ks_store_token_add(NULL, s, dig_agent, 32, "agent", FUZZ_HOST, NULL, 1,
-                                         &err) == KS_OK,
-                  "tokens: %s", err.msg);
+    KS_FUZZ_CHECK(
+        ks_store_token_add(NULL, s, dig_admin, 32, "admin", NULL, NULL, 1, &err) == KS_OK &&
+            ks_store_token_add(NULL, s, dig_reader, 32, "reader", NULL, NULL, 1, &err) == KS_OK &&
+            ks_store_token_add(NULL, s, dig_agent, 32, "agent", FUZZ_HOST, NULL, 1, &err) == KS_OK,
+        "tokens: %s", err.msg);
     KS_FUZZ_CHECK(ks_store_commit(s, &err) == KS_OK, "commit: %s", err.msg);
     return s;
 }
@@ -107,15 +105,13 @@ static void expand_value(char *out, size_t cap, const char *v)
 
 static void check_response(const ks_api_response *r, const char *method, const char *url)
 {
-    KS_FUZZ_CHECK(r->status >= 200 && r->status <= 599, "%s %s: status %d", method, url,
-                  r->status);
+    KS_FUZZ_CHECK(r->status >= 200 && r->status <= 599, "%s %s: status %d", method, url, r->status);
     KS_FUZZ_CHECK(r->status != 500, "%s %s: internal error: %.300s", method, url,
                   r->body ? r->body : "");
     KS_FUZZ_CHECK(r->request_id[0] != '\0', "%s %s: no request id", method, url);
     KS_FUZZ_CHECK(r->body != NULL || r->body_len == 0, "body_len without a body");
     if (r->body)
-        KS_FUZZ_CHECK(r->body[r->body_len] == '\0', "%s %s: body not NUL-terminated", method,
-                      url);
+        KS_FUZZ_CHECK(r->body[r->body_len] == '\0', "%s %s: body not NUL-terminated", method, url);
     if (r->status == 405)
         KS_FUZZ_CHECK(r->allow[0] != '\0', "%s %s: 405 without Allow", method, url);
     bool is_json = strncmp(r->content_type, "application/json", 16) == 0;
@@ -138,8 +134,8 @@ static void check_response(const ks_api_response *r, const char *method, const c
         /* Finding api-error-utf8: a message quoting invalid UTF-8 is dropped. */
         KS_FUZZ_CHECK_KNOWN("api-error-utf8", msg && msg[0],
                             "%s %s: error body without a message %.200s", method, url, r->body);
-        KS_FUZZ_CHECK(rid && strcmp(rid, r->request_id) == 0, "%s %s: request id mismatch",
-                      method, url);
+        KS_FUZZ_CHECK(rid && strcmp(rid, r->request_id) == 0, "%s %s: request id mismatch", method,
+                      url);
         ks_code c = ks_code_from_slug(code);
         if (c != KS_EINTERNAL)
             KS_FUZZ_CHECK(ks_api_status_of(c) == r->status, "%s %s: code '%s' with status %d",

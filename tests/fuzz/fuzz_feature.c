@@ -63,8 +63,7 @@ static void respell(char *out, const char *word, int how)
 static void check_word(const char *word, ks_arch arch, ks_featset *all_arch, ks_featset *unioned,
                        bool *all_ok)
 {
-    bool is_group_form =
-        strncmp(word, KS_FEATURE_GROUP_PREFIX, KS_FEATURE_GROUP_PREFIX_LEN) == 0;
+    bool is_group_form = strncmp(word, KS_FEATURE_GROUP_PREFIX, KS_FEATURE_GROUP_PREFIX_LEN) == 0;
     unsigned id = 0;
     ks_err err = {0};
     ks_code rc = ks_feature_lookup(word, &id, &err);
@@ -108,14 +107,12 @@ static void check_word(const char *word, ks_arch arch, ks_featset *all_arch, ks_
     unsigned aid = 0;
     if (ks_feature_lookup_arch(arch, word, &aid, NULL) == KS_OK) {
         const ks_feature_info *fi = ks_feature_get(aid);
-        KS_FUZZ_CHECK(fi != NULL && fi->arch == arch, "lookup_arch('%s') gave another arch",
-                      word);
+        KS_FUZZ_CHECK(fi != NULL && fi->arch == arch, "lookup_arch('%s') gave another arch", word);
     }
     ks_featset as;
     ks_featset_clear(&as);
     if (ks_feature_add_name_arch(&as, arch, word, NULL) == KS_OK)
-        KS_FUZZ_CHECK(ks_featset_subset(&as, all_arch), "add_name_arch('%s') left the arch",
-                      word);
+        KS_FUZZ_CHECK(ks_featset_subset(&as, all_arch), "add_name_arch('%s') left the arch", word);
     else
         KS_FUZZ_CHECK(ks_featset_empty(&as), "failed add_name_arch changed the set");
 }

@@ -46,12 +46,11 @@ static void check_invariants(const ks_plan *p)
                       v->host_cpu);
         for (uint32_t j = 0; j < i; j++)
             KS_FUZZ_CHECK(p->vcpus[j].host_cpu != v->host_cpu, "host cpu %d twice", v->host_cpu);
-        KS_FUZZ_CHECK((uint32_t)v->socket < p->topology.sockets &&
-                          (uint32_t)v->die < p->topology.dies &&
-                          (uint32_t)v->cluster < p->topology.clusters &&
-                          (uint32_t)v->core < p->topology.cores &&
-                          (uint32_t)v->thread < p->topology.threads,
-                      "vcpu %u outside the topology", i);
+        KS_FUZZ_CHECK(
+            (uint32_t)v->socket < p->topology.sockets && (uint32_t)v->die < p->topology.dies &&
+                (uint32_t)v->cluster < p->topology.clusters &&
+                (uint32_t)v->core < p->topology.cores && (uint32_t)v->thread < p->topology.threads,
+            "vcpu %u outside the topology", i);
         KS_FUZZ_CHECK(v->kind_class < KS_KIND_CLASS__COUNT, "kind %u", v->kind_class);
     }
     for (uint32_t i = 0; i < p->n_numa; i++) {
@@ -103,8 +102,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc != KS_OK) {
         KS_FUZZ_CHECK(p == NULL, "*out written on failure");
         KS_FUZZ_CHECK(err.code == rc && err.msg[0] != '\0', "error without a message (%d)", rc);
-        KS_FUZZ_CHECK(rc == KS_EINVAL || rc == KS_ENOMEM, "unexpected code %s",
-                      ks_code_slug(rc));
+        KS_FUZZ_CHECK(rc == KS_EINVAL || rc == KS_ENOMEM, "unexpected code %s", ks_code_slug(rc));
         return 0;
     }
     check_invariants(p);

@@ -41,10 +41,10 @@ static void check_invariants(const ks_report *r)
                       c->id);
         KS_FUZZ_CHECK(c->kind < 0 || (uint32_t)c->kind < r->n_kinds, "cpu %d kind %d", c->id,
                       c->kind);
-        KS_FUZZ_CHECK(c->l2_group < 0 || (uint32_t)c->l2_group < r->n_caches, "cpu %d l2 %d",
-                      c->id, c->l2_group);
-        KS_FUZZ_CHECK(c->l3_group < 0 || (uint32_t)c->l3_group < r->n_caches, "cpu %d l3 %d",
-                      c->id, c->l3_group);
+        KS_FUZZ_CHECK(c->l2_group < 0 || (uint32_t)c->l2_group < r->n_caches, "cpu %d l2 %d", c->id,
+                      c->l2_group);
+        KS_FUZZ_CHECK(c->l3_group < 0 || (uint32_t)c->l3_group < r->n_caches, "cpu %d l3 %d", c->id,
+                      c->l3_group);
         KS_FUZZ_CHECK(c->state < KS_CPU_STATE__COUNT, "cpu %d state %u", c->id, c->state);
         KS_FUZZ_CHECK(c->n_defects <= KS_REPORT_MAX_DEFECTS, "cpu %d has %u defects", c->id,
                       c->n_defects);
@@ -53,8 +53,8 @@ static void check_invariants(const ks_report *r)
         const ks_cache *k = &r->caches[i];
         for (uint32_t j = 0; j < k->n_cpus; j++) {
             KS_FUZZ_CHECK(j == 0 || k->cpus[j - 1] < k->cpus[j], "cache %u cpus unsorted", i);
-            KS_FUZZ_CHECK(ks_report_find_cpu(r, k->cpus[j]) != NULL, "cache %u cpu %d unknown",
-                          i, k->cpus[j]);
+            KS_FUZZ_CHECK(ks_report_find_cpu(r, k->cpus[j]) != NULL, "cache %u cpu %d unknown", i,
+                          k->cpus[j]);
         }
     }
     for (uint32_t i = 1; i < r->n_kinds; i++)
@@ -77,8 +77,7 @@ static json_t *round_trip(const ks_report *r, const char *what)
                   err.msg, text);
     check_invariants(r2);
     json_t *j2 = ks_report_to_json(r2);
-    KS_FUZZ_CHECK(j2 != NULL && json_equal(j1, j2), "%s: second encoding differs\n%s", what,
-                  text);
+    KS_FUZZ_CHECK(j2 != NULL && json_equal(j1, j2), "%s: second encoding differs\n%s", what, text);
     json_decref(j2);
     ks_report_free(r2);
     free(text);
@@ -95,8 +94,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc != KS_OK) {
         KS_FUZZ_CHECK(r == NULL, "*out written on failure");
         KS_FUZZ_CHECK(err.code == rc && err.msg[0] != '\0', "error without a message (%d)", rc);
-        KS_FUZZ_CHECK(rc == KS_EINVAL || rc == KS_ENOMEM, "unexpected code %s",
-                      ks_code_slug(rc));
+        KS_FUZZ_CHECK(rc == KS_EINVAL || rc == KS_ENOMEM, "unexpected code %s", ks_code_slug(rc));
         return 0;
     }
     KS_FUZZ_CHECK(r != NULL, "KS_OK without a report");

@@ -67,8 +67,8 @@ static void check_same(const ks_vm_request *a, const ks_vm_request *b)
     KS_FUZZ_CHECK(strcmp(a->pool, b->pool) == 0 && strcmp(a->host, b->host) == 0 &&
                       strcmp(a->anti_affinity_group, b->anti_affinity_group) == 0,
                   "pool/host/group changed");
-    KS_FUZZ_CHECK(a->min_mhz == b->min_mhz && a->placement == b->placement &&
-                      a->numa == b->numa && a->smt == b->smt,
+    KS_FUZZ_CHECK(a->min_mhz == b->min_mhz && a->placement == b->placement && a->numa == b->numa &&
+                      a->smt == b->smt,
                   "scalars changed");
     KS_FUZZ_CHECK(a->pmu.enabled == b->pmu.enabled && a->pmu.n_allow == b->pmu.n_allow &&
                       a->pmu.n_deny == b->pmu.n_deny,
@@ -96,8 +96,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc != KS_OK) {
         KS_FUZZ_CHECK(r == NULL, "*out written on failure");
         KS_FUZZ_CHECK(err.code == rc && err.msg[0] != '\0', "error without a message (%d)", rc);
-        KS_FUZZ_CHECK(rc == KS_EINVAL || rc == KS_ENOMEM, "unexpected code %s",
-                      ks_code_slug(rc));
+        KS_FUZZ_CHECK(rc == KS_EINVAL || rc == KS_ENOMEM, "unexpected code %s", ks_code_slug(rc));
         return 0;
     }
     check_invariants(r);
@@ -110,8 +109,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     KS_FUZZ_CHECK(doc2 != NULL, "encoder wrote invalid JSON: %s", jerr.text);
     ks_vm_request *r2 = NULL;
     rc = ks_vm_request_from_json(&r2, doc2, &err);
-    KS_FUZZ_CHECK(rc == KS_OK, "re-encoded request refused: %s: %s\n%s", err.field, err.msg,
-                  text);
+    KS_FUZZ_CHECK(rc == KS_OK, "re-encoded request refused: %s: %s\n%s", err.field, err.msg, text);
     check_invariants(r2);
     check_same(r, r2);
     json_t *j2 = ks_vm_request_to_json(r2);

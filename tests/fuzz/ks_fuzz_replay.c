@@ -277,9 +277,18 @@ static void mutate(buf *b, size_t *cap)
         break;
     }
     default: { /* a number: digits replaced by an edge value */
-        static const char *const nums[] = {"-1", "0", "2147483648", "9223372036854775807",
-                                           "-9223372036854775808", "18446744073709551616",
-                                           "1e999", "8191", "8192", "1024", "1025", "65535"};
+        static const char *const nums[] = {"-1",
+                                           "0",
+                                           "2147483648",
+                                           "9223372036854775807",
+                                           "-9223372036854775808",
+                                           "18446744073709551616",
+                                           "1e999",
+                                           "8191",
+                                           "8192",
+                                           "1024",
+                                           "1025",
+                                           "65535"};
         const char *s = nums[rnd_below(sizeof(nums) / sizeof(nums[0]))];
         for (size_t tries = 0; tries < 8 && b->n; tries++) {
             size_t at = rnd_below(b->n);
@@ -379,8 +388,8 @@ int main(int argc, char **argv)
         run(b.p, b.n);
     }
     double dt = now_s() - t0;
-    printf("fuzz-replay %s: %zu seeds, %lu mutations in %.1f s (%.0f exec/s)%s\n", name,
-           g_seeds.n, done, dt, dt > 0 ? (double)(g_seeds.n + done) / dt : 0.0,
+    printf("fuzz-replay %s: %zu seeds, %lu mutations in %.1f s (%.0f exec/s)%s\n", name, g_seeds.n,
+           done, dt, dt > 0 ? (double)(g_seeds.n + done) / dt : 0.0,
            done < n_mut ? " [time budget reached]" : "");
     free(b.p);
     list_free(&g_seeds);

@@ -57,3 +57,19 @@ foreach(_h report vm_request plan feature api)
                              ENVIRONMENT "${KS_TEST_ENV}")
     endif()
 endforeach()
+
+# Optional: the real libFuzzer runs through scripts/fuzz.sh in a nested clang
+# build (<build>/build-fuzz), SECONDS per harness.  Off by default: the nested
+# build costs a clean clang build of the libraries on the shared cores before
+# any input runs (docs/reliability.md#fuzzing); CI enables it with
+# -DKS_FUZZ_LIBFUZZER_SECONDS=10.
+set(KS_FUZZ_LIBFUZZER_SECONDS 0 CACHE STRING
+    "Seconds per harness for the fuzz_libfuzzer test (0 = not registered)")
+find_program(KS_CLANG clang)
+if(KS_CLANG AND KS_FUZZ_LIBFUZZER_SECONDS GREATER 0)
+    add_test(NAME fuzz_libfuzzer
+             COMMAND ${CMAKE_COMMAND} -E env KS_FUZZ_BUILD_DIR=${CMAKE_BINARY_DIR}/build-fuzz
+                     bash ${CMAKE_SOURCE_DIR}/scripts/fuzz.sh ${KS_FUZZ_LIBFUZZER_SECONDS})
+    set_tests_properties(fuzz_libfuzzer PROPERTIES LABELS "fuzz;libfuzzer" TIMEOUT 900
+                         RUN_SERIAL TRUE)
+endif()
