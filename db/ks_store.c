@@ -1,14 +1,19 @@
 /*
  * ks_store.c - the store front end: URL dispatch to a backend, argument and
  * transaction checks done once for every backend, enum string tables and row
- * destructors.  The storage work is in the backend (ks_store_sqlite.c).
+ * destructors, the change rows every backend writes after a covered write, and
+ * ks_store_copy.  The storage work is in the backends (ks_store_sqlite.c,
+ * ks_store_pg.c).
  *
  * Threading: none of its own; a ks_store is used by one thread at a time.
  */
 #include "ks_store.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ks_store_int.h"
 #include "ks_vm.h"
@@ -24,6 +29,8 @@ static const char *const cpu_state_names[] = {"online", "degraded", "offline", "
 static const char *const kind_class_names[] = {"performance", "efficiency"};
 static const char *const defect_source_names[] = {"selftest", "ifs", "operator", "mce"};
 static const char *const arch_names[] = {"x86_64", "aarch64"};
+static const char *const change_kind_names[KS_STORE_CHANGE_KIND__COUNT] = {"host", "vm", "pool",
+                                                                           "policy"};
 
 _Static_assert(sizeof(cpu_state_names) / sizeof(cpu_state_names[0]) == KS_CPU_STATE__COUNT,
                "cpu state table");
@@ -114,6 +121,28 @@ int ks_store__arch_parse(const char *s)
     return find_name(arch_names, KS_ARCH__COUNT, s);
 }
 
+const char *ks_store_change_kind_to_str(ks_store_change_kind k)
+{
+    return (unsigned)k < KS_STORE_CHANGE_KIND__COUNT ? change_kind_names[k] : "?";
+}
+
+const char *ks_store__change_kind_str(int k)
+{
+    return k >= 0 && k < KS_STORE_CHANGE_KIND__COUNT ? change_kind_names[k] : NULL;
+}
+
+int ks_store__change_kind_parse(const char *s)
+{
+    return find_name(change_kind_names, KS_STORE_CHANGE_KIND__COUNT, s);
+}
+
+uint64_t ks_store__wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 bool ks_store__copy(char *dst, size_t cap, const char *src)
 {
     size_t n = src ? strlen(src) : 0;
@@ -199,6 +228,16 @@ static ks_code check_opt_id(const char *id, const char *what, ks_err *err)
     return id && id[0] ? check_id(id, what, err) : KS_OK;
 }
 
+/* Records a change in the caller's transaction once the write it follows has
+ * succeeded (rc == KS_OK); returns the first failure. */
+static ks_code changed(ks_code rc, ks_store *s, ks_store_change_kind kind, const char *key,
+                       const char *host_id, ks_err *err)
+{
+    if (rc != KS_OK)
+        return rc;
+    return s->ops->change_append(s, kind, key, host_id ? host_id : "", err);
+}
+
 /* ---- open / close / transactions --------------------------------------- */
 
 ks_code ks_store_open(ks_store **out, const char *url, const ks_store_options *opts, ks_err *err)
@@ -207,8 +246,14 @@ ks_code ks_store_open(ks_store **out, const char *url, const ks_store_options *o
     CHECK_ARG(out && url && url[0], err, "no store url");
     if (!opts)
         opts = &defaults;
-    if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
-        return ks_err_set(err, KS_EUNSUPPORTED, "postgresql store is not supported yet");
+    if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0) {
+#ifdef KS_HAVE_LIBPQ
+        return ks_store__pg_open(out, url, opts, err);
+#else
+        return ks_err_set(err, KS_EUNSUPPORTED,
+                          "this kintsugid was built without libpq: no postgresql store");
+#endif
+    }
     const char *path = url;
     if (strncmp(url, "sqlite:", 7) == 0)
         path = url + 7;
@@ -328,6 +373,8 @@ ks_code ks_store_host_put_report(ks_store *s, const ks_report *r, const char *re
     ks_store_put_result local;
     memset(&local, 0, sizeof(local));
     rc = s->ops->host_put_report(s, r, report_json, now_us, &local, err);
+    if (rc == KS_OK && !local.unchanged)
+        rc = changed(rc, s, KS_STORE_CHANGE_HOST, r->host.id, r->host.id, err);
     if (rc == KS_OK && res)
         *res = local;
     return rc;
@@ -355,14 +402,15 @@ ks_code ks_store_host_set_state(ks_store *s, const char *id, ks_store_host_state
     CHECK_ARG(id, err, "no host id");
     if ((unsigned)state >= KS_STORE_HOST_STATE__COUNT)
         return ks_err_set(err, KS_EINVAL, "bad host state %d", (int)state);
-    return s->ops->host_set_state(s, id, state, now_us, err);
+    return changed(s->ops->host_set_state(s, id, state, now_us, err), s, KS_STORE_CHANGE_HOST, id,
+                   id, err);
 }
 
 ks_code ks_store_host_delete(ks_store *s, const char *id, ks_err *err)
 {
     CHECK_WRITE(s, err);
     CHECK_ARG(id, err, "no host id");
-    return s->ops->host_delete(s, id, err);
+    return changed(s->ops->host_delete(s, id, err), s, KS_STORE_CHANGE_HOST, id, id, err);
 }
 
 static ks_code check_host_filter(const ks_store_host_filter *f, ks_err *err)
@@ -459,7 +507,8 @@ ks_code ks_store_vm_insert(ks_store *s, const ks_store_vm_row *vm, const ks_stor
     if (!memchr(vm->anti_affinity_group, '\0', sizeof(vm->anti_affinity_group)) ||
         !memchr(vm->apply_error, '\0', sizeof(vm->apply_error)))
         return ks_err_set(err, KS_EINVAL, "unterminated string in vm '%s'", vm->name);
-    return s->ops->vm_insert(s, vm, vcpus, n_vcpus, err);
+    return changed(s->ops->vm_insert(s, vm, vcpus, n_vcpus, err), s, KS_STORE_CHANGE_VM, vm->name,
+                   vm->host_id, err);
 }
 
 ks_code ks_store_vm_get(ks_store_vm_row *out, ks_store *s, const char *name, bool with_json,
@@ -504,7 +553,7 @@ ks_code ks_store_vm_delete(ks_store *s, const char *name, ks_err *err)
 {
     CHECK_WRITE(s, err);
     CHECK_ARG(name, err, "no vm name");
-    return s->ops->vm_delete(s, name, err);
+    return changed(s->ops->vm_delete(s, name, err), s, KS_STORE_CHANGE_VM, name, "", err);
 }
 
 ks_code ks_store_vm_update_plan(ks_store *s, const char *name, const char *host_id,
@@ -519,8 +568,9 @@ ks_code ks_store_vm_update_plan(ks_store *s, const char *name, const char *host_
         rc = check_vcpus(vcpus, n_vcpus, err);
     if (rc != KS_OK)
         return rc;
-    return s->ops->vm_update_plan(s, name, host_id, generation, plan_json, vcpus, n_vcpus, now_us,
-                                  err);
+    return changed(s->ops->vm_update_plan(s, name, host_id, generation, plan_json, vcpus, n_vcpus,
+                                          now_us, err),
+                   s, KS_STORE_CHANGE_VM, name, host_id, err);
 }
 
 ks_code ks_store_vm_set_state(ks_store *s, const char *name, ks_store_vm_state state,
@@ -530,7 +580,8 @@ ks_code ks_store_vm_set_state(ks_store *s, const char *name, ks_store_vm_state s
     CHECK_ARG(name, err, "no vm name");
     if ((unsigned)state >= KS_STORE_VM_STATE__COUNT)
         return ks_err_set(err, KS_EINVAL, "bad vm state %d", (int)state);
-    return s->ops->vm_set_state(s, name, state, now_us, err);
+    return changed(s->ops->vm_set_state(s, name, state, now_us, err), s, KS_STORE_CHANGE_VM, name,
+                   "", err);
 }
 
 ks_code ks_store_vm_set_applied(ks_store *s, const char *name, uint64_t applied_generation,
@@ -560,7 +611,8 @@ ks_code ks_store_pool_create(ks_store *s, const char *name, const char *selector
     ks_code rc = check_id(name, "pool name", err);
     if (rc != KS_OK)
         return rc;
-    return s->ops->pool_create(s, name, selector_json, now_us, err);
+    return changed(s->ops->pool_create(s, name, selector_json, now_us, err), s,
+                   KS_STORE_CHANGE_POOL, name, "", err);
 }
 
 ks_code ks_store_pool_get(ks_store_pool_row *out, ks_store *s, const char *name, ks_err *err)
@@ -581,7 +633,7 @@ ks_code ks_store_pool_delete(ks_store *s, const char *name, ks_err *err)
 {
     CHECK_WRITE(s, err);
     CHECK_ARG(name, err, "no pool name");
-    return s->ops->pool_delete(s, name, err);
+    return changed(s->ops->pool_delete(s, name, err), s, KS_STORE_CHANGE_POOL, name, "", err);
 }
 
 ks_code ks_store_pool_members_set(ks_store *s, const char *name, const char *const *host_ids,
@@ -595,7 +647,8 @@ ks_code ks_store_pool_members_set(ks_store *s, const char *name, const char *con
         if (rc != KS_OK)
             return rc;
     }
-    return s->ops->pool_members_set(s, name, host_ids, n, err);
+    return changed(s->ops->pool_members_set(s, name, host_ids, n, err), s, KS_STORE_CHANGE_POOL,
+                   name, "", err);
 }
 
 ks_code ks_store_pool_members_list(ks_store *s, const char *pool, ks_store_member_cb cb, void *ctx,
@@ -618,7 +671,14 @@ ks_code ks_store_policy_add(int64_t *out_id, ks_store *s, ks_store_policy_kind k
         return ks_err_set(err, KS_EINVAL, "bad policy kind %d", (int)kind);
     if (reason && strlen(reason) >= KS_TEXT_MAX)
         return ks_err_set(err, KS_EINVAL, "policy reason longer than %d bytes", KS_TEXT_MAX - 1);
-    return s->ops->policy_add(out_id, s, kind, features_json, reason, now_us, err);
+    int64_t id = 0;
+    char key[24];
+    ks_code rc = s->ops->policy_add(&id, s, kind, features_json, reason, now_us, err);
+    snprintf(key, sizeof(key), "%" PRId64, id);
+    rc = changed(rc, s, KS_STORE_CHANGE_POLICY, key, "", err);
+    if (rc == KS_OK && out_id)
+        *out_id = id;
+    return rc;
 }
 
 ks_code ks_store_policy_list(ks_store *s, ks_store_policy_cb cb, void *ctx, ks_err *err)
@@ -631,7 +691,9 @@ ks_code ks_store_policy_list(ks_store *s, ks_store_policy_cb cb, void *ctx, ks_e
 ks_code ks_store_policy_delete(ks_store *s, int64_t id, ks_err *err)
 {
     CHECK_WRITE(s, err);
-    return s->ops->policy_delete(s, id, err);
+    char key[24];
+    snprintf(key, sizeof(key), "%" PRId64, id);
+    return changed(s->ops->policy_delete(s, id, err), s, KS_STORE_CHANGE_POLICY, key, "", err);
 }
 
 /* ---- events ------------------------------------------------------------ */
@@ -747,4 +809,147 @@ ks_code ks_store_token_delete(ks_store *s, int64_t id, ks_err *err)
 {
     CHECK_WRITE(s, err);
     return s->ops->token_delete(s, id, err);
+}
+
+/* ---- change feed and leadership ---------------------------------------- */
+
+ks_code ks_store_changes_cursor(int64_t *out, ks_store *s, ks_err *err)
+{
+    CHECK_STORE(s, err);
+    CHECK_ARG(out, err, "no output");
+    if (s->in_txn)
+        return ks_err_set(err, KS_EINTERNAL, "change cursor inside a transaction");
+    return s->ops->changes_cursor(out, s, err);
+}
+
+ks_code ks_store_changes_since(int64_t *next, ks_store *s, int64_t cursor, ks_store_change_cb cb,
+                               void *ctx, ks_err *err)
+{
+    CHECK_STORE(s, err);
+    CHECK_ARG(next && cb, err, "no output or callback");
+    CHECK_ARG(cursor >= 0, err, "negative change cursor");
+    if (s->in_txn)
+        return ks_err_set(err, KS_EINTERNAL, "change feed read inside a transaction");
+    return s->ops->changes_since(next, s, cursor, cb, ctx, err);
+}
+
+ks_code ks_store_changes_prune(uint64_t *out_n, ks_store *s, uint64_t before_us, ks_err *err)
+{
+    CHECK_WRITE(s, err);
+    return s->ops->changes_prune(out_n, s, before_us, err);
+}
+
+ks_code ks_store_try_leader(bool *out, ks_store *s, ks_err *err)
+{
+    CHECK_STORE(s, err);
+    CHECK_ARG(out, err, "no output");
+    if (s->in_txn)
+        return ks_err_set(err, KS_EINTERNAL, "leader election inside a transaction");
+    return s->ops->try_leader(out, s, err);
+}
+
+ks_code ks_store_leader_release(ks_store *s, ks_err *err)
+{
+    CHECK_STORE(s, err);
+    if (s->in_txn)
+        return ks_err_set(err, KS_EINTERNAL, "leader release inside a transaction");
+    return s->ops->leader_release(s, err);
+}
+
+/* ---- copying a fleet ----------------------------------------------------- */
+
+/* Column lists are those of both schemas (ks_store_schema.sql.h and
+ * ks_store_schema_pg.sql.h); parents come before children for the foreign keys. */
+const ks_store__table ks_store__tables[KS_STORE__N_TABLES] = {
+    {"hosts",
+     "id, hostname, arch, vendor, model_name, state, boot_id, generation, n_cpus, registered_us, "
+     "updated_us, last_heartbeat_us",
+     "TTTTTTTIIIII", "id", ""},
+    {"host_reports", "host_id, report_json", "TT", "host_id", ""},
+    {"cpus",
+     "host_id, cpu_id, package, die, cluster, core, thread, numa_node, l2_group, l3_group, "
+     "kind_class, kind_name, base_mhz, max_mhz, state, reserved, native, usable, defective",
+     "TIIIIIIIIITTIITIBBB", "host_id, cpu_id", ""},
+    {"cpu_defects", "id, host_id, cpu_id, feature, source, time_us, detail", "ITITTIT", "id", "id"},
+    {"pools", "name, selector_json, created_us", "TTI", "name", ""},
+    {"pool_members", "pool, host_id", "TT", "pool, host_id", ""},
+    {"vms",
+     "name, host_id, state, generation, applied_generation, pool, anti_affinity_group, "
+     "apply_error, n_vcpus, created_us, updated_us, request_json, plan_json",
+     "TTTIITTTIIITT", "name", ""},
+    {"vm_vcpus", "vm_name, vcpu, host_id, cpu_id", "TITI", "vm_name, vcpu", ""},
+    {"policies", "id, kind, features_json, reason, created_us", "ITTTI", "id", "id"},
+    {"events", "id, time_us, type, host_id, vm, detail_json", "IITTTT", "id", "id"},
+    {"capacity_snapshots",
+     "id, time_us, scope, total, allocated, free, degraded_usable, reclaimed, stranded, "
+     "quarantined",
+     "IITIIIIIII", "id", "id"},
+    {"idempotency_keys", "key, request_hash, status, response_json, created_us", "TTITI", "key",
+     ""},
+    {"tokens", "id, hash, role, host_id, description, created_us", "IBTTTI", "id", "id"},
+};
+
+typedef struct copy_ctx {
+    ks_store *dst;
+    int table;
+    uint64_t rows;
+    ks_code rc;
+    ks_err *err;
+} copy_ctx;
+
+static int copy_row(void *ctx, const ks_store__val *v)
+{
+    copy_ctx *c = ctx;
+    c->rc = c->dst->ops->raw_insert(c->dst, c->table, v, c->err);
+    if (c->rc != KS_OK)
+        return 1;
+    c->rows++;
+    return 0;
+}
+
+ks_code ks_store_copy(uint64_t *out_rows, ks_store *dst, ks_store *src, ks_err *err)
+{
+    CHECK_ARG(dst && src && dst != src, err, "copy needs two different stores");
+    if (dst->in_txn || src->in_txn)
+        return ks_err_set(err, KS_EINTERNAL, "store copy inside a transaction");
+    if (dst->read_only)
+        return ks_err_set(err, KS_EINVAL, "copy destination is read-only");
+    static const char *const must_be_empty[] = {"hosts", "vms", "pools", "policies", "events",
+                                                "tokens"};
+    for (size_t i = 0; i < sizeof(must_be_empty) / sizeof(must_be_empty[0]); i++) {
+        char sql[96];
+        int64_t n = 0;
+        snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", must_be_empty[i]);
+        ks_code rc = dst->ops->query_int(&n, dst, sql, err);
+        if (rc != KS_OK)
+            return rc;
+        if (n > 0)
+            return ks_err_set(err, KS_ECONFLICT,
+                              "copy destination is not empty: %lld rows in %s", (long long)n,
+                              must_be_empty[i]);
+    }
+    copy_ctx c = {dst, 0, 0, KS_OK, err};
+    ks_code rc = src->ops->begin_snapshot(src, err);
+    if (rc != KS_OK)
+        return rc;
+    rc = dst->ops->begin(dst, err);
+    for (int t = 0; rc == KS_OK && t < KS_STORE__N_TABLES; t++) {
+        c.table = t;
+        c.rc = KS_OK;
+        rc = src->ops->raw_scan(src, t, copy_row, &c, err);
+        if (rc == KS_OK)
+            rc = c.rc;
+        if (rc != KS_OK)
+            ks_err_prefix(err, "copy table %s", ks_store__tables[t].name);
+    }
+    if (rc == KS_OK)
+        rc = dst->ops->raw_fixup(dst, err);
+    if (rc == KS_OK)
+        rc = dst->ops->commit(dst, err);
+    if (dst->in_txn)
+        dst->ops->rollback(dst, NULL);
+    src->ops->rollback(src, NULL);
+    if (rc == KS_OK && out_rows)
+        *out_rows = c.rows;
+    return rc;
 }

@@ -7,8 +7,14 @@
  * of operations, so that a PostgreSQL backend can be added later without
  * touching callers.  Today:
  *     "PATH" or "sqlite:PATH"   SQLite file (created when missing)
- *     "postgres://..."          KS_EUNSUPPORTED
- * No SQLite type appears here; only db/ includes sqlite3.h.
+ *     "postgres://..." or "postgresql://..."   PostgreSQL through libpq (any
+ *                               libpq URL, e.g. multi-host with
+ *                               target_session_attrs=read-write); KS_EUNSUPPORTED
+ *                               when this build has no libpq
+ * No SQLite or libpq type appears here; only db/ includes sqlite3.h / libpq-fe.h.
+ * The PostgreSQL backend (ks_store_pg.c) keeps every contract below; where it
+ * differs (isolation, options, backup) its file header and docs/operations.md
+ * say how.
  *
  * SQLite settings: WAL journal, foreign_keys=ON, busy_timeout (options),
  * synchronous=NORMAL by default.  Why NORMAL: in WAL mode a committed
@@ -64,8 +70,9 @@
 #include "ks_err.h"
 #include "ks_report.h"
 
-/* Schema version this build writes and understands (PRAGMA user_version). */
-#define KS_STORE_SCHEMA_VERSION 1
+/* Schema version this build writes and understands (SQLite: PRAGMA user_version;
+ * PostgreSQL: max(version) of schema_migrations).  2 added the change feed. */
+#define KS_STORE_SCHEMA_VERSION 2
 
 typedef struct ks_store ks_store;
 
@@ -89,7 +96,8 @@ typedef struct ks_store_options {
  * `url`.  opts may be NULL (defaults).  On success *out is a new handle; close it
  * with ks_store_close().
  * KS_EINVAL: bad URL, newer schema version, read_only on a missing/old database.
- * KS_EUNSUPPORTED: a postgres:// URL.  KS_EIO: cannot open/migrate.
+ * KS_EUNSUPPORTED: a postgres:// URL in a build without libpq.  KS_EIO: cannot
+ * open/migrate.  KS_EUNAVAIL: the PostgreSQL server cannot be reached.
  */
 ks_code ks_store_open(ks_store **out, const char *url, const ks_store_options *opts, ks_err *err);
 
@@ -99,7 +107,7 @@ ks_code ks_store_open_readonly(ks_store **out, const char *url, ks_err *err);
 /* NULL-safe.  Rolls back an open transaction, finalizes every statement. */
 void ks_store_close(ks_store *s);
 
-/* "sqlite" (borrowed, static). */
+/* "sqlite" or "postgresql" (borrowed, static). */
 const char *ks_store_backend(const ks_store *s);
 
 /*
@@ -120,6 +128,10 @@ bool ks_store_in_txn(const ks_store *s);
  * Online backup of the whole database to a new file at `path` (replaced if it
  * exists), consistent as of one point in time, while the store stays usable.
  * Must not be called inside a transaction (KS_EINTERNAL).  KS_EIO.
+ * PostgreSQL: the file is a SQLite database holding a copy of every row
+ * (ks_store_copy under one snapshot), restorable with ks_store_copy /
+ * `kintsugid migrate`; server-side backups (pg_basebackup, PITR) remain the
+ * operator's primary tool.
  */
 ks_code ks_store_backup(ks_store *s, const char *path, ks_err *err);
 
@@ -571,5 +583,86 @@ typedef int (*ks_store_token_cb)(void *ctx, const ks_store_token_row *row);
 ks_code ks_store_token_list(ks_store *s, ks_store_token_cb cb, void *ctx, ks_err *err);
 /* KS_ENOTFOUND. */
 ks_code ks_store_token_delete(ks_store *s, int64_t id, ks_err *err);
+
+/* ------------------------------------------------------------------------ */
+/* Several kintsugid replicas: change feed, leadership, copying a fleet     */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Every write that changes what the scheduler's in-memory index holds also
+ * records a change row in the same transaction (so a change is visible exactly
+ * when its data is): hosts (report stored, state, delete), VMs (insert, plan,
+ * state, delete), pools (create, delete, members) and policies (add, delete).
+ * Heartbeats and applied-generation updates do not.  A replica polls the feed
+ * and re-reads what each change names; re-reading is idempotent, so seeing a
+ * change twice is harmless, and the feed never skips one.
+ */
+typedef enum ks_store_change_kind {
+    KS_STORE_CHANGE_HOST,   /* "host": key = host id; re-read its row and CPUs */
+    KS_STORE_CHANGE_VM,     /* "vm": key = VM name, host_id = its host ("" after a delete) */
+    KS_STORE_CHANGE_POOL,   /* "pool": key = pool name */
+    KS_STORE_CHANGE_POLICY, /* "policy": key = policy id in decimal */
+    KS_STORE_CHANGE_KIND__COUNT
+} ks_store_change_kind;
+
+const char *ks_store_change_kind_to_str(ks_store_change_kind k); /* "?" when bad */
+
+typedef struct ks_store_change_row {
+    int64_t seq;    /* increasing per database; informative (order within a poll) */
+    uint8_t kind;   /* ks_store_change_kind */
+    char key[KS_ID_MAX];
+    char host_id[KS_ID_MAX];
+    uint64_t time_us; /* wall clock of the writer */
+} ks_store_change_row;
+
+typedef int (*ks_store_change_cb)(void *ctx, const ks_store_change_row *row);
+
+/*
+ * The feed position now (*out; an opaque cursor, 0 = the beginning).  Take it
+ * BEFORE loading the index from the tables: changes committed during the load
+ * are then replayed by the next ks_store_changes_since, never missed.
+ * Outside a transaction.
+ */
+ks_code ks_store_changes_cursor(int64_t *out, ks_store *s, ks_err *err);
+
+/*
+ * Calls cb for every change committed after `cursor` (a value from
+ * ks_store_changes_cursor or a previous call), oldest first, and stores the new
+ * cursor in *next (written also when cb stops the listing early: then the rest
+ * of this batch is skipped, so stop only when giving up on the feed).  Never
+ * skips a committed change; on PostgreSQL a change becomes visible once every
+ * transaction older than it has finished (milliseconds for kintsugid's short
+ * transactions).  Outside a transaction.
+ */
+ks_code ks_store_changes_since(int64_t *next, ks_store *s, int64_t cursor, ks_store_change_cb cb,
+                               void *ctx, ks_err *err);
+
+/* Deletes change rows older than before_us (write).  Replicas further behind
+ * than that must reload their index.  *out_n (may be NULL) = rows deleted. */
+ks_code ks_store_changes_prune(uint64_t *out_n, ks_store *s, uint64_t before_us, ks_err *err);
+
+/*
+ * Leader election for singleton jobs (lost-host detection, capacity snapshots,
+ * plan pushes): *out = true when this handle is the leader.  PostgreSQL: a
+ * session advisory lock, taken when free and held until the handle is closed
+ * or its connection is lost (then the next call answers false, and another
+ * replica's next call true).  Call it before each round of leader work, since
+ * leadership can be lost between calls.  SQLite: one process owns the file,
+ * always true.  Outside a transaction.
+ */
+ks_code ks_store_try_leader(bool *out, ks_store *s, ks_err *err);
+
+/* Gives up leadership (a no-op when not the leader).  Outside a transaction. */
+ks_code ks_store_leader_release(ks_store *s, ks_err *err);
+
+/*
+ * Copies every row of `src` into `dst` (a fleet move, e.g. SQLite to
+ * PostgreSQL), ids, times and states unchanged; the change feed is not copied.
+ * `src` is read under one snapshot while it stays usable; `dst` must be empty
+ * (no host, VM, pool, policy, event, token: KS_ECONFLICT otherwise) and is
+ * written in one transaction, so a failed copy leaves it empty.  Neither store
+ * may be in a transaction (KS_EINTERNAL).  *out_rows (may be NULL) = rows copied.
+ */
+ks_code ks_store_copy(uint64_t *out_rows, ks_store *dst, ks_store *src, ks_err *err);
 
 #endif

@@ -13,6 +13,30 @@
 
 #include "ks_store.h"
 
+/* One column value of a raw row (copying between backends). */
+typedef enum { KS_STORE__V_NULL, KS_STORE__V_INT, KS_STORE__V_TEXT, KS_STORE__V_BLOB } ks_store__vtype;
+typedef struct ks_store__val {
+    ks_store__vtype type;
+    int64_t i;     /* KS_STORE__V_INT */
+    const void *p; /* TEXT (NUL-terminated) or BLOB bytes; borrowed */
+    size_t len;    /* bytes of p (TEXT: without the NUL) */
+} ks_store__val;
+
+/* The tables copied by ks_store_copy, parents before children.  `types` has one
+ * letter per column: 'I' integer, 'T' text, 'B' blob (any may be NULL in SQL);
+ * `id_col` names an autoincrement id column ("" when none). */
+typedef struct ks_store__table {
+    const char *name;
+    const char *cols;
+    const char *types;
+    const char *order_by;
+    const char *id_col;
+} ks_store__table;
+
+#define KS_STORE__N_TABLES 13
+#define KS_STORE__MAX_COLS 24
+extern const ks_store__table ks_store__tables[KS_STORE__N_TABLES];
+
 typedef struct ks_store_ops {
     const char *name;
     void (*close)(ks_store *s);
@@ -102,6 +126,29 @@ typedef struct ks_store_ops {
                           size_t hash_len, ks_err *err);
     ks_code (*token_list)(ks_store *s, ks_store_token_cb cb, void *ctx, ks_err *err);
     ks_code (*token_delete)(ks_store *s, int64_t id, ks_err *err);
+
+    /* Change feed and leadership (ks_store.h).  change_append writes one row
+     * inside the caller's transaction; the front end calls it after each
+     * write that the feed covers. */
+    ks_code (*change_append)(ks_store *s, ks_store_change_kind kind, const char *key,
+                             const char *host_id, ks_err *err);
+    ks_code (*changes_cursor)(int64_t *out, ks_store *s, ks_err *err);
+    ks_code (*changes_since)(int64_t *next, ks_store *s, int64_t cursor, ks_store_change_cb cb,
+                             void *ctx, ks_err *err);
+    ks_code (*changes_prune)(uint64_t *out_n, ks_store *s, uint64_t before_us, ks_err *err);
+    ks_code (*try_leader)(bool *out, ks_store *s, ks_err *err);
+    ks_code (*leader_release)(ks_store *s, ks_err *err);
+
+    /* Row-level copy (ks_store_copy, backups).  begin_snapshot opens a
+     * read-only transaction seeing one point in time (sets in_txn; ended with
+     * rollback).  raw_scan calls cb with every row of table t in key order;
+     * raw_insert writes one row (inside a transaction); raw_fixup, after a
+     * copy, moves id generators past the copied ids. */
+    ks_code (*begin_snapshot)(ks_store *s, ks_err *err);
+    ks_code (*raw_scan)(ks_store *s, int t, int (*cb)(void *ctx, const struct ks_store__val *v),
+                        void *ctx, ks_err *err);
+    ks_code (*raw_insert)(ks_store *s, int t, const struct ks_store__val *v, ks_err *err);
+    ks_code (*raw_fixup)(ks_store *s, ks_err *err);
 } ks_store_ops;
 
 struct ks_store {
@@ -113,6 +160,18 @@ struct ks_store {
 /* The SQLite backend: `path` is the file (URL prefix removed). */
 ks_code ks_store__sqlite_open(ks_store **out, const char *path, const ks_store_options *opts,
                               ks_err *err);
+
+/* The PostgreSQL backend (only in builds with libpq, KS_HAVE_LIBPQ): `url` is
+ * the whole libpq connection URL. */
+ks_code ks_store__pg_open(ks_store **out, const char *url, const ks_store_options *opts,
+                          ks_err *err);
+
+/* Wall clock in microseconds (change rows). */
+uint64_t ks_store__wall_us(void);
+
+/* The persistent name of a change kind ("host", ...); NULL when bad. */
+const char *ks_store__change_kind_str(int k);
+int ks_store__change_kind_parse(const char *s);
 
 /*
  * Persistent encodings of enums (the database stores these strings, so they

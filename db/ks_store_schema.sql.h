@@ -159,6 +159,17 @@ static const char *const ks_store__migrations[] = {
     "  description TEXT NOT NULL DEFAULT '',\n"
     "  created_us INTEGER NOT NULL\n"
     ") STRICT;\n",
+    /* 1 -> 2: the change feed other kintsugid replicas (and this one) poll to
+     * refresh their in-memory index; seq is the cursor (one writer at a time,
+     * so seq order is commit order). */
+    "CREATE TABLE changes (\n"
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+    "  time_us INTEGER NOT NULL,\n"
+    "  kind TEXT NOT NULL CHECK (kind IN ('host','vm','pool','policy')),\n"
+    "  key TEXT NOT NULL,\n"
+    "  host_id TEXT NOT NULL DEFAULT ''\n"
+    ") STRICT;\n"
+    "CREATE INDEX changes_time ON changes(time_us);\n",
 };
 
 #define KS_STORE__N_MIGRATIONS                                                                     \

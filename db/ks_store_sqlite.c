@@ -115,6 +115,11 @@ enum {
     ST_TOKEN_FIND,
     ST_TOKEN_LIST,
     ST_TOKEN_DELETE,
+    ST_CHANGE_INSERT,
+    ST_CHANGES_SINCE,
+    ST_CHANGES_CURSOR,
+    ST_CHANGES_PRUNE,
+    ST_BEGIN_READ,
     ST__COUNT
 };
 
@@ -242,12 +247,23 @@ static const char *const sql_text[ST__COUNT] = {
     [ST_TOKEN_LIST] = "SELECT id, hash, role, host_id, description, created_us FROM tokens "
                       "ORDER BY id",
     [ST_TOKEN_DELETE] = "DELETE FROM tokens WHERE id = ?1",
+    [ST_CHANGE_INSERT] = "INSERT INTO changes (time_us, kind, key, host_id) VALUES (?1, ?2, ?3, ?4)",
+    [ST_CHANGES_SINCE] = "SELECT seq, kind, key, host_id, time_us FROM changes WHERE seq > ?1 "
+                         "ORDER BY seq",
+    /* The AUTOINCREMENT counter, not max(seq): it never goes back after a prune. */
+    [ST_CHANGES_CURSOR] = "SELECT coalesce((SELECT seq FROM sqlite_sequence "
+                          "WHERE name = 'changes'), 0)",
+    [ST_CHANGES_PRUNE] = "DELETE FROM changes WHERE time_us < ?1",
+    /* Deferred: the read snapshot starts at the first read and holds until
+     * the end, without taking the write lock. */
+    [ST_BEGIN_READ] = "BEGIN DEFERRED",
 };
 
 typedef struct sq_store {
     ks_store base; /* first: a ks_store * is a sq_store * */
     sqlite3 *db;
     sqlite3_stmt *st[ST__COUNT];
+    sqlite3_stmt *raw_ins[KS_STORE__N_TABLES]; /* ks_store_copy inserts, prepared on first use */
 } sq_store;
 
 static sq_store *sq(ks_store *s)
@@ -460,6 +476,8 @@ static void sq_close(ks_store *s)
     sq_store *q = sq(s);
     for (int i = 0; i < ST__COUNT; i++)
         sqlite3_finalize(q->st[i]);
+    for (int i = 0; i < KS_STORE__N_TABLES; i++)
+        sqlite3_finalize(q->raw_ins[i]);
     if (q->db) {
         if (!sqlite3_get_autocommit(q->db))
             sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
@@ -2077,6 +2095,212 @@ static ks_code sq_token_delete(ks_store *s, int64_t id, ks_err *err)
     return delete_by_id(sq(s), ST_TOKEN_DELETE, id, "token", err);
 }
 
+/* ---- change feed, leadership --------------------------------------------- */
+
+static ks_code sq_change_append(ks_store *s, ks_store_change_kind kind, const char *key,
+                                const char *host_id, ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    ks_code rc = stmt(&st, q, ST_CHANGE_INSERT, err);
+    if (rc != KS_OK)
+        return rc;
+    bind_u64(st, 1, ks_store__wall_us());
+    bind_text(st, 2, ks_store__change_kind_str(kind));
+    bind_text(st, 3, key);
+    bind_text(st, 4, host_id);
+    return insert_returning_id(NULL, q, st, "record change", err);
+}
+
+static ks_code sq_changes_cursor(int64_t *out, ks_store *s, ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    ks_code rc = stmt(&st, q, ST_CHANGES_CURSOR, err);
+    if (rc != KS_OK)
+        return rc;
+    int src = sqlite3_step(st);
+    if (src == SQLITE_ROW)
+        *out = sqlite3_column_int64(st, 0);
+    else
+        rc = sq_fail(q, src, "read change cursor", err);
+    stmt_done(st);
+    return rc;
+}
+
+/* One writer at a time (the write lock): seq order is commit order, so the
+ * cursor is simply the last seq seen. */
+static ks_code sq_changes_since(int64_t *next, ks_store *s, int64_t cursor, ks_store_change_cb cb,
+                                void *ctx, ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    ks_store_change_row c;
+    int64_t last = cursor;
+    ks_code rc = stmt(&st, q, ST_CHANGES_SINCE, err);
+    if (rc != KS_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, cursor);
+    int src;
+    bool stopped = false;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        c.seq = sqlite3_column_int64(st, 0);
+        int kind = ks_store__change_kind_parse(col_str(st, 1));
+        c.kind = (uint8_t)(kind < 0 ? KS_STORE_CHANGE_HOST : kind);
+        col_text(c.key, sizeof(c.key), st, 2);
+        col_text(c.host_id, sizeof(c.host_id), st, 3);
+        c.time_us = col_u64(st, 4);
+        last = c.seq;
+        if (cb(ctx, &c) != 0) {
+            stopped = true;
+            break;
+        }
+    }
+    if (!stopped && src != SQLITE_DONE)
+        rc = sq_fail(q, src, "read changes", err);
+    stmt_done(st);
+    /* Stopping early skips the rest of the batch (the contract). */
+    if (rc == KS_OK && stopped)
+        rc = sq_changes_cursor(&last, s, err);
+    if (rc == KS_OK)
+        *next = last;
+    return rc;
+}
+
+static ks_code sq_changes_prune(uint64_t *out_n, ks_store *s, uint64_t before_us, ks_err *err)
+{
+    return delete_before(out_n, sq(s), ST_CHANGES_PRUNE, before_us, "prune changes", err);
+}
+
+/* A SQLite file has one kintsugid: it is always the leader. */
+static ks_code sq_try_leader(bool *out, ks_store *s, ks_err *err)
+{
+    *out = true;
+    return KS_OK;
+}
+
+static ks_code sq_leader_release(ks_store *s, ks_err *err)
+{
+    return KS_OK;
+}
+
+/* ---- raw rows (ks_store_copy) -------------------------------------------- */
+
+static ks_code sq_begin_snapshot(ks_store *s, ks_err *err)
+{
+    sq_store *q = sq(s);
+    sqlite3_stmt *st = NULL;
+    ks_code rc = stmt(&st, q, ST_BEGIN_READ, err);
+    if (rc != KS_OK)
+        return rc;
+    int src = step_done(st);
+    stmt_done(st);
+    if (src != SQLITE_OK)
+        return sq_fail(q, src, "begin snapshot", err);
+    s->in_txn = true;
+    return KS_OK;
+}
+
+static ks_code sq_raw_scan(ks_store *s, int t, int (*cb)(void *ctx, const ks_store__val *v),
+                           void *ctx, ks_err *err)
+{
+    sq_store *q = sq(s);
+    const ks_store__table *tb = &ks_store__tables[t];
+    ks_store__val v[KS_STORE__MAX_COLS];
+    char sql[512];
+    sqlite3_stmt *st = NULL;
+    ks_code rc = KS_OK;
+    snprintf(sql, sizeof(sql), "SELECT %s FROM %s ORDER BY %s", tb->cols, tb->name, tb->order_by);
+    int src = sqlite3_prepare_v2(q->db, sql, -1, &st, NULL);
+    if (src != SQLITE_OK) {
+        rc = sq_fail(q, src, "prepare table scan", err);
+        goto done;
+    }
+    int n = (int)strlen(tb->types);
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        for (int i = 0; i < n; i++) {
+            memset(&v[i], 0, sizeof(v[i]));
+            switch (sqlite3_column_type(st, i)) {
+            case SQLITE_NULL:
+                v[i].type = KS_STORE__V_NULL;
+                break;
+            case SQLITE_INTEGER:
+                v[i].type = KS_STORE__V_INT;
+                v[i].i = sqlite3_column_int64(st, i);
+                break;
+            case SQLITE_BLOB:
+                v[i].type = KS_STORE__V_BLOB;
+                v[i].p = sqlite3_column_blob(st, i);
+                v[i].len = (size_t)sqlite3_column_bytes(st, i);
+                break;
+            default:
+                v[i].type = KS_STORE__V_TEXT;
+                v[i].p = sqlite3_column_text(st, i);
+                v[i].len = (size_t)sqlite3_column_bytes(st, i);
+                if (!v[i].p)
+                    v[i].type = KS_STORE__V_NULL;
+            }
+        }
+        if (cb(ctx, v) != 0)
+            break;
+    }
+    if (src != SQLITE_ROW && src != SQLITE_DONE)
+        rc = sq_fail(q, src, "scan table", err);
+done:
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static ks_code sq_raw_insert(ks_store *s, int t, const ks_store__val *v, ks_err *err)
+{
+    sq_store *q = sq(s);
+    const ks_store__table *tb = &ks_store__tables[t];
+    int n = (int)strlen(tb->types);
+    if (!q->raw_ins[t]) {
+        char sql[768];
+        int len = snprintf(sql, sizeof(sql), "INSERT INTO %s (%s) VALUES (", tb->name, tb->cols);
+        for (int i = 0; i < n && len > 0 && (size_t)len < sizeof(sql); i++)
+            len += snprintf(sql + len, sizeof(sql) - (size_t)len, "%s?", i ? ", " : "");
+        if (len <= 0 || (size_t)len + 2 > sizeof(sql))
+            return ks_err_set(err, KS_EINTERNAL, "insert statement for %s too long", tb->name);
+        strcat(sql, ")");
+        int src = sqlite3_prepare_v3(q->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &q->raw_ins[t],
+                                     NULL);
+        if (src != SQLITE_OK) {
+            q->raw_ins[t] = NULL;
+            return sq_fail(q, src, "prepare copy insert", err);
+        }
+    }
+    sqlite3_stmt *st = q->raw_ins[t];
+    for (int i = 0; i < n; i++) {
+        switch (v[i].type) {
+        case KS_STORE__V_INT:
+            sqlite3_bind_int64(st, i + 1, v[i].i);
+            break;
+        case KS_STORE__V_TEXT:
+            sqlite3_bind_text(st, i + 1, v[i].p, (int)v[i].len, SQLITE_STATIC);
+            break;
+        case KS_STORE__V_BLOB:
+            /* A NULL pointer would bind SQL NULL: an empty set is "". */
+            sqlite3_bind_blob(st, i + 1, v[i].p ? v[i].p : "", (int)v[i].len, SQLITE_STATIC);
+            break;
+        default:
+            sqlite3_bind_null(st, i + 1);
+        }
+    }
+    int src = step_done(st);
+    stmt_done(st);
+    if (src != SQLITE_OK)
+        return sq_fail(q, src, "insert copied row", err);
+    return KS_OK;
+}
+
+/* AUTOINCREMENT counters follow explicit ids by themselves. */
+static ks_code sq_raw_fixup(ks_store *s, ks_err *err)
+{
+    return KS_OK;
+}
+
 /* ---- operations table and open ----------------------------------------- */
 
 static const ks_store_ops sqlite_ops = {
@@ -2129,6 +2353,16 @@ static const ks_store_ops sqlite_ops = {
     .token_find = sq_token_find,
     .token_list = sq_token_list,
     .token_delete = sq_token_delete,
+    .change_append = sq_change_append,
+    .changes_cursor = sq_changes_cursor,
+    .changes_since = sq_changes_since,
+    .changes_prune = sq_changes_prune,
+    .try_leader = sq_try_leader,
+    .leader_release = sq_leader_release,
+    .begin_snapshot = sq_begin_snapshot,
+    .raw_scan = sq_raw_scan,
+    .raw_insert = sq_raw_insert,
+    .raw_fixup = sq_raw_fixup,
 };
 
 /* Brings the schema to KS_STORE_SCHEMA_VERSION in one transaction. */
