@@ -189,6 +189,8 @@ ks_code ks_api_authorize(const ks_api_req *req, ks_err *err)
         if (p->role == KS_ROLE_ADMIN)
             return KS_OK;
         break;
+    case KS_ACCESS__COUNT:
+        break; /* not a rule: deny */
     }
     if (p->role == KS_ROLE_AGENT)
         return ks_err_set(err, KS_EFORBIDDEN, "agent token of host '%s' may not %s '%s'", p->host,

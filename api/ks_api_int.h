@@ -51,6 +51,7 @@ typedef enum ks_route_access {
     KS_ACCESS_HOST_READ,  /* reader, admin, agent of the {id} host */
     KS_ACCESS_HOST_WRITE, /* admin, agent of the {id} host */
     KS_ACCESS_ADMIN,      /* admin only */
+    KS_ACCESS__COUNT
 } ks_route_access;
 
 struct ks_api_req;
