@@ -7,7 +7,7 @@ build_pkgs=(build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev
             libcurl4-openssl-dev libsqlite3-dev libcmocka-dev libhwloc-dev hwloc-nox
             sqlite3 bzip2 ca-certificates libgnutls28-dev libpq-dev)
 test_pkgs=(qemu-system-x86 libvirt-clients socat clang libclang-rt-14-dev python3-jsonschema
-           python3 curl chromium postgresql)
+           python3 curl chromium postgresql systemd)
 
 want=("${build_pkgs[@]}")
 if [ "${1:-}" = "--test" ]; then want+=("${test_pkgs[@]}"); fi

@@ -6,3 +6,7 @@ ks_add_integration_test(test_crash SOURCES ${CMAKE_SOURCE_DIR}/tests/crash/test_
 ks_add_integration_test(test_hostile SOURCES ${CMAKE_SOURCE_DIR}/tests/integration/test_hostile.c
                         LIBS ks-common DEPENDS kintsugid LABELS "hostile;reliability"
                         TIMEOUT 180)
+# deploy/: systemd-analyze verify on both units, kintsugid.conf.example keys
+# against kintsugid --help/--print-config, defects.json.example is JSON.
+add_test(NAME test_deploy COMMAND sh ${CMAKE_SOURCE_DIR}/deploy/verify.sh ${CMAKE_BINARY_DIR})
+set_tests_properties(test_deploy PROPERTIES LABELS "integration;reliability" TIMEOUT 60)
