@@ -817,8 +817,12 @@ ks_code ks_fleetsim_trace_new(ks_fleetsim_trace **out, uint64_t seed, uint64_t f
         goto done;
     }
     uint64_t requested = 0;
-    for (uint64_t step = 0; requested < fill_vcpus || step < steps;) {
-        bool churn = requested >= fill_vcpus;
+    bool churn = false;
+    for (uint64_t step = 0; !churn || step < steps;) {
+        /* once filled, every step is a departure and an arrival, whatever the sizes */
+        churn = churn || requested >= fill_vcpus;
+        if (churn && step >= steps)
+            break;
         if (!churn)
             t->n_fill_events = t->n_events + 1;
         if (churn && n_live) {
