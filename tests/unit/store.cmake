@@ -13,7 +13,7 @@ ks_add_unit_test(test_ks_store SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_ks_st
 # missing PostgreSQL makes the setup fail, and with it these tests: never a skip.
 string(MD5 KS_BUILD_HASH "${CMAKE_BINARY_DIR}")
 string(SUBSTRING "${KS_BUILD_HASH}" 0 10 KS_BUILD_HASH)
-set(KS_PG_TEST_DIR "/tmp/ks-pg-${KS_BUILD_HASH}" CACHE INTERNAL "test cluster socket dir")
+set(KS_PG_TEST_DIR "/tmp/ks-pg-${KS_BUILD_HASH}")
 add_test(NAME pg_cluster_start
          COMMAND ${CMAKE_SOURCE_DIR}/scripts/pg-test-cluster.sh start ${KS_PG_TEST_DIR})
 add_test(NAME pg_cluster_stop
