@@ -10,3 +10,7 @@ ks_add_integration_test(test_hostile SOURCES ${CMAKE_SOURCE_DIR}/tests/integrati
 # against kintsugid --help/--print-config, defects.json.example is JSON.
 add_test(NAME test_deploy COMMAND sh ${CMAKE_SOURCE_DIR}/deploy/verify.sh ${CMAKE_BINARY_DIR})
 set_tests_properties(test_deploy PROPERTIES LABELS "integration;reliability" TIMEOUT 60)
+ks_add_integration_test(test_agent_resilience
+                        SOURCES ${CMAKE_SOURCE_DIR}/tests/integration/test_agent_resilience.c
+                        LIBS ks-common DEPENDS kintsugid kintsugi-agent
+                        LABELS "reliability;agent" TIMEOUT 240)
