@@ -46,6 +46,12 @@ static uint64_t now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+static void quiet_notice(void *arg, const char *msg)
+{
+    (void)arg;
+    (void)msg;
+}
+
 static void pg_admin(const char *db, const char *sql)
 {
     char conninfo[700];
@@ -57,6 +63,7 @@ static void pg_admin(const char *db, const char *sql)
         PQfinish(c);
         fail_msg("connect to the test cluster in %s: %s", g_dir, msg);
     }
+    PQsetNoticeProcessor(c, quiet_notice, NULL); /* "does not exist, skipping" */
     PGresult *r = PQexec(c, sql);
     ExecStatusType es = PQresultStatus(r);
     if (es != PGRES_COMMAND_OK && es != PGRES_TUPLES_OK) {

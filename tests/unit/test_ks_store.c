@@ -39,6 +39,12 @@ static char g_pg_dir[512];
 
 #ifdef KS_HAVE_LIBPQ
 /* Runs SQL as the cluster's superuser on database `db`; fails the test on error. */
+static void quiet_notice(void *arg, const char *msg)
+{
+    (void)arg;
+    (void)msg;
+}
+
 static void pg_admin(const char *db, const char *sql)
 {
     char conninfo[700];
@@ -50,6 +56,7 @@ static void pg_admin(const char *db, const char *sql)
         PQfinish(c);
         fail_msg("connect to the test cluster in %s: %s", g_pg_dir, msg);
     }
+    PQsetNoticeProcessor(c, quiet_notice, NULL); /* "does not exist, skipping" */
     PGresult *r = PQexec(c, sql);
     ExecStatusType es = PQresultStatus(r);
     if (es != PGRES_COMMAND_OK && es != PGRES_TUPLES_OK) {
