@@ -1779,6 +1779,47 @@ static void test_store__concurrent_allocation_conflicts(void **state)
     assert_int_equal(qint(f->s, "SELECT count(*) FROM vms"), 1);
 }
 
+
+/* ---- PostgreSQL: a server-side disconnect (failover, restart) ------------- */
+
+static void test_store__pg_reconnects_after_lost_session(void **state)
+{
+    fixture *f = *state;
+    ks_err err = {0};
+    if (!g_pg)
+        return; /* a SQLite file has no session to lose */
+    put_ok(f->s, "h1", "b", 1, 4);
+    bool lead = false;
+    assert_int_equal(ks_store_try_leader(&lead, f->s, &err), KS_OK);
+    assert_true(lead);
+    char sql[160];
+    snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%lld)",
+             (long long)qint(f->s, "SELECT pg_backend_pid()"));
+    raw_sql(f, sql);
+    /* The first use notices the loss (a retryable error) and gives up the
+     * leadership it can no longer prove... */
+    assert_int_equal(ks_store_try_leader(&lead, f->s, &err), KS_EUNAVAIL);
+    /* ...the next one reconnects, prepares again and works as before. */
+    assert_int_equal(ks_store_try_leader(&lead, f->s, &err), KS_OK);
+    assert_true(lead);
+    assert_int_equal(qint(f->s, "SELECT count(*) FROM cpus"), 4);
+    put_ok(f->s, "h2", "b", 1, 4);
+    /* Lost inside a transaction: the transaction fails, the caller rolls
+     * back, and the store reconnects at the next begin. */
+    assert_int_equal(ks_store_begin(f->s, &err), KS_OK);
+    assert_int_equal(ks_store_host_heartbeat(f->s, "h1", 5, &err), KS_OK);
+    snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%lld)",
+             (long long)qint(f->s, "SELECT pg_backend_pid()"));
+    raw_sql(f, sql);
+    assert_int_equal(ks_store_host_heartbeat(f->s, "h2", 6, &err), KS_EUNAVAIL);
+    assert_int_equal(ks_store_rollback(f->s, &err), KS_OK);
+    assert_false(ks_store_in_txn(f->s));
+    const int32_t a[] = {1};
+    assert_int_equal(insert_vm(f->s, "vm1", "h2", a, 1, &err), KS_OK);
+    assert_int_equal(qint(f->s, "SELECT count(*) FROM vms"), 1);
+    assert_int_equal(qint(f->s, "SELECT last_heartbeat_us FROM hosts WHERE id = 'h1'"), 100);
+}
+
 /* ---- throughput (figures printed, never asserted) ------------------------ */
 
 typedef struct scan_count {
@@ -1895,6 +1936,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_store__leader_handover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__copy_between_backends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__concurrent_allocation_conflicts, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_store__pg_reconnects_after_lost_session, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_store__throughput, setup, teardown),
     };
