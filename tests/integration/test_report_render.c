@@ -1,0 +1,287 @@
+/*
+ * test_report_render.c - the capacity report as a browser shows it: the HTML
+ * that ks_cli_report_html() makes for the known document
+ * (test_report_render.h) is loaded by headless Chromium, which must
+ *   - build a DOM with the report's SVG charts (--dump-dom), and
+ *   - paint a 1100x1400 screenshot that is a valid PNG and shows the charts
+ *     (pixels of the bar and heatmap colours, not a blank page).
+ * The PNG is decoded by a few lines of python3 (zlib) run as a subprocess.
+ * A missing chromium FAILS the test: scripts/deps.sh --test installs it.
+ * Set KS_KEEP_RENDER=1 to keep the screenshot (its path is printed).
+ */
+#include <stdarg.h>
+
+#include <jansson.h>
+
+#include "ks_cli.h"
+#include "ks_cli_report.h"
+#include "test_cli_util.h"
+#include "test_report_render.h"
+
+#define CHROMIUM_TIMEOUT_MS 60000u
+
+/* ks_cli_report.c also holds the `report` command, which calls these kintsugictl.c
+ * helpers; this test only renders, so they just have to link. */
+int ks_cli_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    return KS_CLI_USAGE;
+}
+
+int ks_cli_fail(const ks_err *err)
+{
+    fprintf(stderr, "%s\n", err->msg);
+    return KS_CLI_API_ERROR;
+}
+
+int ks_cli_wants_help(int argc, char **argv, const char *help)
+{
+    (void)argc;
+    (void)argv;
+    (void)help;
+    return 0;
+}
+
+ks_code ks_cli_query_add(ks_cli *cli, char *buf, size_t cap, const char *key, const char *value,
+                         ks_err *err)
+{
+    (void)cli;
+    (void)buf;
+    (void)cap;
+    (void)key;
+    (void)value;
+    return ks_err_set(err, KS_EUNSUPPORTED, "not used by this test");
+}
+
+static char tmp[512];
+
+static const char *find_chromium(char *buf, size_t cap)
+{
+    const char *env = getenv("KS_CHROMIUM");
+    static const char *const candidates[] = {"/usr/bin/chromium", "/usr/bin/chromium-browser",
+                                             "/usr/bin/google-chrome"};
+    if (env && access(env, X_OK) == 0)
+        return ks_test_path(buf, cap, "%s", env);
+    for (size_t i = 0; i < sizeof(candidates) / sizeof(candidates[0]); i++)
+        if (access(candidates[i], X_OK) == 0)
+            return ks_test_path(buf, cap, "%s", candidates[i]);
+    fail_msg("chromium not found (install it: scripts/deps.sh --test, or set KS_CHROMIUM)");
+    return NULL;
+}
+
+/* Runs chromium headless on the page with one extra mode argument; a fresh profile
+ * directory each time.  Returns the run (stdout = the dumped DOM for --dump-dom). */
+static void run_chromium(cli_run *r, const char *mode_arg, const char *url, const char *profile)
+{
+    char bin[256], udd[700], home[700], xdg_cfg[800], xdg_cache[800];
+    find_chromium(bin, sizeof(bin));
+    ks_test_path(udd, sizeof(udd), "--user-data-dir=%s", profile);
+    ks_test_path(home, sizeof(home), "HOME=%s", profile);
+    ks_test_path(xdg_cfg, sizeof(xdg_cfg), "XDG_CONFIG_HOME=%s/.config", profile);
+    ks_test_path(xdg_cache, sizeof(xdg_cache), "XDG_CACHE_HOME=%s/.cache", profile);
+    assert_int_equal(mkdir(profile, 0700), 0);
+    const char *argv[] = {bin,
+                          "--headless",
+                          "--no-sandbox",
+                          "--disable-gpu",
+                          "--disable-quic",
+                          "--no-first-run",
+                          "--disable-background-networking",
+                          "--disable-component-update",
+                          "--disable-sync",
+                          "--disable-dev-shm-usage",
+                          "--hide-scrollbars",
+                          udd,
+                          "--window-size=1100,1400",
+                          mode_arg,
+                          url,
+                          NULL};
+    const char *env[] = {home, xdg_cfg, xdg_cache, NULL};
+    cli_exec(r, tmp, argv, env, NULL, CHROMIUM_TIMEOUT_MS);
+    if (r->status != 0)
+        fail_msg("chromium %s exited %d: %s", mode_arg, r->status, r->err);
+}
+
+static size_t count(const char *s, const char *sub)
+{
+    size_t n = 0, l = strlen(sub);
+    for (const char *p = s; (p = strstr(p, sub)); p += l)
+        n++;
+    return n;
+}
+
+static void write_report(char *html_path, size_t cap, char *url, size_t url_cap)
+{
+    json_error_t je;
+    json_t *doc = json_loads(ks_report_doc_json, 0, &je);
+    assert_non_null(doc);
+    ks_test_path(html_path, cap, "%s/report.html", tmp);
+    FILE *f = fopen(html_path, "w");
+    assert_non_null(f);
+    ks_cli_report_html(f, doc);
+    assert_int_equal(fclose(f), 0);
+    json_decref(doc);
+    ks_test_path(url, url_cap, "file://%s", html_path);
+}
+
+static void test_dom(void **state)
+{
+    (void)state;
+    char html[700], url[800], profile[700];
+    write_report(html, sizeof(html), url, sizeof(url));
+    ks_test_path(profile, sizeof(profile), "%s/profile-dom", tmp);
+    cli_run r;
+    run_chromium(&r, "--dump-dom", url, profile);
+    const char *dom = r.out;
+    if (!strstr(dom, "</html>"))
+        fail_msg("no DOM dumped; stderr: %s", r.err);
+    /* The parsed document has every chart as an SVG element with its shapes. */
+    static const char *const ids[] = {"<svg id=\"bars-fleet\"", "<svg id=\"bars-pools\"",
+                                      "<svg id=\"bars-kinds\"", "<svg id=\"trend\"",
+                                      "<svg id=\"heatmap\""};
+    for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
+        if (count(dom, ids[i]) != 1)
+            fail_msg("DOM has %zu of %s", count(dom, ids[i]), ids[i]);
+    assert_int_equal(count(dom, "<polyline class=\"trend-line\""), 1);
+    assert_int_equal(count(dom, "<rect class=\"cell\""), KS_DOC_N_DEFECTS * KS_DOC_N_HEAT_HOSTS);
+    assert_int_equal(count(dom, "<rect class=\"seg "), 6 + 9 + 12);
+    assert_int_equal(count(dom, "<table class=\"capacity\">"), 4);
+    assert_int_equal(count(dom, "<div class=\"kpi\""), 6);
+    /* The hostile host and VM names stayed text: no <b> or <script> element appeared. */
+    assert_null(strstr(dom, "<b>&amp;"));
+    assert_null(strstr(dom, "<script"));
+    assert_true(count(dom, "&lt;b&gt;&amp;\"x'") == 2);
+    assert_non_null(strstr(dom, "&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert_non_null(strstr(dom, "<title>Kintsugi capacity-utilization report</title>"));
+    cli_run_free(&r);
+}
+
+/* Decodes an 8-bit RGB/RGBA non-interlaced PNG and prints:
+ * width height non_white bar_blue reclaimed_gold heat_max legend_green */
+static const char png_probe[] =
+    "import sys, zlib, struct\n"
+    "d = open(sys.argv[1], 'rb').read()\n"
+    "assert d[:8] == b'\\x89PNG\\r\\n\\x1a\\n', 'not a PNG'\n"
+    "pos, idat, hdr = 8, b'', None\n"
+    "while pos < len(d):\n"
+    "    n, t = struct.unpack('>I4s', d[pos:pos + 8]); body = d[pos + 8:pos + 8 + n]\n"
+    "    if t == b'IHDR': hdr = struct.unpack('>IIBBBBB', body)\n"
+    "    elif t == b'IDAT': idat += body\n"
+    "    pos += 12 + n\n"
+    "w, h, depth, ctype, _, _, inter = hdr\n"
+    "assert depth == 8 and ctype in (2, 6) and inter == 0, hdr\n"
+    "bpp = 3 if ctype == 2 else 4\n"
+    "raw = zlib.decompress(idat); stride = w * bpp\n"
+    "prev = bytearray(stride); rows = []; i = 0\n"
+    "for y in range(h):\n"
+    "    f = raw[i]; line = bytearray(raw[i + 1:i + 1 + stride]); i += 1 + stride\n"
+    "    for x in range(stride):\n"
+    "        a = line[x - bpp] if x >= bpp else 0; b = prev[x]; c = prev[x - bpp] if x >= bpp else "
+    "0\n"
+    "        if f == 1: line[x] = (line[x] + a) & 255\n"
+    "        elif f == 2: line[x] = (line[x] + b) & 255\n"
+    "        elif f == 3: line[x] = (line[x] + (a + b) // 2) & 255\n"
+    "        elif f == 4:\n"
+    "            p = a + b - c; pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)\n"
+    "            line[x] = (line[x] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & "
+    "255\n"
+    "    rows.append(line); prev = line\n"
+    "def near(px, rgb): return all(abs(px[k] - rgb[k]) <= 6 for k in range(3))\n"
+    "counts = [0, 0, 0, 0, 0]\n"
+    "cols = [(0x3b, 0x6e, 0xa5), (0xd4, 0xa0, 0x17), (255, 75, 35), (0x9c, 0xcc, 0x65)]\n"
+    "for line in rows:\n"
+    "    for x in range(0, stride, bpp):\n"
+    "        px = line[x:x + 3]\n"
+    "        if px[0] < 245 or px[1] < 245 or px[2] < 245: counts[0] += 1\n"
+    "        for k, c in enumerate(cols):\n"
+    "            if near(px, c): counts[k + 1] += 1\n"
+    "print(w, h, *counts)\n";
+
+static void test_screenshot(void **state)
+{
+    (void)state;
+    char html[700], url[800], profile[700], png[700], shot_arg[800];
+    write_report(html, sizeof(html), url, sizeof(url));
+    ks_test_path(profile, sizeof(profile), "%s/profile-shot", tmp);
+    ks_test_path(png, sizeof(png), "%s/report.png", tmp);
+    ks_test_path(shot_arg, sizeof(shot_arg), "--screenshot=%s", png);
+    cli_run r;
+    run_chromium(&r, shot_arg, url, profile);
+    cli_run_free(&r);
+
+    size_t len = 0;
+    char *data = ks_test_read_file(png, &len);
+    if (!data)
+        fail_msg("chromium wrote no screenshot at %s", png);
+    /* PNG signature, then IHDR first: width and height big-endian at bytes 16..23. */
+    assert_true(len > 33);
+    assert_memory_equal(data, "\x89PNG\r\n\x1a\n", 8);
+    assert_memory_equal(data + 12, "IHDR", 4);
+    const unsigned char *u = (const unsigned char *)data;
+    uint32_t width = (uint32_t)u[16] << 24 | (uint32_t)u[17] << 16 | (uint32_t)u[18] << 8 | u[19];
+    uint32_t height = (uint32_t)u[20] << 24 | (uint32_t)u[21] << 16 | (uint32_t)u[22] << 8 | u[23];
+    assert_int_equal(width, 1100);
+    assert_int_equal(height, 1400);
+    /* A page of text and charts compresses to tens of KB; a blank one to a few. */
+    if (len < 20000)
+        fail_msg("screenshot is only %zu bytes: blank page?", len);
+    free(data);
+
+    const char *argv[] = {"/usr/bin/python3", "-c", png_probe, png, NULL};
+    cli_exec(&r, tmp, argv, NULL, NULL, 60000);
+    if (r.status != 0)
+        fail_msg("PNG probe failed (%d): %s", r.status, r.err);
+    unsigned long w = 0, h = 0, non_white = 0, blue = 0, gold = 0, heat = 0, green = 0;
+    assert_int_equal(sscanf(r.out, "%lu %lu %lu %lu %lu %lu %lu", &w, &h, &non_white, &blue, &gold,
+                            &heat, &green),
+                     7);
+    fprintf(stderr,
+            "screenshot %lux%lu: %lu non-white px, bar blue %lu, gold %lu, heat %lu, green %lu\n",
+            w, h, non_white, blue, gold, heat, green);
+    assert_int_equal(w, 1100);
+    assert_int_equal(h, 1400);
+    /* Not blank: text, tables and charts cover several percent of the page. */
+    assert_true(non_white > 1100ul * 1400ul / 50);
+    /* The charts were painted: the fleet bar's healthy-allocation blue (a 22 px high
+     * bar, hundreds of px wide), the reclaimed gold (bars + trend line), the
+     * hottest heatmap cell (20x20) and the free green. */
+    assert_true(blue > 22ul * 200ul);
+    assert_true(gold > 300);
+    assert_true(heat >= 300);
+    assert_true(green > 22ul * 100ul);
+    cli_run_free(&r);
+    if (getenv("KS_KEEP_RENDER")) {
+        char keep[700];
+        ks_test_path(keep, sizeof(keep), "%s/kintsugi-report-render.png",
+                     getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+        rename(png, keep);
+        fprintf(stderr, "kept %s and %s\n", keep, html);
+    }
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    ks_test_mkdtemp(tmp, sizeof(tmp));
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    if (!getenv("KS_KEEP_RENDER"))
+        ks_test_rmdir(tmp);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dom),
+        cmocka_unit_test(test_screenshot),
+    };
+    return cmocka_run_group_tests_name("report_render", tests, setup, teardown);
+}
