@@ -35,20 +35,20 @@ enum {
     N_E = 8,
     N_WORKERS = 8,
     KILLS = 25,
-    MIN_OPS = 1400,             /* placements + deletions answered, at least */
-    KILLS_FULL = 8,             /* the synchronous=FULL run is shorter */
+    MIN_OPS = 1400, /* placements + deletions answered, at least */
+    KILLS_FULL = 8, /* the synchronous=FULL run is shorter */
     MIN_OPS_FULL = 400,
-    MAX_NAMES = 20000,          /* every create uses a fresh name */
-    RUN_BUDGET_MS = 120000,     /* the kill loop never runs longer */
+    MAX_NAMES = 20000,      /* every create uses a fresh name */
+    RUN_BUDGET_MS = 120000, /* the kill loop never runs longer */
 };
 
 typedef enum vm_state {
-    VM_CREATING,    /* request in flight */
-    VM_ACKED,       /* 201 received */
-    VM_REFUSED,     /* 4xx received: not placed */
+    VM_CREATING, /* request in flight */
+    VM_ACKED,    /* 201 received */
+    VM_REFUSED,  /* 4xx received: not placed */
     VM_CREATE_UNKNOWN,
     VM_DELETING,
-    VM_DELETED,     /* 2xx on DELETE received */
+    VM_DELETED, /* 2xx on DELETE received */
     VM_DELETE_UNKNOWN,
 } vm_state;
 
@@ -62,10 +62,10 @@ static struct {
     pthread_mutex_t mu;
     vm_rec *vms;
     size_t n_vms;
-    atomic_uint port;   /* 0 while the daemon is down or being checked */
+    atomic_uint port; /* 0 while the daemon is down or being checked */
     atomic_bool stop;
-    atomic_ulong answered, acked_creates, acked_deletes, refused, transport_errors,
-        server_errors, unexpected;
+    atomic_ulong answered, acked_creates, acked_deletes, refused, transport_errors, server_errors,
+        unexpected;
     char token[128];
 } G;
 
@@ -295,7 +295,8 @@ static void check_index_equals_store(const kd *d)
         int64_t allocated = 0;
         size_t k;
         json_t *cpu;
-        json_array_foreach(items, k, cpu) {
+        json_array_foreach(items, k, cpu)
+        {
             const char *vm = json_string_value(json_object_get(cpu, "vm"));
             if (!vm)
                 continue;
@@ -449,12 +450,12 @@ static void crash_run(const char *label, const char *const *args, int kills_want
             "no_answer=%lu server_5xx=%lu unexpected=%lu vms_present=%zu "
             "answered_per_s_up=%.0f\n",
             label, kills, (unsigned long long)run_ms, (unsigned long long)down_ms, G.n_vms,
-            atomic_load(&G.answered), atomic_load(&G.acked_creates),
-            atomic_load(&G.acked_deletes), atomic_load(&G.refused),
-            atomic_load(&G.transport_errors), atomic_load(&G.server_errors),
-            atomic_load(&G.unexpected), present,
-            run_ms > down_ms ? 1000.0 * (double)atomic_load(&G.answered) / (double)(run_ms - down_ms)
-                             : 0.0);
+            atomic_load(&G.answered), atomic_load(&G.acked_creates), atomic_load(&G.acked_deletes),
+            atomic_load(&G.refused), atomic_load(&G.transport_errors),
+            atomic_load(&G.server_errors), atomic_load(&G.unexpected), present,
+            run_ms > down_ms
+                ? 1000.0 * (double)atomic_load(&G.answered) / (double)(run_ms - down_ms)
+                : 0.0);
     assert_true(kills >= kills_want);
     assert_true(atomic_load(&G.acked_creates) + atomic_load(&G.acked_deletes) >= min_ops * 3 / 4);
     assert_int_equal(atomic_load(&G.unexpected), 0);

@@ -88,10 +88,22 @@ static void agent_start(agent_proc *ag, const kd *d, const char *token, const ch
                  ks_test_fixtures_dir());
     ks_test_path(server, sizeof(server), "http://127.0.0.1:%u", d->port);
     ks_test_path(ag->log, sizeof(ag->log), "%s/agent.log", d->dir);
-    char *argv[] = {bin,           (char *)"run",     (char *)"--fixture", fixture,
-                    (char *)"--host-id", (char *)HOST, (char *)"--server", server,
-                    (char *)"--token", (char *)token, (char *)"--heartbeat", (char *)"1",
-                    (char *)"--no-serve", (char *)"--defects", (char *)defects, NULL};
+    char *argv[] = {bin,
+                    (char *)"run",
+                    (char *)"--fixture",
+                    fixture,
+                    (char *)"--host-id",
+                    (char *)HOST,
+                    (char *)"--server",
+                    server,
+                    (char *)"--token",
+                    (char *)token,
+                    (char *)"--heartbeat",
+                    (char *)"1",
+                    (char *)"--no-serve",
+                    (char *)"--defects",
+                    (char *)defects,
+                    NULL};
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
@@ -163,7 +175,8 @@ static int cpu_defects(const kd *d, int cpu, const char *feature, char *state, s
     json_t *items = json_object_get(r.json, "items"), *c;
     size_t i;
     int n = -1;
-    json_array_foreach(items, i, c) {
+    json_array_foreach(items, i, c)
+    {
         if (json_integer_value(json_object_get(c, "id")) != cpu)
             continue;
         n = 0;
@@ -171,7 +184,8 @@ static int cpu_defects(const kd *d, int cpu, const char *feature, char *state, s
             snprintf(state, cap, "%s", json_string_value(json_object_get(c, "state")));
         json_t *defs = json_object_get(c, "defects"), *df;
         size_t k;
-        json_array_foreach(defs, k, df) {
+        json_array_foreach(defs, k, df)
+        {
             const char *f = json_string_value(json_object_get(df, "feature"));
             if (!feature || (f && strcmp(f, feature) == 0))
                 n++;
@@ -281,8 +295,10 @@ static void test_agent_resilience__phases(void **state)
     assert_non_null(close_br);
     *close_br = '\0';
     char *more = NULL;
-    assert_true(asprintf(&more, "%s,\n  {\"cpu\": 5, \"features\": [\"avx2\"], \"reason\": "
-                                "\"resilience test\"}\n]\n", ex) > 0);
+    assert_true(asprintf(&more,
+                         "%s,\n  {\"cpu\": 5, \"features\": [\"avx2\"], \"reason\": "
+                         "\"resilience test\"}\n]\n",
+                         ex) > 0);
     free(ex);
     write_file(defects, more);
     free(more);

@@ -27,10 +27,8 @@
 #define MAX_CONNS 256
 
 static kd D;
-static const char *const daemon_args[] = {"--max-body",           "1048576",
-                                          "--connection-timeout", "2",
-                                          "--max-connections",    "256",
-                                          NULL};
+static const char *const daemon_args[] = {
+    "--max-body", "1048576", "--connection-timeout", "2", "--max-connections", "256", NULL};
 
 static int setup(void **state)
 {
@@ -162,9 +160,9 @@ static long call(const char *method, const char *path, const char *token, const 
     const char *extra[] = {auth_raw, NULL};
     resp r;
     bool body = strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0;
-    long s = kd_http_ex(&D, &r, method, path, auth_raw ? NULL : token,
-                        body ? "application/json" : NULL, body ? "{}" : NULL, body ? 2 : 0,
-                        auth_raw ? extra : NULL);
+    long s =
+        kd_http_ex(&D, &r, method, path, auth_raw ? NULL : token, body ? "application/json" : NULL,
+                   body ? "{}" : NULL, body ? 2 : 0, auth_raw ? extra : NULL);
     resp_free(&r);
     return s;
 }
@@ -179,12 +177,14 @@ static void test_hostile__auth_every_route(void **state)
     const char *tmpl;
     json_t *ops;
     size_t n_ops = 0, n_public = 0;
-    json_object_foreach(paths, tmpl, ops) {
+    json_object_foreach(paths, tmpl, ops)
+    {
         const char *m;
         json_t *op;
-        json_object_foreach(ops, m, op) {
-            if (strcmp(m, "get") && strcmp(m, "put") && strcmp(m, "post") &&
-                strcmp(m, "delete") && strcmp(m, "patch"))
+        json_object_foreach(ops, m, op)
+        {
+            if (strcmp(m, "get") && strcmp(m, "put") && strcmp(m, "post") && strcmp(m, "delete") &&
+                strcmp(m, "patch"))
                 continue; /* "parameters" and other non-operation keys */
             char method[16], path_b[512], path_a[512];
             upper(method, m, sizeof(method));
@@ -312,8 +312,8 @@ static void test_hostile__deep_nesting(void **state)
         }
         for (size_t t = 0; t < sizeof(targets) / sizeof(targets[0]); t++) {
             resp r;
-            long s = kd_http_ex(&D, &r, targets[t][0], targets[t][1], D.admin,
-                                "application/json", body, len, NULL);
+            long s = kd_http_ex(&D, &r, targets[t][0], targets[t][1], D.admin, "application/json",
+                                body, len, NULL);
             if (s != 400)
                 fail_msg("nesting shape %d: %s %s -> %ld (want 400)", shape, targets[t][0],
                          targets[t][1], s);
@@ -457,20 +457,38 @@ static void test_hostile__odd_ids(void **state)
     memset(longid, 'a', sizeof(longid) - 1);
     longid[sizeof(longid) - 1] = '\0';
     const char *ids[] = {
-        "..%2f..%2fetc",      "..%2F..%2Fetc%2Fpasswd", "%2e%2e",     "..",
-        "a%20b",              "%C3%A9t%C3%A9",
-        "%F0%9F%92%A9",       "%ff%fe",                 "%C0%AF",     "a%0d%0aX-Injected:%201",
-        "a%22b%27c%3c%3e",    "%25",                    "a;b",        "*",
-        "a%2Fb",              "%7B%7D",                 "-1",         "18446744073709551616",
+        "..%2f..%2fetc",
+        "..%2F..%2Fetc%2Fpasswd",
+        "%2e%2e",
+        "..",
+        "a%20b",
+        "%C3%A9t%C3%A9",
+        "%F0%9F%92%A9",
+        "%ff%fe",
+        "%C0%AF",
+        "a%0d%0aX-Injected:%201",
+        "a%22b%27c%3c%3e",
+        "%25",
+        "a;b",
+        "*",
+        "a%2Fb",
+        "%7B%7D",
+        "-1",
+        "18446744073709551616",
         longid,
     };
     /* method, path before the id, path after it */
     const char *tmpls[][3] = {
-        {"GET", "/v1/hosts/", ""},           {"GET", "/v1/hosts/", "/cpus"},
-        {"DELETE", "/v1/hosts/", ""},        {"PUT", "/v1/hosts/", "/report"},
-        {"POST", "/v1/hosts/", "/heartbeat"}, {"POST", "/v1/hosts/", "/drain"},
-        {"GET", "/v1/vms/", ""},             {"DELETE", "/v1/vms/", ""},
-        {"GET", "/v1/pools/", ""},           {"DELETE", "/v1/pools/", ""},
+        {"GET", "/v1/hosts/", ""},
+        {"GET", "/v1/hosts/", "/cpus"},
+        {"DELETE", "/v1/hosts/", ""},
+        {"PUT", "/v1/hosts/", "/report"},
+        {"POST", "/v1/hosts/", "/heartbeat"},
+        {"POST", "/v1/hosts/", "/drain"},
+        {"GET", "/v1/vms/", ""},
+        {"DELETE", "/v1/vms/", ""},
+        {"GET", "/v1/pools/", ""},
+        {"DELETE", "/v1/pools/", ""},
         {"DELETE", "/v1/policies/feature-bans/", ""},
     };
     char *path = malloc(sizeof(longid) + 64);
@@ -524,9 +542,9 @@ static void test_hostile__nul_in_path(void **state)
                                   {"POST", "/v1/hosts/h-b%00/drain"}};
     for (size_t i = 0; i < sizeof(nul_paths) / sizeof(nul_paths[0]); i++) {
         bool body = strcmp(nul_paths[i][0], "POST") == 0;
-        long s = kd_http_ex(&D, &r0, nul_paths[i][0], nul_paths[i][1], D.admin,
-                            body ? "application/json" : NULL, body ? "{}" : NULL,
-                            body ? 2 : 0, NULL);
+        long s =
+            kd_http_ex(&D, &r0, nul_paths[i][0], nul_paths[i][1], D.admin,
+                       body ? "application/json" : NULL, body ? "{}" : NULL, body ? 2 : 0, NULL);
         resp_free(&r0);
         if (s != 400 && s != 404)
             fail_msg("%s %s -> %ld (want 400/404)", nul_paths[i][0], nul_paths[i][1], s);
@@ -539,16 +557,18 @@ static void test_hostile__nul_in_path(void **state)
     assert_int_equal(kd_http(&D, &r0, "DELETE", "/v1/vms/nul-victim", D.admin, NULL), 204);
     resp_free(&r0);
     const char *ids[] = {"a%00b", "%00", "h-a%00"};
-    const char *tmpls[][3] = {{"GET", "/v1/hosts/", ""}, {"PUT", "/v1/hosts/", "/report"},
-                              {"POST", "/v1/hosts/", "/heartbeat"}, {"GET", "/v1/vms/", ""}};
+    const char *tmpls[][3] = {{"GET", "/v1/hosts/", ""},
+                              {"PUT", "/v1/hosts/", "/report"},
+                              {"POST", "/v1/hosts/", "/heartbeat"},
+                              {"GET", "/v1/vms/", ""}};
     for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
         for (size_t t = 0; t < sizeof(tmpls) / sizeof(tmpls[0]); t++) {
             char path[128];
             snprintf(path, sizeof(path), "%s%s%s", tmpls[t][1], ids[i], tmpls[t][2]);
             bool body = strcmp(tmpls[t][0], "GET") != 0;
-            long s = kd_http_ex(&D, &r0, tmpls[t][0], path, D.admin,
-                                body ? "application/json" : NULL, body ? "{}" : NULL,
-                                body ? 2 : 0, NULL);
+            long s =
+                kd_http_ex(&D, &r0, tmpls[t][0], path, D.admin, body ? "application/json" : NULL,
+                           body ? "{}" : NULL, body ? 2 : 0, NULL);
             resp_free(&r0);
             if (s != 400 && s != 404)
                 fail_msg("%s %s -> %ld (want 400/404)", tmpls[t][0], path, s);
@@ -562,8 +582,17 @@ static void test_hostile__nul_in_path(void **state)
 static void test_hostile__numbers(void **state)
 {
     (void)state;
-    const char *vcpus[] = {"9223372036854775808", "9223372036854775807", "18446744073709551616",
-                           "-1", "0", "1e308", "-1e308", "1.5", "4294967297", "\"4\"", "null",
+    const char *vcpus[] = {"9223372036854775808",
+                           "9223372036854775807",
+                           "18446744073709551616",
+                           "-1",
+                           "0",
+                           "1e308",
+                           "-1e308",
+                           "1.5",
+                           "4294967297",
+                           "\"4\"",
+                           "null",
                            "{\"performance\":9223372036854775807}",
                            "{\"performance\":-1,\"efficiency\":2}",
                            "{\"performance\":4294967295,\"efficiency\":4294967295}",
@@ -591,15 +620,23 @@ static void test_hostile__numbers(void **state)
         resp_free(&r);
     }
     const char *queries[] = {
-        "/v1/hosts?limit=-1",         "/v1/hosts?limit=0",
-        "/v1/hosts?limit=18446744073709551616", "/v1/hosts?limit=9223372036854775808",
-        "/v1/hosts?limit=1e3",        "/v1/hosts?limit=abc",
-        "/v1/hosts?limit=",           "/v1/hosts?limit=100001",
-        "/v1/hosts?cursor=!!!!",      "/v1/hosts?cursor=%00%ff",
-        "/v1/vms?limit=-1",           "/v1/vms?cursor=!!!!",
+        "/v1/hosts?limit=-1",
+        "/v1/hosts?limit=0",
+        "/v1/hosts?limit=18446744073709551616",
+        "/v1/hosts?limit=9223372036854775808",
+        "/v1/hosts?limit=1e3",
+        "/v1/hosts?limit=abc",
+        "/v1/hosts?limit=",
+        "/v1/hosts?limit=100001",
+        "/v1/hosts?cursor=!!!!",
+        "/v1/hosts?cursor=%00%ff",
+        "/v1/vms?limit=-1",
+        "/v1/vms?cursor=!!!!",
         "/v1/vms?limit=18446744073709551616",
-        "/v1/events?since=-1",        "/v1/events?since=18446744073709551616",
-        "/v1/events?limit=-1",        "/v1/capacity?by=everything",
+        "/v1/events?since=-1",
+        "/v1/events?since=18446744073709551616",
+        "/v1/events?limit=-1",
+        "/v1/capacity?by=everything",
     };
     for (size_t i = 0; i < sizeof(queries) / sizeof(queries[0]); i++) {
         resp r;
