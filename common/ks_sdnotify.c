@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/un.h>
 #include <time.h>
@@ -139,4 +140,22 @@ uint64_t ks_sdnotify_watchdog_usec(void)
     if (p && *p && (!parse_u64(p, &pid) || pid != (uint64_t)getpid()))
         return 0;
     return usec;
+}
+
+bool ks_sdnotify_stderr_is_journal(void)
+{
+    const char *v = getenv("JOURNAL_STREAM");
+    const char *colon = v ? strchr(v, ':') : NULL;
+    char dev_s[32];
+    uint64_t dev = 0, ino = 0;
+    struct stat st;
+    if (!colon || (size_t)(colon - v) >= sizeof(dev_s))
+        return false;
+    memcpy(dev_s, v, (size_t)(colon - v));
+    dev_s[colon - v] = '\0';
+    if (!parse_u64(dev_s, &dev) || !parse_u64(colon + 1, &ino))
+        return false;
+    if (fstat(STDERR_FILENO, &st) != 0)
+        return false;
+    return (uint64_t)st.st_dev == dev && (uint64_t)st.st_ino == ino;
 }

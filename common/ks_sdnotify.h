@@ -52,4 +52,13 @@ ks_code ks_sdnotify_reloading(bool *sent_out, ks_err *err);
  */
 uint64_t ks_sdnotify_watchdog_usec(void);
 
+/*
+ * True when stderr is the journal stream systemd connected (StandardError=
+ * journal, the default for services): $JOURNAL_STREAM holds "DEVICE:INODE" of
+ * that stream, and it must match fstat(2) of stderr (a child whose stderr was
+ * redirected elsewhere inherits the variable but not the stream).  Then log
+ * lines may carry "<N>" priority prefixes (ks_log_set_journald).
+ */
+bool ks_sdnotify_stderr_is_journal(void);
+
 #endif

@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <stdbool.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include "ks_sdnotify.h"
@@ -171,6 +172,31 @@ static void test_sdnotify__watchdog_usec(void **state)
     unsetenv("WATCHDOG_USEC");
 }
 
+static void test_sdnotify__journal_stream(void **state)
+{
+    (void)state;
+    struct stat st;
+    char v[64];
+    assert_int_equal(fstat(STDERR_FILENO, &st), 0);
+    unsetenv("JOURNAL_STREAM");
+    assert_false(ks_sdnotify_stderr_is_journal());
+    snprintf(v, sizeof(v), "%llu:%llu", (unsigned long long)st.st_dev,
+             (unsigned long long)st.st_ino);
+    setenv("JOURNAL_STREAM", v, 1);
+    assert_true(ks_sdnotify_stderr_is_journal());
+    /* Inherited by a process whose stderr goes elsewhere: another inode. */
+    snprintf(v, sizeof(v), "%llu:%llu", (unsigned long long)st.st_dev,
+             (unsigned long long)st.st_ino + 1);
+    setenv("JOURNAL_STREAM", v, 1);
+    assert_false(ks_sdnotify_stderr_is_journal());
+    const char *bad[] = {"", ":", "12", "a:b", "1:2:3", "-1:5"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        setenv("JOURNAL_STREAM", bad[i], 1);
+        assert_false(ks_sdnotify_stderr_is_journal());
+    }
+    unsetenv("JOURNAL_STREAM");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -179,6 +205,7 @@ int main(void)
         cmocka_unit_test(test_sdnotify__abstract_socket),
         cmocka_unit_test(test_sdnotify__errors),
         cmocka_unit_test(test_sdnotify__watchdog_usec),
+        cmocka_unit_test(test_sdnotify__journal_stream),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
