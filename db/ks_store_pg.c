@@ -660,6 +660,115 @@ static ks_code count_by(int64_t *out, pg_store *p, int id, const char *arg, ks_e
     return KS_OK;
 }
 
+/*
+ * Batches: many executions of prepared statements sent in one round trip
+ * (libpq pipeline mode), for the rows of one report or one placement.  The
+ * statements run in order; after a failure the rest are skipped by the
+ * server.  batch_end reports the first failure and, in *failed_at, the index
+ * (in sending order) of the statement that failed.
+ */
+typedef struct batch {
+    int n_sent;
+    bool pipelined; /* false: each send ran at once (no pipeline support) */
+    ks_code rc;     /* first failure */
+    long failed_at;
+} batch;
+
+static ks_code prepare(pg_store *p, int id, ks_err *err)
+{
+    if (p->prepared[id])
+        return KS_OK;
+    char name[16];
+    snprintf(name, sizeof(name), "ks%d", id);
+    PGresult *r = PQprepare(p->c, name, sql_text[id], 0, NULL);
+    ks_code rc = KS_OK;
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        rc = pg_fail(p, r, "prepare", err);
+    else
+        p->prepared[id] = true;
+    PQclear(r);
+    return rc;
+}
+
+static ks_code batch_begin(batch *b, pg_store *p, const int *ids, int n_ids, ks_err *err)
+{
+    memset(b, 0, sizeof(*b));
+    b->failed_at = -1;
+    p->sqlstate[0] = p->constraint[0] = '\0';
+    ks_code rc = ensure_conn(p, err);
+    for (int i = 0; rc == KS_OK && i < n_ids; i++)
+        rc = prepare(p, ids[i], err);
+    if (rc != KS_OK)
+        return rc;
+#ifdef LIBPQ_HAS_PIPELINING
+    b->pipelined = PQenterPipelineMode(p->c) == 1;
+#endif
+    return KS_OK;
+}
+
+static void batch_send(batch *b, pg_store *p, int id, const pgp *a, const char *what, ks_err *err)
+{
+    if (b->rc != KS_OK)
+        return;
+    char name[16];
+    snprintf(name, sizeof(name), "ks%d", id);
+#ifdef LIBPQ_HAS_PIPELINING
+    if (b->pipelined) {
+        if (PQsendQueryPrepared(p->c, name, a->n, a->v, a->len, a->fmt, 0) != 1) {
+            b->rc = pg_fail(p, NULL, what, err);
+            b->failed_at = b->n_sent;
+        }
+        b->n_sent++;
+        return;
+    }
+#endif
+    PGresult *r = PQexecPrepared(p->c, name, a->n, a->v, a->len, a->fmt, 0);
+    ExecStatusType es = PQresultStatus(r);
+    if (es != PGRES_COMMAND_OK && es != PGRES_TUPLES_OK) {
+        b->rc = pg_fail(p, r, what, err);
+        b->failed_at = b->n_sent;
+    }
+    PQclear(r);
+    b->n_sent++;
+}
+
+static ks_code batch_end(batch *b, pg_store *p, long *failed_at, const char *what, ks_err *err)
+{
+#ifdef LIBPQ_HAS_PIPELINING
+    if (b->pipelined) {
+        bool synced = PQpipelineSync(p->c) == 1;
+        /* Each statement's result(s) end with NULL; then the sync point. */
+        for (int i = 0; i < b->n_sent && PQstatus(p->c) == CONNECTION_OK; i++) {
+            PGresult *r;
+            while ((r = PQgetResult(p->c)) != NULL) {
+                ExecStatusType es = PQresultStatus(r);
+                if (es == PGRES_FATAL_ERROR && b->rc == KS_OK) {
+                    b->rc = pg_fail(p, r, what, err);
+                    b->failed_at = i;
+                }
+                PQclear(r);
+            }
+        }
+        while (synced && PQstatus(p->c) == CONNECTION_OK) {
+            PGresult *r = PQgetResult(p->c);
+            if (!r)
+                continue;
+            ExecStatusType es = PQresultStatus(r);
+            PQclear(r);
+            if (es == PGRES_PIPELINE_SYNC)
+                break;
+        }
+        if (PQexitPipelineMode(p->c) != 1 && b->rc == KS_OK)
+            b->rc = ks_err_set(err, KS_EUNAVAIL, "%s: %s", what, PQerrorMessage(p->c));
+        if (PQstatus(p->c) != CONNECTION_OK && b->rc == KS_OK)
+            b->rc = pg_fail(p, NULL, what, err);
+    }
+#endif
+    if (failed_at)
+        *failed_at = b->failed_at;
+    return b->rc;
+}
+
 /* ---- close / transactions ----------------------------------------------- */
 
 static void pg_close(ks_store *s)
@@ -990,9 +1099,20 @@ static ks_code delete_stale_cpus(pg_store *p, const char *host, const int32_t *i
     return KS_OK;
 }
 
+/* New and changed CPUs, then the host's defects, in one round trip. */
 static ks_code write_cpus(pg_store *p, const ks_report *r, const uint8_t *what, ks_err *err)
 {
     uint8_t bn[KS_FEATSET_WORDS * 8], bu[KS_FEATSET_WORDS * 8], bd[KS_FEATSET_WORDS * 8];
+    static const int ids[] = {ST_CPU_INSERT, ST_CPU_UPDATE, ST_DEFECTS_DELETE, ST_DEFECT_INSERT};
+    batch b;
+    ks_code rc = batch_begin(&b, p, ids, 4, err);
+    if (rc != KS_OK)
+        return rc;
+    int32_t *sent_cpu = malloc(((size_t)r->n_cpus + 1) * sizeof(*sent_cpu));
+    if (!sent_cpu) {
+        batch_end(&b, p, NULL, "store cpu", NULL);
+        return ks_err_set(err, KS_ENOMEM, "out of memory storing a report");
+    }
     for (uint32_t i = 0; i < r->n_cpus; i++) {
         if (what[i] == CPU_SAME)
             continue;
@@ -1018,38 +1138,35 @@ static ks_code write_cpus(pg_store *p, const ks_report *r, const uint8_t *what, 
         p_blob(&a, bn, featset_encode(bn, &c->native));
         p_blob(&a, bu, featset_encode(bu, &c->usable));
         p_blob(&a, bd, featset_encode(bd, &c->defective));
-        ks_code rc =
-            run(NULL, p, what[i] == CPU_NEW ? ST_CPU_INSERT : ST_CPU_UPDATE, &a, "store cpu", err);
-        if (rc != KS_OK) {
-            if (state_is(p, "23505")) /* another replica stored the same new host first */
-                return ks_err_set(err, KS_ECONFLICT,
-                                  "cpu %d of host '%s' was stored concurrently", c->id,
-                                  r->host.id);
-            return rc;
-        }
+        sent_cpu[b.n_sent] = c->id;
+        batch_send(&b, p, what[i] == CPU_NEW ? ST_CPU_INSERT : ST_CPU_UPDATE, &a, "store cpu",
+                   err);
     }
-    return KS_OK;
-}
-
-static ks_code replace_defects(pg_store *p, const ks_report *r, ks_err *err)
-{
-    pgp a = {0};
-    p_text(&a, r->host.id);
-    ks_code rc = run(NULL, p, ST_DEFECTS_DELETE, &a, "delete defects", err);
-    for (uint32_t i = 0; rc == KS_OK && i < r->n_cpus; i++) {
+    long n_cpu_sent = b.n_sent;
+    pgp d = {0};
+    p_text(&d, r->host.id);
+    batch_send(&b, p, ST_DEFECTS_DELETE, &d, "delete defects", err);
+    for (uint32_t i = 0; i < r->n_cpus; i++) {
         const ks_cpu *c = &r->cpus[i];
-        for (uint16_t d = 0; rc == KS_OK && d < c->n_defects; d++) {
-            const ks_defect *df = &c->defects[d];
-            pgp b = {0};
-            p_text(&b, r->host.id);
-            p_i64(&b, c->id);
-            p_text(&b, df->feature == KS_FEATURE_NONE ? NULL : ks_feature_name(df->feature));
-            p_text(&b, ks_store__defect_source_str(df->source));
-            p_u64(&b, df->time_us);
-            p_text(&b, df->detail);
-            rc = run(NULL, p, ST_DEFECT_INSERT, &b, "store defect", err);
+        for (uint16_t k = 0; k < c->n_defects; k++) {
+            const ks_defect *df = &c->defects[k];
+            pgp a = {0};
+            p_text(&a, r->host.id);
+            p_i64(&a, c->id);
+            p_text(&a, df->feature == KS_FEATURE_NONE ? NULL : ks_feature_name(df->feature));
+            p_text(&a, ks_store__defect_source_str(df->source));
+            p_u64(&a, df->time_us);
+            p_text(&a, df->detail);
+            batch_send(&b, p, ST_DEFECT_INSERT, &a, "store defect", err);
         }
     }
+    long failed = -1;
+    rc = batch_end(&b, p, &failed, "store cpus", err);
+    if (rc != KS_OK && failed >= 0 && failed < n_cpu_sent && state_is(p, "23505"))
+        rc = ks_err_set(err, KS_ECONFLICT, /* another replica stored the same new host first */
+                        "cpu %d of host '%s' was stored concurrently", sent_cpu[failed],
+                        r->host.id);
+    free(sent_cpu);
     return rc;
 }
 
@@ -1121,8 +1238,6 @@ static ks_code pg_host_put_report(ks_store *s, const ks_report *r, const char *r
             goto done;
     }
     rc = write_cpus(p, r, what, err);
-    if (rc == KS_OK)
-        rc = replace_defects(p, r, err);
     if (rc != KS_OK)
         goto done;
     res->n_cpus_removed = n_stale;
@@ -1324,28 +1439,37 @@ static ks_code pg_defect_list(ks_store *s, const char *host_id, int32_t cpu_id,
 
 /* ---- vms --------------------------------------------------------------- */
 
+/* All vCPU rows in one round trip; the first one refused names the error. */
 static ks_code insert_vcpus(pg_store *p, const char *vm, const char *host,
                             const ks_store_vcpu_alloc *v, uint32_t n, ks_err *err)
 {
+    static const int ids[] = {ST_VCPU_INSERT};
+    if (n == 0)
+        return KS_OK;
+    batch b;
+    ks_code rc = batch_begin(&b, p, ids, 1, err);
+    if (rc != KS_OK)
+        return rc;
     for (uint32_t i = 0; i < n; i++) {
         pgp a = {0};
         p_text(&a, vm);
         p_i64(&a, v[i].vcpu);
         p_text(&a, host);
         p_i64(&a, v[i].cpu_id);
-        ks_code rc = run(NULL, p, ST_VCPU_INSERT, &a, "store vcpu", err);
-        if (rc == KS_OK)
-            continue;
-        if (constraint_is(p, "vm_vcpus_cpu_unique"))
-            return ks_err_set(err, KS_ECONFLICT, "host cpu %s/%d is already allocated", host,
-                              v[i].cpu_id);
-        if (constraint_is(p, "vm_vcpus_pkey"))
-            return ks_err_set(err, KS_EINVAL, "vcpu %d of vm '%s' is listed twice", v[i].vcpu, vm);
-        if (constraint_is(p, "vm_vcpus_cpu_fkey"))
-            return ks_err_set(err, KS_ENOTFOUND, "host '%s' has no cpu %d", host, v[i].cpu_id);
-        return rc;
+        batch_send(&b, p, ST_VCPU_INSERT, &a, "store vcpu", err);
     }
-    return KS_OK;
+    long i = -1;
+    rc = batch_end(&b, p, &i, "store vcpus", err);
+    if (rc == KS_OK || i < 0 || i >= (long)n)
+        return rc;
+    if (constraint_is(p, "vm_vcpus_cpu_unique"))
+        return ks_err_set(err, KS_ECONFLICT, "host cpu %s/%d is already allocated", host,
+                          v[i].cpu_id);
+    if (constraint_is(p, "vm_vcpus_pkey"))
+        return ks_err_set(err, KS_EINVAL, "vcpu %d of vm '%s' is listed twice", v[i].vcpu, vm);
+    if (constraint_is(p, "vm_vcpus_cpu_fkey"))
+        return ks_err_set(err, KS_ENOTFOUND, "host '%s' has no cpu %d", host, v[i].cpu_id);
+    return rc;
 }
 
 static ks_code pg_vm_insert(ks_store *s, const ks_store_vm_row *vm,
