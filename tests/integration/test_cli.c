@@ -12,6 +12,11 @@
  *   h-arm  2-CPU ARM box, drained early and deleted last
  * The tests run in order and build on each other's VMs, pools and bans; report
  * and capacity numbers are cross-checked against the database with SQL counts.
+ *
+ * SPEC: cli/ks_cli.h (exit codes 0/1/2), cli/kintsugictl.c (settings: config file,
+ * then KINTSUGI_* environment, then flags; unknown config keys are errors),
+ * docs/api.md#pools-bans-capacity (GET /v1/capacity, GET /v1/reports/capacity),
+ * scheduler/ks_sched.h ks_capacity (what each capacity count means).
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -335,7 +340,7 @@ static int group_teardown(void **state)
 
 /* ---- help, usage errors, connection and auth errors, config ---- */
 
-static void test_help_and_version(void **state)
+static void test_cli__help_and_version(void **state)
 {
     (void)state;
     cli_run r;
@@ -363,7 +368,7 @@ static void test_help_and_version(void **state)
     }
 }
 
-static void test_usage_errors(void **state)
+static void test_cli__usage_errors(void **state)
 {
     (void)state;
     char good[700], bad[700];
@@ -442,7 +447,7 @@ static void test_usage_errors(void **state)
     assert_int_equal(db_count("SELECT count(*) FROM pools"), 0);
 }
 
-static void test_connection_and_auth_errors(void **state)
+static void test_cli__connection_and_auth_errors(void **state)
 {
     (void)state;
     cli_run r;
@@ -488,7 +493,7 @@ static void test_connection_and_auth_errors(void **state)
     }
 }
 
-static void test_config_sources(void **state)
+static void test_cli__config_sources(void **state)
 {
     (void)state;
     cli_run r;
@@ -585,7 +590,7 @@ static void test_config_sources(void **state)
 
 /* ---- hosts and cpus ---- */
 
-static void test_hosts_list_formats(void **state)
+static void test_cli__hosts_list_formats(void **state)
 {
     (void)state;
     cli_run r;
@@ -660,7 +665,7 @@ static void test_hosts_list_formats(void **state)
     cli_run_free(&r);
 }
 
-static void test_hosts_show_formats(void **state)
+static void test_cli__hosts_show_formats(void **state)
 {
     (void)state;
     cli_run r;
@@ -702,7 +707,7 @@ static void test_hosts_show_formats(void **state)
     cli_run_free(&r);
 }
 
-static void test_hosts_drain(void **state)
+static void test_cli__hosts_drain(void **state)
 {
     (void)state;
     cli_run r;
@@ -729,7 +734,7 @@ static void test_hosts_drain(void **state)
     cli_run_free(&r);
 }
 
-static void test_cpus_list(void **state)
+static void test_cli__cpus_list(void **state)
 {
     (void)state;
     cli_run r;
@@ -809,7 +814,7 @@ static json_t *create_vm_json(const char *const *args)
     return vm;
 }
 
-static void test_vms_create(void **state)
+static void test_cli__vms_create(void **state)
 {
     (void)state;
     /* P/E shape: only the hybrid host has efficiency cores. */
@@ -909,7 +914,7 @@ static void test_vms_create(void **state)
     assert_int_equal(db_count("SELECT count(*) FROM vms"), 7);
 }
 
-static void test_vms_list_show_formats(void **state)
+static void test_cli__vms_list_show_formats(void **state)
 {
     (void)state;
     static const char *const names[] = {"web-1",  "avx-1",   "rec-1", "idem-1",
@@ -982,7 +987,7 @@ static void test_vms_list_show_formats(void **state)
     cli_run_free(&r);
 }
 
-static void test_vms_delete(void **state)
+static void test_cli__vms_delete(void **state)
 {
     (void)state;
     cli_run r;
@@ -1020,7 +1025,7 @@ static void test_vms_delete(void **state)
 
 /* ---- pools and bans ---- */
 
-static void test_pools(void **state)
+static void test_cli__pools(void **state)
 {
     (void)state;
     cli_run r;
@@ -1119,7 +1124,7 @@ static void test_pools(void **state)
     assert_int_equal(db_count("SELECT count(*) FROM pools"), 1);
 }
 
-static void test_bans(void **state)
+static void test_cli__bans(void **state)
 {
     (void)state;
     cli_run r;
@@ -1208,7 +1213,7 @@ static void check_fleet_against_db(const json_t *fleet, const char *what)
     }
 }
 
-static void test_capacity(void **state)
+static void test_cli__capacity(void **state)
 {
     (void)state;
     cli_run r;
@@ -1297,7 +1302,7 @@ static json_int_t last_event_id(void)
     return id;
 }
 
-static void test_events(void **state)
+static void test_cli__events(void **state)
 {
     (void)state;
     cli_run r;
@@ -1356,7 +1361,7 @@ static void test_events(void **state)
     cli_run_free(&r);
 }
 
-static void test_events_follow(void **state)
+static void test_cli__events_follow(void **state)
 {
     (void)state;
     json_int_t last = last_event_id();
@@ -1421,7 +1426,7 @@ static char *slurp(const char *path)
     return s;
 }
 
-static void test_report(void **state)
+static void test_cli__report(void **state)
 {
     (void)state;
     cli_run r;
@@ -1510,7 +1515,7 @@ static void test_report(void **state)
     json_decref(doc);
 }
 
-static void test_hosts_delete(void **state)
+static void test_cli__hosts_delete(void **state)
 {
     (void)state;
     cli_run r;
@@ -1531,24 +1536,24 @@ static void test_hosts_delete(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_help_and_version),
-        cmocka_unit_test(test_usage_errors),
-        cmocka_unit_test(test_connection_and_auth_errors),
-        cmocka_unit_test(test_config_sources),
-        cmocka_unit_test(test_hosts_list_formats),
-        cmocka_unit_test(test_hosts_show_formats),
-        cmocka_unit_test(test_hosts_drain),
-        cmocka_unit_test(test_cpus_list),
-        cmocka_unit_test(test_vms_create),
-        cmocka_unit_test(test_vms_list_show_formats),
-        cmocka_unit_test(test_vms_delete),
-        cmocka_unit_test(test_pools),
-        cmocka_unit_test(test_bans),
-        cmocka_unit_test(test_capacity),
-        cmocka_unit_test(test_events),
-        cmocka_unit_test(test_events_follow),
-        cmocka_unit_test(test_report),
-        cmocka_unit_test(test_hosts_delete),
+        cmocka_unit_test(test_cli__help_and_version),
+        cmocka_unit_test(test_cli__usage_errors),
+        cmocka_unit_test(test_cli__connection_and_auth_errors),
+        cmocka_unit_test(test_cli__config_sources),
+        cmocka_unit_test(test_cli__hosts_list_formats),
+        cmocka_unit_test(test_cli__hosts_show_formats),
+        cmocka_unit_test(test_cli__hosts_drain),
+        cmocka_unit_test(test_cli__cpus_list),
+        cmocka_unit_test(test_cli__vms_create),
+        cmocka_unit_test(test_cli__vms_list_show_formats),
+        cmocka_unit_test(test_cli__vms_delete),
+        cmocka_unit_test(test_cli__pools),
+        cmocka_unit_test(test_cli__bans),
+        cmocka_unit_test(test_cli__capacity),
+        cmocka_unit_test(test_cli__events),
+        cmocka_unit_test(test_cli__events_follow),
+        cmocka_unit_test(test_cli__report),
+        cmocka_unit_test(test_cli__hosts_delete),
     };
     curl_global_init(CURL_GLOBAL_DEFAULT);
     int rc = cmocka_run_group_tests_name("kintsugictl", tests, group_setup, group_teardown);

@@ -127,7 +127,7 @@ static void write_report(char *html_path, size_t cap, char *url, size_t url_cap)
     ks_test_path(url, url_cap, "file://%s", html_path);
 }
 
-static void test_dom(void **state)
+static void test_report_render__dom(void **state)
 {
     (void)state;
     char html[700], url[800], profile[700];
@@ -200,7 +200,7 @@ static const char png_probe[] =
     "            if near(px, c): counts[k + 1] += 1\n"
     "print(w, h, *counts)\n";
 
-static void test_screenshot(void **state)
+static void test_report_render__screenshot(void **state)
 {
     (void)state;
     char html[700], url[800], profile[700], png[700], shot_arg[800];
@@ -280,8 +280,8 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_dom),
-        cmocka_unit_test(test_screenshot),
+        cmocka_unit_test(test_report_render__dom),
+        cmocka_unit_test(test_report_render__screenshot),
     };
     return cmocka_run_group_tests_name("report_render", tests, setup, teardown);
 }

@@ -114,7 +114,7 @@ static void expect_in(const char *s, const char *sub)
 
 /* ---- HTML ---- */
 
-static void test_html_structure_and_kpis(void **state)
+static void test_cli_report__html_structure_and_kpis(void **state)
 {
     (void)state;
     json_t *doc = known_doc();
@@ -164,7 +164,7 @@ static void test_html_structure_and_kpis(void **state)
     json_decref(doc);
 }
 
-static void test_html_stacked_bars(void **state)
+static void test_cli_report__html_stacked_bars(void **state)
 {
     (void)state;
     json_t *doc = known_doc();
@@ -213,7 +213,7 @@ static void test_html_stacked_bars(void **state)
     json_decref(doc);
 }
 
-static void test_html_trend(void **state)
+static void test_cli_report__html_trend(void **state)
 {
     (void)state;
     json_t *doc = known_doc();
@@ -252,7 +252,7 @@ static void test_html_trend(void **state)
     json_decref(doc);
 }
 
-static void test_html_heatmap(void **state)
+static void test_cli_report__html_heatmap(void **state)
 {
     (void)state;
     json_t *doc = known_doc();
@@ -275,7 +275,7 @@ static void test_html_heatmap(void **state)
     json_decref(doc);
 }
 
-static void test_html_escaping(void **state)
+static void test_cli_report__html_escaping(void **state)
 {
     (void)state;
     json_t *doc = known_doc();
@@ -304,7 +304,7 @@ static void test_html_escaping(void **state)
     json_decref(doc);
 }
 
-static void test_html_empty_sections(void **state)
+static void test_cli_report__html_empty_sections(void **state)
 {
     (void)state;
     json_t *doc =
@@ -355,7 +355,7 @@ static void test_html_empty_sections(void **state)
 
 /* ---- CSV ---- */
 
-static void test_csv_rows(void **state)
+static void test_cli_report__csv_rows(void **state)
 {
     (void)state;
     json_t *doc = known_doc();
@@ -395,7 +395,7 @@ static void test_csv_rows(void **state)
 
 /* ---- the report command's argument and error handling ---- */
 
-static void test_report_command_errors(void **state)
+static void test_cli_report__report_command_errors(void **state)
 {
     (void)state;
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -423,14 +423,14 @@ static void test_report_command_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_html_structure_and_kpis),
-        cmocka_unit_test(test_html_stacked_bars),
-        cmocka_unit_test(test_html_trend),
-        cmocka_unit_test(test_html_heatmap),
-        cmocka_unit_test(test_html_escaping),
-        cmocka_unit_test(test_html_empty_sections),
-        cmocka_unit_test(test_csv_rows),
-        cmocka_unit_test(test_report_command_errors),
+        cmocka_unit_test(test_cli_report__html_structure_and_kpis),
+        cmocka_unit_test(test_cli_report__html_stacked_bars),
+        cmocka_unit_test(test_cli_report__html_trend),
+        cmocka_unit_test(test_cli_report__html_heatmap),
+        cmocka_unit_test(test_cli_report__html_escaping),
+        cmocka_unit_test(test_cli_report__html_empty_sections),
+        cmocka_unit_test(test_cli_report__csv_rows),
+        cmocka_unit_test(test_cli_report__report_command_errors),
     };
     return cmocka_run_group_tests_name("ks_cli_report", tests, NULL, NULL);
 }
