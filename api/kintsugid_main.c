@@ -37,7 +37,7 @@ typedef struct opt_def {
 enum {
     O_LISTEN, O_PORT_FILE, O_DB, O_DB_SYNC_FULL, O_THREADS, O_MAX_CONN, O_CONN_TIMEOUT,
     O_MAX_BODY, O_LOST_AFTER, O_SNAPSHOT, O_RATE, O_GRACE, O_TLS_CERT, O_TLS_KEY,
-    O_INSECURE, O_LOG_LEVEL, O_LOG_JSON, O__COUNT
+    O_INSECURE, O_LOG_LEVEL, O_LOG_JSON, O_PLAN_TOKEN, O_NO_PUSH, O__COUNT
 };
 
 static const opt_def opts_table[O__COUNT] = {
@@ -72,6 +72,10 @@ static const opt_def opts_table[O__COUNT] = {
                      "debug, info, warn or error"},
     [O_LOG_JSON] = {"log-json", "KS_LOG_JSON", OPT_BOOL, "0", 0, 1, NULL,
                     "log lines as JSON objects"},
+    [O_PLAN_TOKEN] = {"agent-plan-token", "KS_AGENT_PLAN_TOKEN", OPT_STR, NULL, 0, 0, "TOKEN",
+                      "bearer token sent with plans pushed to agents (their --plan-token)"},
+    [O_NO_PUSH] = {"no-plan-push", "KS_NO_PLAN_PUSH", OPT_BOOL, "0", 0, 1, NULL,
+                   "do not deliver plans to the agents' agent_url"},
 };
 
 typedef struct opt_val {
@@ -208,7 +212,8 @@ static int load_config(int argc, char **argv, int first, bool token_mode)
     if (print) {
         for (int i = 0; i < O__COUNT; i++)
             printf("%s=%s  # %s\n", opts_table[i].name,
-                   arg_vals[i].str ? arg_vals[i].str : "", arg_vals[i].source ? arg_vals[i].source : "unset");
+                   !arg_vals[i].str ? "" : i == O_PLAN_TOKEN ? "(secret)" : arg_vals[i].str,
+                   arg_vals[i].source ? arg_vals[i].source : "unset");
         return 1;
     }
     return 0;
@@ -442,6 +447,8 @@ static int serve(void)
     o.snapshot_interval_us = arg_vals[O_SNAPSHOT].num * 1000000u;
     o.rate_limit_rps = (unsigned)arg_vals[O_RATE].num;
     o.insecure_no_auth = arg_vals[O_INSECURE].num != 0;
+    o.agent_plan_token = arg_vals[O_PLAN_TOKEN].str;
+    o.no_plan_push = arg_vals[O_NO_PUSH].num != 0;
     if (!arg_vals[O_TLS_CERT].str != !arg_vals[O_TLS_KEY].str) {
         fprintf(stderr, "kintsugid: --tls-cert and --tls-key go together\n");
         return 2;

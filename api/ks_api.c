@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "ks_api_int.h"
+#include "ks_api_push.h"
 #include "ks_log.h"
 #include "ks_sched.h"
 #include "ks_store.h"
@@ -252,6 +253,11 @@ ks_code ks_api_new(ks_api **out, const ks_api_options *opts, struct ks_store *st
     }
     api->opts.tls_cert_pem = api->tls_cert;
     api->opts.tls_key_pem = api->tls_key;
+    if (opts->agent_plan_token && !(api->agent_plan_token = strdup(opts->agent_plan_token))) {
+        rc = ks_err_set(err, KS_ENOMEM, "out of memory");
+        goto done;
+    }
+    api->opts.agent_plan_token = api->agent_plan_token;
     api->store = store;
     api->started_us = ks_api_now_us();
     pthread_mutex_init(&api->lock, NULL);
@@ -338,9 +344,22 @@ static void *bg_main(void *arg)
 
 ks_code ks_api_listen(ks_api *api, ks_err *err)
 {
-    ks_code rc = ks_api__http_start(api, err);
-    if (rc != KS_OK)
+    ks_code rc = KS_OK;
+    if (!api->opts.no_plan_push) {
+        /* Started before the transport so no committed plan change can miss it;
+         * it re-queues every VM whose plan the agent has not applied yet. */
+        pthread_mutex_lock(&api->lock);
+        rc = ks_api_pusher_start(&api->pusher, api, api->agent_plan_token, err);
+        pthread_mutex_unlock(&api->lock);
+        if (rc != KS_OK)
+            return rc;
+    }
+    rc = ks_api__http_start(api, err);
+    if (rc != KS_OK) {
+        ks_api_pusher_stop(api->pusher);
+        api->pusher = NULL;
         return rc;
+    }
     if (pthread_create(&api->bg_thread, NULL, bg_main, api) != 0) {
         ks_api__http_stop(api, 0);
         return ks_err_set(err, KS_EINTERNAL, "cannot start the background thread");
@@ -365,6 +384,9 @@ void ks_api_shutdown(ks_api *api, uint64_t grace_us)
         pthread_join(api->bg_thread, NULL);
         api->bg_started = false;
     }
+    /* After the transport: no handler can enqueue any more. */
+    ks_api_pusher_stop(api->pusher);
+    api->pusher = NULL;
 }
 
 void ks_api_free(ks_api *api)
@@ -382,5 +404,6 @@ void ks_api_free(ks_api *api)
     pthread_cond_destroy(&api->flight_cv);
     free(api->tls_cert);
     free(api->tls_key);
+    free(api->agent_plan_token);
     free(api);
 }

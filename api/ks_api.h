@@ -37,6 +37,8 @@ typedef struct ks_api_options {
     uint64_t lost_after_us;        /* no heartbeat for this long -> host "lost"; 0 = never */
     uint64_t snapshot_interval_us; /* capacity snapshot period; 0 = never */
     unsigned rate_limit_rps;       /* per-principal request rate, 0 = unlimited */
+    bool no_plan_push;             /* do not deliver plans to the hosts' agents */
+    const char *agent_plan_token;  /* bearer token agents expect on plan pushes, NULL none */
 } ks_api_options;
 
 #define KS_API_OPTIONS_INIT                                                                        \
@@ -54,8 +56,10 @@ typedef struct ks_api_options {
  */
 ks_code ks_api_new(ks_api **out, const ks_api_options *opts, struct ks_store *store, ks_err *err);
 
-/* Binds and starts the transport threads and the background (lost hosts,
- * snapshots) thread.  KS_EIO when the address cannot be bound, KS_EINVAL (TLS). */
+/* Binds and starts the transport threads, the background (lost hosts,
+ * snapshots) thread and the plan pusher (ks_api_push.h: every committed plan
+ * change is delivered to the host's agent_url).  KS_EIO when the address
+ * cannot be bound, KS_EINVAL (TLS). */
 ks_code ks_api_listen(ks_api *api, ks_err *err);
 /* The port actually bound (useful with port 0), 0 before ks_api_listen(). */
 uint16_t ks_api_bound_port(const ks_api *api);

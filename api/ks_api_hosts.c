@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ks_api_push.h"
 #include "ks_api_util.h"
 #include "ks_log.h"
 
@@ -104,6 +105,7 @@ void ks_api_h_host_report(ks_api_req *req)
 
     bool replan_ok = true;
     if (!res.unchanged) {
+        ks_api_pusher_host_changed(api->pusher, id);
         rc = ks_fleet_host_update(api->fleet, r, &affected, &err);
         if (rc != KS_OK) {
             /* The store took it; the index did not.  Surface it: the agent retries. */

@@ -116,6 +116,8 @@ struct ks_api {
     char *tls_cert, *tls_key;
     struct ks_store *store;
     struct ks_fleet *fleet;
+    struct ks_api_pusher *pusher; /* NULL when plan push is off or not started */
+    char *agent_plan_token;
     pthread_mutex_t lock;        /* the fleet lock: store + fleet */
     bool index_loaded;
     void *daemon;                /* struct MHD_Daemon * */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ks_api_push.h"
 #include "ks_api_util.h"
 #include "ks_log.h"
 
@@ -97,6 +98,7 @@ ks_code ks_api__replan_vm(ks_api *api, const char *name, const char *why, json_t
                err ? err->msg : "");
         goto done;
     }
+    ks_api_pusher_apply(api->pusher, name, np->host);
     json_object_set_new(item, "result", json_string("replanned"));
     json_object_set_new(item, "generation", json_integer((json_int_t)np->generation));
     json_object_set_new(item, "host", json_string(np->host));

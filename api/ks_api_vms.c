@@ -14,6 +14,7 @@
 
 #include <gnutls/crypto.h>
 
+#include "ks_api_push.h"
 #include "ks_api_util.h"
 #include "ks_log.h"
 
@@ -171,6 +172,7 @@ void ks_api_h_vm_create(ks_api_req *req)
         ks_log(KS_LOG_ERROR, "index add after commit failed vm='%s' req=%s error='%s'", vr->name,
                req->request_id, e.msg);
     ks_metrics_placement(&api->metrics, true, ks_api_mono_us() - t0);
+    ks_api_pusher_apply(api->pusher, vr->name, plan->host);
     pthread_mutex_unlock(&api->lock);
     locked = false;
     ks_log(KS_LOG_INFO, "vm placed vm='%s' host='%s' vcpus=%u req=%s", vr->name, plan->host,
@@ -358,6 +360,7 @@ void ks_api_h_vm_delete(ks_api_req *req)
         ks_err e = {0};
         if (ks_fleet_vm_remove(api->fleet, name, &e) != KS_OK)
             ks_log(KS_LOG_ERROR, "index remove vm='%s' error='%s'", name, e.msg);
+        ks_api_pusher_delete(api->pusher, name, json_string_value(json_object_get(doc, "host")));
     }
     pthread_mutex_unlock(&api->lock);
     json_decref(doc);

@@ -12,6 +12,7 @@
 
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
+#include <microhttpd.h>
 
 #include "ks_api_int.h"
 #include "ks_store.h"
@@ -476,6 +477,183 @@ static void test_daemon__tokens_and_insecure(void **state)
     ks_test_rmdir(d.dir);
 }
 
+/* ---- plan push: committed plans reach the host's agent ---- */
+
+typedef struct fake_agent {
+    pthread_mutex_t mu;
+    int puts, deletes, unauthorized;
+    long last_generation;
+    char last_vm[64];
+    int refuse; /* answer PUTs with 409 */
+} fake_agent;
+
+typedef struct fa_req {
+    char *body;
+    size_t len;
+} fa_req;
+
+static enum MHD_Result fa_handler(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *up,
+                                  size_t *up_size, void **con_cls)
+{
+    (void)version;
+    fake_agent *fa = cls;
+    fa_req *rq = *con_cls;
+    if (!rq) {
+        *con_cls = calloc(1, sizeof(fa_req));
+        return *con_cls ? MHD_YES : MHD_NO;
+    }
+    if (*up_size) {
+        char *nb = realloc(rq->body, rq->len + *up_size + 1);
+        if (!nb)
+            return MHD_NO;
+        memcpy(nb + rq->len, up, *up_size);
+        rq->body = nb;
+        rq->len += *up_size;
+        rq->body[rq->len] = '\0';
+        *up_size = 0;
+        return MHD_YES;
+    }
+    const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    unsigned status = 200;
+    const char *answer = "{}";
+    pthread_mutex_lock(&fa->mu);
+    if (!auth || strcmp(auth, "Bearer plan-secret") != 0) {
+        fa->unauthorized++;
+        status = 401;
+    } else if (strcmp(method, "PUT") == 0 && strstr(url, "/plan")) {
+        fa->puts++;
+        json_t *doc = rq->body ? json_loads(rq->body, 0, NULL) : NULL;
+        fa->last_generation = (long)json_integer_value(json_object_get(doc, "generation"));
+        snprintf(fa->last_vm, sizeof(fa->last_vm), "%s",
+                 json_string_value(json_object_get(doc, "vm")) ? json_string_value(json_object_get(doc, "vm")) : "");
+        json_decref(doc);
+        if (fa->refuse) {
+            status = 409;
+            answer = "{\"error\":{\"code\":\"conflict\",\"message\":\"vmm lacks avx512\"}}";
+        }
+    } else if (strcmp(method, "DELETE") == 0) {
+        fa->deletes++;
+    }
+    pthread_mutex_unlock(&fa->mu);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(answer), (void *)answer, MHD_RESPMEM_MUST_COPY);
+    MHD_add_response_header(r, "Content-Type", "application/json");
+    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static void fa_done(void *cls, struct MHD_Connection *c, void **con_cls,
+                    enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)c;
+    (void)toe;
+    fa_req *rq = *con_cls;
+    if (rq) {
+        free(rq->body);
+        free(rq);
+    }
+    *con_cls = NULL;
+}
+
+static int fa_count(fake_agent *fa, const int *field)
+{
+    pthread_mutex_lock(&fa->mu);
+    int v = *field;
+    pthread_mutex_unlock(&fa->mu);
+    return v;
+}
+
+/* Polls GET /v1/vms/{name} until `key` equals `want` (deadline 15 s). */
+static json_t *wait_vm(kd *d, const char *name, const char *key, json_int_t want)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/vms/%s", name);
+    uint64_t deadline = kd_mono_ms() + 15000;
+    for (;;) {
+        resp r;
+        assert_int_equal(kd_http(d, &r, "GET", path, d->reader, NULL), 200);
+        if (json_integer_value(json_object_get(r.json, key)) == want ||
+            kd_mono_ms() > deadline) {
+            json_t *j = json_incref(r.json);
+            resp_free(&r);
+            return j;
+        }
+        resp_free(&r);
+        kd_nap_ms(20);
+    }
+}
+
+static void test_daemon__plan_push(void **state)
+{
+    (void)state;
+    fake_agent fa = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    struct MHD_Daemon *agent = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, fa_handler, &fa,
+        MHD_OPTION_NOTIFY_COMPLETED, fa_done, NULL, MHD_OPTION_END);
+    assert_non_null(agent);
+    unsigned aport = MHD_get_daemon_info(agent, MHD_DAEMON_INFO_BIND_PORT)->port;
+
+    kd d = {0};
+    static const char *const args[] = {"--agent-plan-token", "plan-secret", NULL};
+    kd_setup(&d, args);
+    /* SPEC: docs/api.md#plan-push */
+    ks_report *rep = kd_report("h-a", 2, 2, 1, "b", -1, NULL);
+    snprintf(rep->host.agent_url, sizeof(rep->host.agent_url), "http://127.0.0.1:%u/", aport);
+    json_t *rj = ks_report_to_json(rep);
+    char *text = json_dumps(rj, JSON_COMPACT);
+    json_decref(rj);
+    ks_report_free(rep);
+    resp r;
+    assert_int_equal(kd_http(&d, &r, "PUT", "/v1/hosts/h-a/report", d.agent_a, text), 201);
+    resp_free(&r);
+    free(text);
+    assert_int_equal(kd_http(&d, &r, "POST", "/v1/vms", d.admin,
+                             "{\"name\":\"pushed\",\"vcpus\":1,\"memory_mib\":64}"),
+                     201);
+    resp_free(&r);
+    json_t *vm = wait_vm(&d, "pushed", "applied_generation", 1);
+    assert_int_equal(json_integer_value(json_object_get(vm, "applied_generation")), 1);
+    assert_true(json_is_null(json_object_get(vm, "apply_error")));
+    json_decref(vm);
+    assert_int_equal(fa_count(&fa, &fa.puts), 1);
+    assert_int_equal(fa_count(&fa, &fa.unauthorized), 0);
+    pthread_mutex_lock(&fa.mu);
+    assert_string_equal(fa.last_vm, "pushed");
+    assert_int_equal(fa.last_generation, 1);
+    fa.refuse = 1;
+    pthread_mutex_unlock(&fa.mu);
+
+    /* A refused plan is recorded as apply_error, not retried forever. */
+    assert_int_equal(kd_http(&d, &r, "POST", "/v1/vms", d.admin,
+                             "{\"name\":\"refused\",\"vcpus\":1,\"memory_mib\":64}"),
+                     201);
+    resp_free(&r);
+    uint64_t deadline = kd_mono_ms() + 15000;
+    bool flagged = false;
+    while (!flagged && kd_mono_ms() < deadline) {
+        assert_int_equal(kd_http(&d, &r, "GET", "/v1/vms/refused", d.reader, NULL), 200);
+        const char *e = json_string_value(json_object_get(r.json, "apply_error"));
+        flagged = e && strstr(e, "vmm lacks avx512");
+        resp_free(&r);
+        if (!flagged)
+            kd_nap_ms(20);
+    }
+    assert_true(flagged);
+
+    /* Deleting a VM stops it on its agent. */
+    assert_int_equal(kd_http(&d, &r, "DELETE", "/v1/vms/pushed", d.admin, NULL), 204);
+    resp_free(&r);
+    deadline = kd_mono_ms() + 15000;
+    while (fa_count(&fa, &fa.deletes) < 1 && kd_mono_ms() < deadline)
+        kd_nap_ms(20);
+    assert_int_equal(fa_count(&fa, &fa.deletes), 1);
+    kd_teardown(&d, true);
+    MHD_stop_daemon(agent);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -487,6 +665,7 @@ int main(void)
         cmocka_unit_test(test_daemon__graceful_shutdown),
         cmocka_unit_test(test_daemon__tls),
         cmocka_unit_test(test_daemon__tokens_and_insecure),
+        cmocka_unit_test(test_daemon__plan_push),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
