@@ -172,6 +172,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return run_call(api, conn, url, method, ctx);
 }
 
+/* URL and argument unescaping: ours, so that "%00" never becomes a NUL that
+ * would truncate a path (MHD's default decodes it). */
+static size_t on_unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    return ks_api__unescape(s, false);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
@@ -235,7 +244,7 @@ ks_code ks_api__http_start(ks_api *api, ks_err *err)
     };
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, api->opts.port, NULL, NULL, on_request, api, MHD_OPTION_EXTERNAL_LOGGER,
-        mhd_log, api, MHD_OPTION_SOCK_ADDR,
+        mhd_log, api, MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, NULL, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)api->opts.threads,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)api->opts.connection_limit,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)api->opts.connection_timeout_s,

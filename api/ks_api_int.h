@@ -161,6 +161,9 @@ int ks_api_status_of(ks_code code);
 const char *ks_api_slug_of(ks_code code);
 
 /* ---- request helpers (ks_api_router.c) ---- */
+/* Percent-decodes in place and returns the new length; "%00" is kept literally
+ * so a decoded path or value never contains a NUL. */
+size_t ks_api__unescape(char *s, bool plus_is_space);
 const char *ks_api_header(const ks_api_req *req, const char *name);
 const char *ks_api_query(const ks_api_req *req, const char *name);
 /* Parses the body as one JSON value.  KS_EINVAL with line/column. */

@@ -347,22 +347,27 @@ static int hexval(int c)
     return -1;
 }
 
-/* Percent-decodes in place ('+' is a space in query strings only). */
-static void url_decode(char *s, bool plus_is_space)
+size_t ks_api__unescape(char *s, bool plus_is_space)
 {
-    char *o = s;
+    char *o = s, *start = s;
     for (; *s; s++) {
-        if (*s == '%' && hexval(s[1]) >= 0 && hexval(s[2]) >= 0) {
-            *o++ = (char)(hexval(s[1]) * 16 + hexval(s[2]));
+        int hi = *s == '%' ? hexval(s[1]) : -1, lo = hi >= 0 ? hexval(s[2]) : -1;
+        if (lo >= 0 && (hi | lo) != 0) {
+            *o++ = (char)(hi * 16 + lo);
             s += 2;
         } else if (*s == '+' && plus_is_space) {
             *o++ = ' ';
         } else {
+            /* "%00" stays as it is: a NUL would silently cut the name short
+             * ("vm%00x" must not address "vm"); left literal it is invalid. */
             *o++ = *s;
         }
     }
     *o = '\0';
+    return (size_t)(o - start);
 }
+
+static void url_decode(char *s, bool plus_is_space) { ks_api__unescape(s, plus_is_space); }
 
 void ks_api_handle(ks_api *api, const char *method, const char *url, const ks_api_kv *headers,
                    size_t n_headers, const char *body, size_t body_len, ks_api_response *resp)

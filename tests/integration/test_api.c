@@ -400,6 +400,9 @@ static void test_api__error_statuses(void **state)
     resp_free(&r);
     assert_int_equal(kd_http(&g, &r, "GET", "/v1/hosts/bad$id", g.admin, NULL), 400);
     resp_free(&r);
+    /* A %00 in a path never truncates it to another object's name. */
+    assert_int_equal(kd_http(&g, &r, "GET", "/v1/hosts/h-vm%00x", g.admin, NULL), 400);
+    resp_free(&r);
 }
 
 /* ---- idempotency ---- */

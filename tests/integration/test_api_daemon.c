@@ -215,6 +215,10 @@ static void test_daemon__in_process_router(void **state)
     assert_int_equal(r.status, 404);
     assert_non_null(strstr(r.body, "\"message\":\"no such path '/v1/nothing/?" "?'\""));
     ks_api_response_destroy(&r);
+    /* "%00" must not cut a name short (it would address another object). */
+    handle(api, &r, "DELETE", "/v1/vms/a%00b", token, NULL);
+    assert_int_equal(r.status, 400);
+    ks_api_response_destroy(&r);
     handle(api, &r, "GET", "/v1/vms/a%24b", token, NULL);
     assert_int_equal(r.status, 400); /* '$' is not allowed in a name */
     ks_api_response_destroy(&r);
