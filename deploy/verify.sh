@@ -1,12 +1,12 @@
 #!/bin/sh
 # verify.sh BUILD_DIR - checks the files in deploy/ against the built binaries:
 #   1. systemd-analyze verify accepts both units (ExecStart pointed at BUILD_DIR);
-#   2. every KS_* key of kintsugid.conf.example is one kintsugid reads (it shows
-#      up as "# env" in --print-config) and the values are accepted;
+#   2. the KS_* keys of kintsugid.conf.example are exactly the settings in
+#      kintsugid --help, and kintsugid accepts the example's values;
 #   3. defects.json.example is valid JSON.
 # Exit 0 when all hold; prints what failed otherwise.  Run by ctest (test_deploy).
 set -eu
-build=${1:?usage: verify.sh BUILD_DIR}
+build=$(cd "${1:?usage: verify.sh BUILD_DIR}" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -35,6 +35,11 @@ for k in $keys; do
     if ! "$build/api/kintsugid" --help | grep -q -- "--$flag\b.*\[$k\]"; then
         echo "kintsugid.conf.example: $k is not a kintsugid setting" >&2; fail=1
     fi
+done
+
+# ... and every setting kintsugid reads is documented in the example.
+for k in $("$build/api/kintsugid" --help | grep -o '\[KS_[A-Z_]*\]' | tr -d '[]'); do
+    echo "$keys" | grep -qx "$k" || { echo "kintsugid.conf.example does not document $k" >&2; fail=1; }
 done
 
 python3 -m json.tool "$here/defects.json.example" >/dev/null || { echo "defects.json.example: not JSON" >&2; fail=1; }
