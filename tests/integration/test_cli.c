@@ -287,8 +287,9 @@ static int group_setup(void **state)
     kd_token(&S.d, "admin", NULL, S.admin, sizeof(S.admin));
     kd_token(&S.d, "reader", NULL, S.reader, sizeof(S.reader));
     kd_token(&S.d, "agent", "h-def", S.agent_tok, sizeof(S.agent_tok));
-    /* No heartbeats in this test: hosts must not turn "lost" on a slow run. */
-    const char *extra[] = {"--lost-after", "0", NULL};
+    /* No heartbeats in this test: hosts must not turn "lost" on a slow run.  A
+     * capacity snapshot every second gives the report a history to draw. */
+    const char *extra[] = {"--lost-after", "0", "--snapshot-interval", "1", NULL};
     kd_spawn(&S.d, extra);
     ks_test_path(S.server, sizeof(S.server), "http://127.0.0.1:%u", S.d.port);
 
@@ -1426,6 +1427,91 @@ static char *slurp(const char *path)
     return s;
 }
 
+/* Fleet snapshots, whose latest reclaimed count is the current one (rec-1). */
+static void wait_for_snapshots(int64_t n)
+{
+    uint64_t deadline = cli_mono_ms() + 20000;
+    const char *sql = "SELECT count(*) FROM capacity_snapshots WHERE scope = 'fleet' AND "
+                      "reclaimed = 1";
+    while (db_count(sql) < n) {
+        if (cli_mono_ms() > deadline)
+            fail_msg("fewer than %lld fleet snapshots after 20 s (--snapshot-interval 1)",
+                     (long long)n);
+        cli_nap_ms(100);
+    }
+}
+
+static void test_cli__report_history(void **state)
+{
+    (void)state;
+    wait_for_snapshots(3);
+    cli_run r;
+    CTL(&r, "report", "--json");
+    expect_ok(&r);
+    json_t *doc = parse_json(&r);
+    cli_run_free(&r);
+    /* Every point is a stored fleet snapshot, oldest first (the first ones may predate
+     * the last host registrations). */
+    const json_t *hist = json_object_get(doc, "history");
+    size_t n = json_array_size(hist);
+    assert_true(n >= 3);
+    assert_true((int64_t)n <= db_count("SELECT count(*) FROM capacity_snapshots WHERE scope = "
+                                       "'fleet'"));
+    json_int_t prev = 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(hist, i, e)
+    {
+        char sql[300];
+        assert_true(jint(e, "time_us", NULL, NULL) > prev);
+        prev = jint(e, "time_us", NULL, NULL);
+        ks_test_path(sql, sizeof(sql),
+                     "SELECT count(*) FROM capacity_snapshots WHERE scope = 'fleet' AND "
+                     "time_us = %" JSON_INTEGER_FORMAT " AND total = %" JSON_INTEGER_FORMAT
+                     " AND allocated = %" JSON_INTEGER_FORMAT
+                     " AND reclaimed = %" JSON_INTEGER_FORMAT,
+                     prev, jint(e, "total", NULL, NULL), jint(e, "allocated", NULL, NULL),
+                     jint(e, "reclaimed", NULL, NULL));
+        assert_int_equal(db_count(sql), 1);
+    }
+    /* The newest was taken after the fleet was complete and rec-1 placed. */
+    assert_int_equal(jint(json_array_get(hist, n - 1), "total", NULL, NULL), db_count(SQL_TOTAL));
+    assert_int_equal(jint(json_array_get(hist, n - 1), "reclaimed", NULL, NULL), 1);
+    json_decref(doc);
+
+    /* --history N keeps at most the last N. */
+    CTL(&r, "report", "--json", "--history", "2");
+    expect_ok(&r);
+    doc = parse_json(&r);
+    cli_run_free(&r);
+    n = json_array_size(json_object_get(doc, "history"));
+    assert_true(n >= 1 && n <= 2);
+    json_decref(doc);
+
+    /* The HTML trend draws one polyline point per snapshot. */
+    char html_path[700];
+    ks_test_path(html_path, sizeof(html_path), "%s/trend.html", S.scratch);
+    CTL(&r, "report", "--html", html_path);
+    expect_ok(&r);
+    cli_run_free(&r);
+    char *html = ks_test_read_file(html_path, NULL);
+    assert_non_null(html);
+    const char *pts = strstr(html, "<polyline class=\"trend-line\"");
+    assert_non_null(pts);
+    pts = strstr(pts, "points=\"");
+    assert_non_null(pts);
+    const char *end = strchr(pts + 8, '"');
+    size_t points = 0;
+    for (const char *p = pts + 8; p < end; p++)
+        points += *p == ',';
+    assert_true(points >= 3);
+    free(html);
+
+    CTL(&r, "report", "--json", "--history", "x");
+    expect_fail(&r, 1, ARGS("history"));
+    cli_run_free(&r);
+}
+
 static void test_cli__report(void **state)
 {
     (void)state;
@@ -1553,6 +1639,7 @@ int main(void)
         cmocka_unit_test(test_cli__events),
         cmocka_unit_test(test_cli__events_follow),
         cmocka_unit_test(test_cli__report),
+        cmocka_unit_test(test_cli__report_history),
         cmocka_unit_test(test_cli__hosts_delete),
     };
     curl_global_init(CURL_GLOBAL_DEFAULT);
