@@ -11,5 +11,5 @@ ks_add_integration_test(test_report_render
                                 ${CMAKE_SOURCE_DIR}/cli/ks_cli_report.c
                                 ${CMAKE_SOURCE_DIR}/cli/ks_cli_output.c
                                 ${CMAKE_SOURCE_DIR}/cli/ks_cli_http.c
-                        LIBS ks-common LABELS cli TIMEOUT 90)
+                        LIBS ks-common z LABELS cli TIMEOUT 90)
 target_include_directories(test_report_render PRIVATE ${CMAKE_SOURCE_DIR}/cli)

@@ -5,13 +5,14 @@
  *   - build a DOM with the report's SVG charts (--dump-dom), and
  *   - paint a 1100x1400 screenshot that is a valid PNG and shows the charts
  *     (pixels of the bar and heatmap colours, not a blank page).
- * The PNG is decoded by a few lines of python3 (zlib) run as a subprocess.
+ * The PNG is decoded here (zlib inflate + the five row filters) to count pixels.
  * A missing chromium FAILS the test: scripts/deps.sh --test installs it.
  * Set KS_KEEP_RENDER=1 to keep the screenshot (its path is printed).
  */
 #include <stdarg.h>
 
 #include <jansson.h>
+#include <zlib.h>
 
 #include "ks_cli.h"
 #include "ks_cli_report.h"
@@ -159,46 +160,96 @@ static void test_report_render__dom(void **state)
     cli_run_free(&r);
 }
 
-/* Decodes an 8-bit RGB/RGBA non-interlaced PNG and prints:
- * width height non_white bar_blue reclaimed_gold heat_max legend_green */
-static const char png_probe[] =
-    "import sys, zlib, struct\n"
-    "d = open(sys.argv[1], 'rb').read()\n"
-    "assert d[:8] == b'\\x89PNG\\r\\n\\x1a\\n', 'not a PNG'\n"
-    "pos, idat, hdr = 8, b'', None\n"
-    "while pos < len(d):\n"
-    "    n, t = struct.unpack('>I4s', d[pos:pos + 8]); body = d[pos + 8:pos + 8 + n]\n"
-    "    if t == b'IHDR': hdr = struct.unpack('>IIBBBBB', body)\n"
-    "    elif t == b'IDAT': idat += body\n"
-    "    pos += 12 + n\n"
-    "w, h, depth, ctype, _, _, inter = hdr\n"
-    "assert depth == 8 and ctype in (2, 6) and inter == 0, hdr\n"
-    "bpp = 3 if ctype == 2 else 4\n"
-    "raw = zlib.decompress(idat); stride = w * bpp\n"
-    "prev = bytearray(stride); rows = []; i = 0\n"
-    "for y in range(h):\n"
-    "    f = raw[i]; line = bytearray(raw[i + 1:i + 1 + stride]); i += 1 + stride\n"
-    "    for x in range(stride):\n"
-    "        a = line[x - bpp] if x >= bpp else 0; b = prev[x]; c = prev[x - bpp] if x >= bpp else "
-    "0\n"
-    "        if f == 1: line[x] = (line[x] + a) & 255\n"
-    "        elif f == 2: line[x] = (line[x] + b) & 255\n"
-    "        elif f == 3: line[x] = (line[x] + (a + b) // 2) & 255\n"
-    "        elif f == 4:\n"
-    "            p = a + b - c; pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)\n"
-    "            line[x] = (line[x] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & "
-    "255\n"
-    "    rows.append(line); prev = line\n"
-    "def near(px, rgb): return all(abs(px[k] - rgb[k]) <= 6 for k in range(3))\n"
-    "counts = [0, 0, 0, 0, 0]\n"
-    "cols = [(0x3b, 0x6e, 0xa5), (0xd4, 0xa0, 0x17), (255, 75, 35), (0x9c, 0xcc, 0x65)]\n"
-    "for line in rows:\n"
-    "    for x in range(0, stride, bpp):\n"
-    "        px = line[x:x + 3]\n"
-    "        if px[0] < 245 or px[1] < 245 or px[2] < 245: counts[0] += 1\n"
-    "        for k, c in enumerate(cols):\n"
-    "            if near(px, c): counts[k + 1] += 1\n"
-    "print(w, h, *counts)\n";
+/* ---- a minimal PNG reader: 8-bit RGB/RGBA, not interlaced (what Chromium writes) ---- */
+
+typedef struct png_stats {
+    uint32_t width, height;
+    unsigned long non_white;
+    unsigned long near[4]; /* pixels within +-6 of each probe colour */
+} png_stats;
+
+static const unsigned char probe_colours[4][3] = {
+    {0x3b, 0x6e, 0xa5}, /* allocated (healthy) bar segment */
+    {0xd4, 0xa0, 0x17}, /* reclaimed segment and trend line */
+    {255, 75, 35},      /* hottest heatmap cell */
+    {0x9c, 0xcc, 0x65}, /* free segment */
+};
+
+static uint32_t be32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static int paeth(int a, int b, int c)
+{
+    int p = a + b - c, pa = abs(p - a), pb = abs(p - b), pc = abs(p - c);
+    return pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
+}
+
+/* Decodes the PNG in data[0..len) and counts pixels; fails the test on anything odd. */
+static void png_decode_stats(const unsigned char *data, size_t len, png_stats *st)
+{
+    memset(st, 0, sizeof(*st));
+    assert_true(len > 33);
+    assert_memory_equal(data, "\x89PNG\r\n\x1a\n", 8);
+    assert_memory_equal(data + 12, "IHDR", 4);
+    st->width = be32(data + 16);
+    st->height = be32(data + 20);
+    unsigned depth = data[24], ctype = data[25], interlace = data[28];
+    if (depth != 8 || (ctype != 2 && ctype != 6) || interlace != 0)
+        fail_msg("unexpected PNG format: depth %u colour type %u interlace %u", depth, ctype,
+                 interlace);
+    assert_true(st->width > 0 && st->width <= 10000 && st->height > 0 && st->height <= 10000);
+    size_t bpp = ctype == 2 ? 3 : 4, stride = st->width * bpp;
+    size_t raw_len = st->height * (stride + 1);
+
+    unsigned char *idat = malloc(len), *raw = malloc(raw_len);
+    assert_non_null(idat);
+    assert_non_null(raw);
+    size_t idat_len = 0;
+    for (size_t pos = 8; pos + 12 <= len;) {
+        uint32_t n = be32(data + pos);
+        assert_true(n <= len - pos - 12);
+        if (memcmp(data + pos + 4, "IDAT", 4) == 0) {
+            memcpy(idat + idat_len, data + pos + 8, n);
+            idat_len += n;
+        }
+        pos += 12 + (size_t)n;
+    }
+    uLongf out_len = (uLongf)raw_len;
+    assert_int_equal(uncompress(raw, &out_len, idat, (uLong)idat_len), Z_OK);
+    assert_int_equal(out_len, raw_len);
+
+    unsigned char *prev = calloc(1, stride);
+    assert_non_null(prev);
+    for (uint32_t y = 0; y < st->height; y++) {
+        unsigned char filter = raw[y * (stride + 1)];
+        unsigned char *line = raw + y * (stride + 1) + 1;
+        assert_true(filter <= 4);
+        for (size_t x = 0; x < stride; x++) {
+            int a = x >= bpp ? line[x - bpp] : 0, b = prev[x], c = x >= bpp ? prev[x - bpp] : 0;
+            int add = filter == 1   ? a
+                      : filter == 2 ? b
+                      : filter == 3 ? (a + b) / 2
+                      : filter == 4 ? paeth(a, b, c)
+                                    : 0;
+            line[x] = (unsigned char)(line[x] + add);
+        }
+        for (size_t x = 0; x < stride; x += bpp) {
+            const unsigned char *px = line + x;
+            if (px[0] < 245 || px[1] < 245 || px[2] < 245)
+                st->non_white++;
+            for (int k = 0; k < 4; k++)
+                if (abs(px[0] - probe_colours[k][0]) <= 6 &&
+                    abs(px[1] - probe_colours[k][1]) <= 6 && abs(px[2] - probe_colours[k][2]) <= 6)
+                    st->near[k]++;
+        }
+        memcpy(prev, line, stride);
+    }
+    free(prev);
+    free(raw);
+    free(idat);
+}
 
 static void test_report_render__screenshot(void **state)
 {
@@ -216,43 +267,26 @@ static void test_report_render__screenshot(void **state)
     char *data = ks_test_read_file(png, &len);
     if (!data)
         fail_msg("chromium wrote no screenshot at %s", png);
-    /* PNG signature, then IHDR first: width and height big-endian at bytes 16..23. */
-    assert_true(len > 33);
-    assert_memory_equal(data, "\x89PNG\r\n\x1a\n", 8);
-    assert_memory_equal(data + 12, "IHDR", 4);
-    const unsigned char *u = (const unsigned char *)data;
-    uint32_t width = (uint32_t)u[16] << 24 | (uint32_t)u[17] << 16 | (uint32_t)u[18] << 8 | u[19];
-    uint32_t height = (uint32_t)u[20] << 24 | (uint32_t)u[21] << 16 | (uint32_t)u[22] << 8 | u[23];
-    assert_int_equal(width, 1100);
-    assert_int_equal(height, 1400);
     /* A page of text and charts compresses to tens of KB; a blank one to a few. */
     if (len < 20000)
         fail_msg("screenshot is only %zu bytes: blank page?", len);
+    png_stats st;
+    png_decode_stats((const unsigned char *)data, len, &st);
     free(data);
-
-    const char *argv[] = {"/usr/bin/python3", "-c", png_probe, png, NULL};
-    cli_exec(&r, tmp, argv, NULL, NULL, 60000);
-    if (r.status != 0)
-        fail_msg("PNG probe failed (%d): %s", r.status, r.err);
-    unsigned long w = 0, h = 0, non_white = 0, blue = 0, gold = 0, heat = 0, green = 0;
-    assert_int_equal(sscanf(r.out, "%lu %lu %lu %lu %lu %lu %lu", &w, &h, &non_white, &blue, &gold,
-                            &heat, &green),
-                     7);
     fprintf(stderr,
-            "screenshot %lux%lu: %lu non-white px, bar blue %lu, gold %lu, heat %lu, green %lu\n",
-            w, h, non_white, blue, gold, heat, green);
-    assert_int_equal(w, 1100);
-    assert_int_equal(h, 1400);
+            "screenshot %ux%u: %lu non-white px, bar blue %lu, gold %lu, heat %lu, green %lu\n",
+            st.width, st.height, st.non_white, st.near[0], st.near[1], st.near[2], st.near[3]);
+    assert_int_equal(st.width, 1100);
+    assert_int_equal(st.height, 1400);
     /* Not blank: text, tables and charts cover several percent of the page. */
-    assert_true(non_white > 1100ul * 1400ul / 50);
+    assert_true(st.non_white > 1100ul * 1400ul / 50);
     /* The charts were painted: the fleet bar's healthy-allocation blue (a 22 px high
      * bar, hundreds of px wide), the reclaimed gold (bars + trend line), the
      * hottest heatmap cell (20x20) and the free green. */
-    assert_true(blue > 22ul * 200ul);
-    assert_true(gold > 300);
-    assert_true(heat >= 300);
-    assert_true(green > 22ul * 100ul);
-    cli_run_free(&r);
+    assert_true(st.near[0] > 22ul * 200ul);
+    assert_true(st.near[1] > 300);
+    assert_true(st.near[2] >= 300);
+    assert_true(st.near[3] > 22ul * 100ul);
     if (getenv("KS_KEEP_RENDER")) {
         char keep[700];
         ks_test_path(keep, sizeof(keep), "%s/kintsugi-report-render.png",
