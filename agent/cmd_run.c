@@ -32,6 +32,7 @@
 #include "ks_defects.h"
 #include "ks_discover.h"
 #include "ks_log.h"
+#include "ks_parse.h"
 
 typedef struct run_options {
     const char *server;
@@ -111,13 +112,7 @@ static uint64_t now_us(void)
 
 static int parse_seconds(const char *s, uint64_t max, uint64_t *out)
 {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *end || s[0] == '-' || v > max)
-        return -1;
-    *out = v;
-    return 0;
+    return ks_parse_u64(out, s, 0, max, "seconds", NULL) == KS_OK ? 0 : -1;
 }
 
 static int parse_listen(const char *s, run_options *o)

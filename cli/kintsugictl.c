@@ -15,6 +15,7 @@
 #include <curl/curl.h>
 
 #include "ks_cli.h"
+#include "ks_parse.h"
 
 #define KS_CLI_DEFAULT_SERVER "http://127.0.0.1:7420"
 
@@ -238,9 +239,10 @@ int main(int argc, char **argv)
             *slot = next;
             i++;
         } else if (strcmp(a, "--timeout") == 0) {
-            char *end;
-            if (!next || (timeout_s = strtol(next, &end, 10)) <= 0 || *end || timeout_s > 3600)
+            uint64_t v;
+            if (ks_parse_u64(&v, next, 1, 3600, "--timeout", NULL) != KS_OK)
                 return ks_cli_usage_error("--timeout needs seconds between 1 and 3600");
+            timeout_s = (long)v;
             i++;
         } else {
             return ks_cli_usage_error("unknown option '%s'", a);

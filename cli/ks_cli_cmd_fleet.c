@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "ks_cli.h"
+#include "ks_parse.h"
 
 static const ks_cli_column host_columns[] = {
     {"ID", "id"},           {"HOSTNAME", "hostname"},  {"STATE", "state"},
@@ -196,31 +197,32 @@ int ks_cli_cmd_events(ks_cli *cli, int argc, char **argv)
                                          {0, 0, 0, 0}};
     if (ks_cli_wants_help(argc, argv, events_help))
         return KS_CLI_OK;
-    long long since = 0;
-    long limit = 100, interval = 2;
+    uint64_t since = 0, limit = 100, interval = 2;
     bool follow = false;
     int c;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        char *end = NULL;
+        ks_err err = {0};
+        ks_code rc = KS_OK;
         if (c == 's')
-            since = strtoll(optarg, &end, 10);
+            rc = ks_parse_u64(&since, optarg, 0, INT64_MAX, "--since", &err);
         else if (c == 'l')
-            limit = strtol(optarg, &end, 10);
+            rc = ks_parse_u64(&limit, optarg, 1, 10000, "--limit", &err);
         else if (c == 'i')
-            interval = strtol(optarg, &end, 10);
+            rc = ks_parse_u64(&interval, optarg, 1, 3600, "--interval", &err);
         else if (c == 'f')
             follow = true;
         else
             return ks_cli_usage_error("events: unknown option '%s'", argv[optind - 1]);
-        if (end && (*end || since < 0 || limit <= 0 || limit > 10000 || interval <= 0))
-            return ks_cli_usage_error("events: '%s' is not a valid number here", optarg);
+        if (rc != KS_OK)
+            return ks_cli_usage_error("events: %s", err.msg);
     }
     bool header_done = false;
     for (;;) {
         char path[256];
-        snprintf(path, sizeof(path), "/v1/events?since=%lld&limit=%ld", since, limit);
+        snprintf(path, sizeof(path), "/v1/events?since=%llu&limit=%llu",
+                 (unsigned long long)since, (unsigned long long)limit);
         ks_err err = {0};
         json_t *doc = NULL;
         if (ks_cli_http_call(cli->http, "GET", path, NULL, NULL, &doc, &err) != KS_OK)
@@ -239,12 +241,12 @@ int ks_cli_cmd_events(ks_cli *cli, int argc, char **argv)
             header_done = true;
         }
         if (n > 0)
-            since = json_integer_value(json_object_get(json_array_get(items, n - 1), "id"));
+            since = (uint64_t)json_integer_value(json_object_get(json_array_get(items, n - 1), "id"));
         json_decref(doc);
         fflush(cli->out);
         if (!follow)
             return KS_CLI_OK;
-        if (n == (size_t)limit)
+        if (n == limit)
             continue;
         sleep((unsigned)interval);
     }

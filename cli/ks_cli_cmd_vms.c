@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ks_cli.h"
+#include "ks_parse.h"
 
 static const ks_cli_column vm_columns[] = {
     {"NAME", "name"},         {"HOST", "host"},             {"STATE", "state"},
@@ -47,13 +48,13 @@ static json_t *split_list(const char *s)
 
 static int parse_count(const char *s, const char *what, json_int_t *out)
 {
-    char *end;
-    long long v = strtoll(s, &end, 10);
-    if (*s == '\0' || *end || v < 0 || v > 1000000) {
-        ks_cli_usage_error("vms create: %s must be a non-negative integer, got '%s'", what, s);
+    uint64_t v;
+    ks_err err = {0};
+    if (ks_parse_u64(&v, s, 0, 1000000, what, &err) != KS_OK) {
+        ks_cli_usage_error("vms create: %s", err.msg);
         return -1;
     }
-    *out = v;
+    *out = (json_int_t)v;
     return 0;
 }
 
