@@ -2241,26 +2241,17 @@ static ks_code pg_leader_release(ks_store *s, ks_err *err)
 
 /* ---- raw rows (ks_store_copy) -------------------------------------------- */
 
-static ks_code pg_raw_scan(ks_store *s, int t, int (*cb)(void *ctx, const ks_store__val *v),
-                           void *ctx, ks_err *err)
+/* Rows of one copy batch to the callback; *stop set when it asks to stop. */
+static ks_code raw_rows(const PGresult *r, const ks_store__table *tb,
+                        int (*cb)(void *ctx, const ks_store__val *v), void *ctx, bool *stop,
+                        ks_err *err)
 {
-    pg_store *p = pg(s);
-    const ks_store__table *tb = &ks_store__tables[t];
-    char sql[512];
-    snprintf(sql, sizeof(sql), "SELECT %s FROM %s ORDER BY %s", tb->cols, tb->name, tb->order_by);
-    /* Binary results: integers and blobs arrive as they are stored. */
-    PGresult *r = PQexecParams(p->c, sql, 0, NULL, NULL, NULL, NULL, 1);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        ks_code rc = pg_fail(p, r, "scan table", err);
-        PQclear(r);
-        return rc;
-    }
     int n = (int)strlen(tb->types);
     ks_store__val v[KS_STORE__MAX_COLS];
     char *text[KS_STORE__MAX_COLS];
     ks_code rc = KS_OK;
     memset(text, 0, sizeof(text));
-    for (int i = 0; i < PQntuples(r) && rc == KS_OK; i++) {
+    for (int i = 0; i < PQntuples(r) && rc == KS_OK && !*stop; i++) {
         for (int k = 0; k < n; k++) {
             memset(&v[k], 0, sizeof(v[k]));
             if (PQgetisnull(r, i, k))
@@ -2268,7 +2259,7 @@ static ks_code pg_raw_scan(ks_store *s, int t, int (*cb)(void *ctx, const ks_sto
             const uint8_t *b = (const uint8_t *)PQgetvalue(r, i, k);
             size_t len = (size_t)PQgetlength(r, i, k);
             if (tb->types[k] == 'I') {
-                uint64_t x = 0;
+                uint64_t x = 0; /* binary int8: big-endian */
                 for (size_t j = 0; j < len && j < 8; j++)
                     x = x << 8 | b[j];
                 v[k].type = KS_STORE__V_INT;
@@ -2294,12 +2285,38 @@ static ks_code pg_raw_scan(ks_store *s, int t, int (*cb)(void *ctx, const ks_sto
             }
         }
         if (rc == KS_OK && cb(ctx, v) != 0)
-            break;
+            *stop = true;
     }
     for (int k = 0; k < n; k++)
         free(text[k]);
-    PQclear(r);
     return rc;
+}
+
+/* A binary cursor inside the snapshot transaction: the table is read in
+ * batches, so a large events table never sits in memory whole. */
+static ks_code pg_raw_scan(ks_store *s, int t, int (*cb)(void *ctx, const ks_store__val *v),
+                           void *ctx, ks_err *err)
+{
+    pg_store *p = pg(s);
+    const ks_store__table *tb = &ks_store__tables[t];
+    char sql[600];
+    snprintf(sql, sizeof(sql), "DECLARE ks_copy BINARY NO SCROLL CURSOR FOR SELECT %s FROM %s "
+             "ORDER BY %s", tb->cols, tb->name, tb->order_by);
+    ks_code rc = exec_simple(p, sql, "scan table", err);
+    bool stop = false;
+    while (rc == KS_OK && !stop) {
+        PGresult *r = PQexec(p->c, "FETCH 5000 FROM ks_copy");
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            rc = pg_fail(p, r, "scan table", err);
+        } else if (PQntuples(r) == 0) {
+            stop = true;
+        } else {
+            rc = raw_rows(r, tb, cb, ctx, &stop, err);
+        }
+        PQclear(r);
+    }
+    ks_code rc2 = exec_simple(p, "CLOSE ks_copy", "scan table", rc == KS_OK ? err : NULL);
+    return rc != KS_OK ? rc : rc2;
 }
 
 static ks_code pg_raw_insert(ks_store *s, int t, const ks_store__val *v, ks_err *err)
