@@ -62,7 +62,7 @@ static int pg_admin(const char *dir, const char *sql)
     int ok = PQstatus(c) == CONNECTION_OK;
     if (ok) {
         PQsetNoticeProcessor(c, quiet_notice, NULL); /* "does not exist, skipping" */
-    PGresult *r = PQexec(c, sql);
+        PGresult *r = PQexec(c, sql);
         ok = PQresultStatus(r) == PGRES_COMMAND_OK;
         if (!ok)
             fprintf(stderr, "bench_pg: %s: %s", sql, PQresultErrorMessage(r));
@@ -311,9 +311,8 @@ static int run_config(const char *backend, const char *url, int n_rep)
                "seconds=%.2f placements_per_s=%.0f cpu_s=%.2f\n",
                backend, n_rep, n_rep * g_clients, g_hosts, g_cpus, (unsigned long long)placed,
                (long long)stored, (long long)dup, (unsigned long long)conflicts,
-               (unsigned long long)gave_up, (unsigned long long)errors,
-               (double)(t1 - t0) / 1e6, 1e6 * (double)placed / (double)(t1 - t0 + 1),
-               (double)(c1 - c0) / CLOCKS_PER_SEC);
+               (unsigned long long)gave_up, (unsigned long long)errors, (double)(t1 - t0) / 1e6,
+               1e6 * (double)placed / (double)(t1 - t0 + 1), (double)(c1 - c0) / CLOCKS_PER_SEC);
         fflush(stdout);
         if ((uint64_t)stored != placed || dup != 0 || errors)
             rc = -1;

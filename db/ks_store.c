@@ -914,8 +914,8 @@ ks_code ks_store_copy(uint64_t *out_rows, ks_store *dst, ks_store *src, ks_err *
         return ks_err_set(err, KS_EINTERNAL, "store copy inside a transaction");
     if (dst->read_only)
         return ks_err_set(err, KS_EINVAL, "copy destination is read-only");
-    static const char *const must_be_empty[] = {"hosts", "vms", "pools", "policies", "events",
-                                                "tokens"};
+    static const char *const must_be_empty[] = {"hosts",    "vms",    "pools",
+                                                "policies", "events", "tokens"};
     for (size_t i = 0; i < sizeof(must_be_empty) / sizeof(must_be_empty[0]); i++) {
         char sql[96];
         int64_t n = 0;
@@ -924,9 +924,8 @@ ks_code ks_store_copy(uint64_t *out_rows, ks_store *dst, ks_store *src, ks_err *
         if (rc != KS_OK)
             return rc;
         if (n > 0)
-            return ks_err_set(err, KS_ECONFLICT,
-                              "copy destination is not empty: %lld rows in %s", (long long)n,
-                              must_be_empty[i]);
+            return ks_err_set(err, KS_ECONFLICT, "copy destination is not empty: %lld rows in %s",
+                              (long long)n, must_be_empty[i]);
     }
     copy_ctx c = {dst, 0, 0, KS_OK, err};
     ks_code rc = src->ops->begin_snapshot(src, err);

@@ -608,8 +608,8 @@ typedef enum ks_store_change_kind {
 const char *ks_store_change_kind_to_str(ks_store_change_kind k); /* "?" when bad */
 
 typedef struct ks_store_change_row {
-    int64_t seq;    /* increasing per database; informative (order within a poll) */
-    uint8_t kind;   /* ks_store_change_kind */
+    int64_t seq;  /* increasing per database; informative (order within a poll) */
+    uint8_t kind; /* ks_store_change_kind */
     char key[KS_ID_MAX];
     char host_id[KS_ID_MAX];
     uint64_t time_us; /* wall clock of the writer */

@@ -14,7 +14,12 @@
 #include "ks_store.h"
 
 /* One column value of a raw row (copying between backends). */
-typedef enum { KS_STORE__V_NULL, KS_STORE__V_INT, KS_STORE__V_TEXT, KS_STORE__V_BLOB } ks_store__vtype;
+typedef enum {
+    KS_STORE__V_NULL,
+    KS_STORE__V_INT,
+    KS_STORE__V_TEXT,
+    KS_STORE__V_BLOB
+} ks_store__vtype;
 typedef struct ks_store__val {
     ks_store__vtype type;
     int64_t i;     /* KS_STORE__V_INT */

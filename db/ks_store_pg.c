@@ -288,7 +288,8 @@ static const char *const sql_text[ST__COUNT] = {
     [ST_TOKEN_LIST] = "SELECT id, hash, role, host_id, description, created_us FROM tokens "
                       "ORDER BY id",
     [ST_TOKEN_DELETE] = "DELETE FROM tokens WHERE id = $1",
-    [ST_CHANGE_INSERT] = "INSERT INTO changes (time_us, kind, key, host_id) VALUES ($1, $2, $3, $4)",
+    [ST_CHANGE_INSERT] =
+        "INSERT INTO changes (time_us, kind, key, host_id) VALUES ($1, $2, $3, $4)",
     [ST_CHANGES_CURSOR] = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text",
     /* One statement, one snapshot: the horizon and the rows below it agree. */
     [ST_CHANGES_SINCE] = "SELECT h.x::text, c.seq, c.kind, c.key, c.host_id, c.time_us "
@@ -374,8 +375,7 @@ static ks_code pg_fail(pg_store *p, const PGresult *r, const char *what, ks_err 
     if (state_is(p, "25P02"))
         return ks_err_set(err, KS_EIO, "%s: transaction aborted by an earlier error", what);
     return ks_err_set(err, map_state(p->sqlstate, bad && !st), "%s: %s%s%s%s", what, clean,
-                      p->sqlstate[0] ? " (SQLSTATE " : "", p->sqlstate,
-                      p->sqlstate[0] ? ")" : "");
+                      p->sqlstate[0] ? " (SQLSTATE " : "", p->sqlstate, p->sqlstate[0] ? ")" : "");
 }
 
 /* ---- parameters -------------------------------------------------------- */
@@ -570,7 +570,8 @@ static ks_code session_setup(pg_store *p, ks_err *err)
     snprintf(sql, sizeof(sql),
              "SET lock_timeout = %u; SET client_min_messages = warning; "
              "SET default_transaction_read_only = %s",
-             p->lock_timeout_ms, p->base.read_only ? "on" : "off");
+             p->lock_timeout_ms ? p->lock_timeout_ms : 1, /* 0 would mean "wait forever" */
+             p->base.read_only ? "on" : "off");
     return exec_simple(p, sql, "configure session", err);
 }
 
@@ -591,8 +592,7 @@ static ks_code ensure_conn(pg_store *p, ks_err *err)
 
 /* Runs statement `id`; on success *out (may be NULL) gets the result, which the
  * caller PQclears. */
-static ks_code run(PGresult **out, pg_store *p, int id, const pgp *a, const char *what,
-                   ks_err *err)
+static ks_code run(PGresult **out, pg_store *p, int id, const pgp *a, const char *what, ks_err *err)
 {
     char name[16];
     p->sqlstate[0] = p->constraint[0] = '\0';
@@ -946,9 +946,8 @@ static ks_code pg_query_int(int64_t *out, ks_store *s, const char *sql, ks_err *
     PGresult *r = PQexecParams(p->c, sql, 0, NULL, NULL, NULL, NULL, 0);
     ExecStatusType es = PQresultStatus(r);
     if (es != PGRES_TUPLES_OK) {
-        rc = es == PGRES_COMMAND_OK
-                 ? ks_err_set(err, KS_EINVAL, "query '%s' is not a select", sql)
-                 : query_fail(p, r, sql, err);
+        rc = es == PGRES_COMMAND_OK ? ks_err_set(err, KS_EINVAL, "query '%s' is not a select", sql)
+                                    : query_fail(p, r, sql, err);
     } else if (PQntuples(r) == 0) {
         rc = ks_err_set(err, KS_ENOTFOUND, "query '%s' returned no row", sql);
     } else {
@@ -965,7 +964,8 @@ static ks_code pg_query_int(int64_t *out, ks_store *s, const char *sql, ks_err *
     }
     PQclear(r);
     ks_code rc2 = exec_simple(
-        p, nested ? "ROLLBACK TO SAVEPOINT ks_query_int; RELEASE SAVEPOINT ks_query_int" : "ROLLBACK",
+        p,
+        nested ? "ROLLBACK TO SAVEPOINT ks_query_int; RELEASE SAVEPOINT ks_query_int" : "ROLLBACK",
         "end query", rc == KS_OK ? err : NULL);
     return rc != KS_OK ? rc : rc2;
 }
@@ -1139,8 +1139,7 @@ static ks_code write_cpus(pg_store *p, const ks_report *r, const uint8_t *what, 
         p_blob(&a, bu, featset_encode(bu, &c->usable));
         p_blob(&a, bd, featset_encode(bd, &c->defective));
         sent_cpu[b.n_sent] = c->id;
-        batch_send(&b, p, what[i] == CPU_NEW ? ST_CPU_INSERT : ST_CPU_UPDATE, &a, "store cpu",
-                   err);
+        batch_send(&b, p, what[i] == CPU_NEW ? ST_CPU_INSERT : ST_CPU_UPDATE, &a, "store cpu", err);
     }
     long n_cpu_sent = b.n_sent;
     pgp d = {0};
@@ -1163,9 +1162,9 @@ static ks_code write_cpus(pg_store *p, const ks_report *r, const uint8_t *what, 
     long failed = -1;
     rc = batch_end(&b, p, &failed, "store cpus", err);
     if (rc != KS_OK && failed >= 0 && failed < n_cpu_sent && state_is(p, "23505"))
-        rc = ks_err_set(err, KS_ECONFLICT, /* another replica stored the same new host first */
-                        "cpu %d of host '%s' was stored concurrently", sent_cpu[failed],
-                        r->host.id);
+        rc =
+            ks_err_set(err, KS_ECONFLICT, /* another replica stored the same new host first */
+                       "cpu %d of host '%s' was stored concurrently", sent_cpu[failed], r->host.id);
     free(sent_cpu);
     return rc;
 }
@@ -2300,8 +2299,10 @@ static ks_code pg_raw_scan(ks_store *s, int t, int (*cb)(void *ctx, const ks_sto
     pg_store *p = pg(s);
     const ks_store__table *tb = &ks_store__tables[t];
     char sql[600];
-    snprintf(sql, sizeof(sql), "DECLARE ks_copy BINARY NO SCROLL CURSOR FOR SELECT %s FROM %s "
-             "ORDER BY %s", tb->cols, tb->name, tb->order_by);
+    snprintf(sql, sizeof(sql),
+             "DECLARE ks_copy BINARY NO SCROLL CURSOR FOR SELECT %s FROM %s "
+             "ORDER BY %s",
+             tb->cols, tb->name, tb->order_by);
     ks_code rc = exec_simple(p, sql, "scan table", err);
     bool stop = false;
     while (rc == KS_OK && !stop) {

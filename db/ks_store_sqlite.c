@@ -247,7 +247,8 @@ static const char *const sql_text[ST__COUNT] = {
     [ST_TOKEN_LIST] = "SELECT id, hash, role, host_id, description, created_us FROM tokens "
                       "ORDER BY id",
     [ST_TOKEN_DELETE] = "DELETE FROM tokens WHERE id = ?1",
-    [ST_CHANGE_INSERT] = "INSERT INTO changes (time_us, kind, key, host_id) VALUES (?1, ?2, ?3, ?4)",
+    [ST_CHANGE_INSERT] =
+        "INSERT INTO changes (time_us, kind, key, host_id) VALUES (?1, ?2, ?3, ?4)",
     [ST_CHANGES_SINCE] = "SELECT seq, kind, key, host_id, time_us FROM changes WHERE seq > ?1 "
                          "ORDER BY seq",
     /* The AUTOINCREMENT counter, not max(seq): it never goes back after a prune. */
@@ -2264,8 +2265,8 @@ static ks_code sq_raw_insert(ks_store *s, int t, const ks_store__val *v, ks_err 
         if (len <= 0 || (size_t)len + 2 > sizeof(sql))
             return ks_err_set(err, KS_EINTERNAL, "insert statement for %s too long", tb->name);
         strcat(sql, ")");
-        int src = sqlite3_prepare_v3(q->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &q->raw_ins[t],
-                                     NULL);
+        int src =
+            sqlite3_prepare_v3(q->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &q->raw_ins[t], NULL);
         if (src != SQLITE_OK) {
             q->raw_ins[t] = NULL;
             return sq_fail(q, src, "prepare copy insert", err);

@@ -276,7 +276,7 @@ static void *client_main(void *arg)
 typedef struct leader_ctx {
     replica *reps;
     atomic_bool stop;
-    atomic_int current; /* replica leading in the last round, -1 = none */
+    atomic_int current;     /* replica leading in the last round, -1 = none */
     atomic_int two_leaders; /* rounds where two replicas said "leader" */
     int first, after_kill;
 } leader_ctx;
@@ -505,8 +505,8 @@ static void test_pg__replicas_place_without_double_allocation(void **state)
            "%llu gave up (409); phase 1: %.0f placements/s over %d replicas; leader handover "
            "to replica %d in %.1f ms\n",
            (unsigned long long)placed, (long long)acked, deleted, (unsigned long long)conflicts,
-           (unsigned long long)gave_up, 1e6 * (double)placed_p1 / (double)(t1 - t0 + 1),
-           N_REPLICAS, new_leader, (double)handover_us / 1000.0);
+           (unsigned long long)gave_up, 1e6 * (double)placed_p1 / (double)(t1 - t0 + 1), N_REPLICAS,
+           new_leader, (double)handover_us / 1000.0);
     assert_true(placed >= 1000);
 
     for (int i = 1; i < N_REPLICAS; i++) {

@@ -1324,8 +1324,7 @@ static void test_store__second_writer_waits_then_gives_up(void **state)
         assert_int_equal(ks_store_commit(f->s, &err), KS_OK);
         /* Other rows were never blocked; after the commit the row is free. */
         assert_int_equal(ks_store_begin(other, &err), KS_OK);
-        assert_int_equal(ks_store_host_set_state(other, "h1", KS_STORE_HOST_READY, 6, &err),
-                         KS_OK);
+        assert_int_equal(ks_store_host_set_state(other, "h1", KS_STORE_HOST_READY, 6, &err), KS_OK);
         assert_int_equal(ks_store_commit(other, &err), KS_OK);
         ks_store_close(other);
         return;
@@ -1387,7 +1386,6 @@ static void test_store__query_int_and_corrupt_rows(void **state)
     ks_report_free(r);
 }
 
-
 /* ---- PostgreSQL schema --------------------------------------------------- */
 
 static void test_store__pg_migrate_and_reopen(void **state)
@@ -1417,8 +1415,7 @@ static void test_store__pg_migrate_and_reopen(void **state)
     ks_store_close(f->s);
     f->s = NULL;
     assert_int_equal(ks_store_open(&f->s, f->path, NULL, &err), KS_OK);
-    assert_int_equal(qint(f->s, "SELECT count(*) FROM schema_migrations"),
-                     KS_STORE_SCHEMA_VERSION);
+    assert_int_equal(qint(f->s, "SELECT count(*) FROM schema_migrations"), KS_STORE_SCHEMA_VERSION);
     assert_int_equal(qint(f->s, tables), 14);
     assert_int_equal(qint(f->s, "SELECT count(*) FROM cpus"), 4);
     assert_int_equal(ks_store_integrity_check(f->s, &err), KS_OK);
@@ -1482,9 +1479,9 @@ static void test_store__changes_feed(void **state)
     int64_t pid = 0;
     assert_int_equal(ks_store_begin(f->s, &err), KS_OK);
     assert_int_equal(ks_store_pool_create(f->s, "p1", NULL, 1, &err), KS_OK);
-    assert_int_equal(ks_store_policy_add(&pid, f->s, KS_STORE_POLICY_FEATURE_BAN, "[\"avx\"]",
-                                         NULL, 1, &err),
-                     KS_OK);
+    assert_int_equal(
+        ks_store_policy_add(&pid, f->s, KS_STORE_POLICY_FEATURE_BAN, "[\"avx\"]", NULL, 1, &err),
+        KS_OK);
     assert_int_equal(ks_store_vm_delete(f->s, "vm1", &err), KS_OK);
     assert_int_equal(ks_store_host_set_state(f->s, "h1", KS_STORE_HOST_DRAINING, 10, &err), KS_OK);
     assert_int_equal(ks_store_commit(f->s, &err), KS_OK);
@@ -1523,8 +1520,7 @@ static void test_store__changes_feed(void **state)
     assert_int_equal(ks_store_changes_since(&next, f->s, c0, collect_change, &one, &err), KS_OK);
     assert_int_equal(one.n, 1);
     none.n = 0;
-    assert_int_equal(ks_store_changes_since(&next, f->s, next, collect_change, &none, &err),
-                     KS_OK);
+    assert_int_equal(ks_store_changes_since(&next, f->s, next, collect_change, &none, &err), KS_OK);
     assert_int_equal(none.n, 0);
     /* Reads of the feed are outside transactions; pruning is a write. */
     assert_int_equal(ks_store_begin(f->s, &err), KS_OK);
@@ -1606,9 +1602,9 @@ static void fill_fleet(ks_store *s)
         ks_store_policy_add(NULL, s, KS_STORE_POLICY_FEATURE_BAN, "[\"tsx\"]", "errata", 4, &err),
         KS_OK);
     for (int i = 0; i < 3; i++)
-        assert_int_equal(ks_store_event_append(NULL, s, 5 + (uint64_t)i, "vm.placed", "h1", "vm1",
-                                               "{}", &err),
-                         KS_OK);
+        assert_int_equal(
+            ks_store_event_append(NULL, s, 5 + (uint64_t)i, "vm.placed", "h1", "vm1", "{}", &err),
+            KS_OK);
     ks_store_capacity_row cap = {.time_us = 9, .total = 24, .allocated = 2, .free = 22};
     snprintf(cap.scope, sizeof(cap.scope), "fleet");
     assert_int_equal(ks_store_capacity_insert(NULL, s, &cap, &err), KS_OK);
@@ -1779,7 +1775,6 @@ static void test_store__concurrent_allocation_conflicts(void **state)
     assert_int_equal(qint(f->s, "SELECT count(*) FROM vms"), 1);
 }
 
-
 /* ---- PostgreSQL: a server-side disconnect (failover, restart) ------------- */
 
 static void test_store__pg_reconnects_after_lost_session(void **state)
@@ -1881,9 +1876,10 @@ static void test_store__throughput(void **state)
            "  reports, 1 cpu change %8.0f /s  %8.0f /s\n"
            "  reports, all changed  %8.0f /s  %8.0f /s\n"
            "  cpu scan              %8.0f rows/s  %8.0f rows/s (%llu rows)\n",
-           ks_store_backend(f->s), n_hosts, n_cpus, RATE(n_hosts, t0, t1), RATE(n_hosts, c0, c1), RATE(n_hosts, t1, t2),
-           RATE(n_hosts, c1, c2), RATE(n_hosts / 4, t2, t3), RATE(n_hosts / 4, c2, c3),
-           RATE(sc.rows, t3, t4), RATE(sc.rows, c3, c4), (unsigned long long)sc.rows);
+           ks_store_backend(f->s), n_hosts, n_cpus, RATE(n_hosts, t0, t1), RATE(n_hosts, c0, c1),
+           RATE(n_hosts, t1, t2), RATE(n_hosts, c1, c2), RATE(n_hosts / 4, t2, t3),
+           RATE(n_hosts / 4, c2, c3), RATE(sc.rows, t3, t4), RATE(sc.rows, c3, c4),
+           (unsigned long long)sc.rows);
 #undef RATE
     for (uint32_t i = 0; i < n_hosts; i++)
         ks_report_free(reps[i]);
