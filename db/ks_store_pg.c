@@ -60,6 +60,7 @@
 #include <libpq-fe.h>
 
 #include "ks_feature.h"
+#include "ks_parse.h"
 #include "ks_store.h"
 #include "ks_store_int.h"
 #include "ks_store_schema_pg.sql.h"
@@ -448,7 +449,10 @@ static const char *g_str(const PGresult *r, int row, int col)
 static int64_t g_i64(const PGresult *r, int row, int col)
 {
     const char *s = g_str(r, row, col);
-    return s ? strtoll(s, NULL, 10) : 0;
+    int64_t v = 0;
+    if (!s || ks_parse_i64(&v, s, INT64_MIN, INT64_MAX, "column", NULL) != KS_OK)
+        return 0;
+    return v;
 }
 
 static uint64_t g_u64(const PGresult *r, int row, int col)
@@ -628,7 +632,10 @@ static ks_code run(PGresult **out, pg_store *p, int id, const pgp *a, const char
 static int64_t affected(const PGresult *r)
 {
     const char *t = PQcmdTuples((PGresult *)r);
-    return t && t[0] ? strtoll(t, NULL, 10) : 0;
+    int64_t v = 0;
+    if (!t || !t[0] || ks_parse_i64(&v, t, 0, INT64_MAX, "rows", NULL) != KS_OK)
+        return 0;
+    return v;
 }
 
 /* Runs a write keyed by a name; KS_ENOTFOUND when no row changed. */
@@ -954,13 +961,12 @@ static ks_code pg_query_int(int64_t *out, ks_store *s, const char *sql, ks_err *
         /* int2/int4/int8, or a numeric holding an integer (sum() of bigints). */
         Oid t = PQftype(r, 0);
         const char *txt = g_str(r, 0, 0);
-        char *end = NULL;
-        long long x = txt ? strtoll(txt, &end, 10) : 0;
-        bool integral = txt && txt[0] && end && *end == '\0';
+        int64_t x = 0;
+        bool integral = txt && ks_parse_i64(&x, txt, INT64_MIN, INT64_MAX, "value", NULL) == KS_OK;
         if ((t != 20 && t != 21 && t != 23 && t != 1700) || !integral)
             rc = ks_err_set(err, KS_EINVAL, "query '%s' did not return an integer", sql);
         else
-            *out = (int64_t)x;
+            *out = x;
     }
     PQclear(r);
     ks_code rc2 = exec_simple(
@@ -2332,9 +2338,10 @@ static ks_code pg_raw_insert(ks_store *s, int t, const ks_store__val *v, ks_err 
         int len = snprintf(sql, sizeof(sql), "INSERT INTO %s (%s) VALUES (", tb->name, tb->cols);
         for (int i = 0; i < n && len > 0 && (size_t)len < sizeof(sql); i++)
             len += snprintf(sql + len, sizeof(sql) - (size_t)len, "%s$%d", i ? ", " : "", i + 1);
-        if (len <= 0 || (size_t)len + 2 > sizeof(sql))
+        if (len > 0 && (size_t)len < sizeof(sql))
+            len += snprintf(sql + len, sizeof(sql) - (size_t)len, ")");
+        if (len <= 0 || (size_t)len >= sizeof(sql))
             return ks_err_set(err, KS_EINTERNAL, "insert statement for %s too long", tb->name);
-        strcat(sql, ")");
         PGresult *r = PQprepare(p->c, name, sql, 0, NULL);
         if (PQresultStatus(r) != PGRES_COMMAND_OK) {
             ks_code rc = pg_fail(p, r, "prepare copy insert", err);

@@ -2262,9 +2262,10 @@ static ks_code sq_raw_insert(ks_store *s, int t, const ks_store__val *v, ks_err 
         int len = snprintf(sql, sizeof(sql), "INSERT INTO %s (%s) VALUES (", tb->name, tb->cols);
         for (int i = 0; i < n && len > 0 && (size_t)len < sizeof(sql); i++)
             len += snprintf(sql + len, sizeof(sql) - (size_t)len, "%s?", i ? ", " : "");
-        if (len <= 0 || (size_t)len + 2 > sizeof(sql))
+        if (len > 0 && (size_t)len < sizeof(sql))
+            len += snprintf(sql + len, sizeof(sql) - (size_t)len, ")");
+        if (len <= 0 || (size_t)len >= sizeof(sql))
             return ks_err_set(err, KS_EINTERNAL, "insert statement for %s too long", tb->name);
-        strcat(sql, ")");
         int src =
             sqlite3_prepare_v3(q->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &q->raw_ins[t], NULL);
         if (src != SQLITE_OK) {
