@@ -19,6 +19,7 @@
  *   bench=pg_place backend=postgresql replicas=2 clients=4 vms=3000 ... placements_per_s=...
  */
 #include <pthread.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@
 #include <libpq-fe.h>
 
 #include "ks_feature.h"
+#include "ks_parse.h"
 #include "ks_report.h"
 #include "ks_store.h"
 
@@ -328,20 +330,51 @@ static int run_config(const char *backend, const char *url, int n_rep)
     return rc;
 }
 
+/* "1,2,3": each 1..64. */
 static int parse_list(int *out, int max, const char *s)
 {
     int n = 0;
+    char item[24];
     while (*s && n < max) {
-        char *end = NULL;
-        long v = strtol(s, &end, 10);
-        if (end == s || v < 1 || v > 64)
+        size_t len = strcspn(s, ",");
+        uint64_t v = 0;
+        if (len == 0 || len >= sizeof(item))
+            return -1;
+        memcpy(item, s, len);
+        item[len] = '\0';
+        if (ks_parse_u64(&v, item, 1, 64, "--replicas", NULL) != KS_OK)
             return -1;
         out[n++] = (int)v;
-        s = *end == ',' ? end + 1 : end;
-        if (*end && *end != ',')
-            return -1;
+        s += len + (s[len] == ',');
     }
     return n;
+}
+
+static int parse_int(int *out, const char *s, int min, int max)
+{
+    uint64_t v = 0;
+    if (ks_parse_u64(&v, s, (uint64_t)min, (uint64_t)max, "option", NULL) != KS_OK)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+/* scripts/pg-test-cluster.sh start|stop DIR, stdout to /dev/null; 0 on success. */
+static int cluster(const char *cmd, const char *dir)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        FILE *devnull = freopen("/dev/null", "w", stdout);
+        (void)devnull;
+        execl(KS_PG_CLUSTER_SCRIPT, KS_PG_CLUSTER_SCRIPT, cmd, dir, (char *)NULL);
+        _exit(127);
+    }
+    int st = 0;
+    if (waitpid(pid, &st, 0) != pid)
+        return -1;
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
 }
 
 int main(int argc, char **argv)
@@ -354,16 +387,20 @@ int main(int argc, char **argv)
             n_replicas = parse_list(replicas, 16, v);
             a++;
         } else if (strcmp(argv[a], "--hosts") == 0 && v) {
-            g_hosts = atoi(v);
+            if (parse_int(&g_hosts, v, 1, MAX_HOSTS) != 0)
+                n_replicas = -1;
             a++;
         } else if (strcmp(argv[a], "--cpus") == 0 && v) {
-            g_cpus = atoi(v);
+            if (parse_int(&g_cpus, v, 2, MAX_CPUS) != 0)
+                n_replicas = -1;
             a++;
         } else if (strcmp(argv[a], "--vms") == 0 && v) {
-            g_vms = atoi(v);
+            if (parse_int(&g_vms, v, 1, 10000000) != 0)
+                n_replicas = -1;
             a++;
         } else if (strcmp(argv[a], "--clients") == 0 && v) {
-            g_clients = atoi(v);
+            if (parse_int(&g_clients, v, 1, 64) != 0)
+                n_replicas = -1;
             a++;
         } else if (strcmp(argv[a], "--pg-dir") == 0 && v) {
             pg_dir = v;
@@ -388,11 +425,13 @@ int main(int argc, char **argv)
             perror("bench_pg: mkdtemp");
             return 1;
         }
-        snprintf(own_dir, sizeof(own_dir), "%s/c", tmp);
-        char cmd[800];
-        snprintf(cmd, sizeof(cmd), "'%s' start '%s' >/dev/null", KS_PG_CLUSTER_SCRIPT, own_dir);
-        if (system(cmd) != 0) {
-            fprintf(stderr, "bench_pg: could not start a PostgreSQL cluster (%s)\n", cmd);
+        /* The script hands the directory to the cluster's user and removes
+         * it on stop. */
+        snprintf(own_dir, sizeof(own_dir), "%s", tmp);
+        if (cluster("start", own_dir) != 0) {
+            fprintf(stderr, "bench_pg: could not start a PostgreSQL cluster with %s\n",
+                    KS_PG_CLUSTER_SCRIPT);
+            cluster("stop", own_dir);
             return 1;
         }
         pg_dir = own_dir;
@@ -408,10 +447,13 @@ int main(int argc, char **argv)
         snprintf(url, sizeof(url), "%s/bench.db", sqlite_dir);
         if (run_config("sqlite", url, 1) != 0)
             rc = 1;
-        char cmd[700];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", sqlite_dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "bench_pg: could not remove %s\n", sqlite_dir);
+        static const char *const side[] = {"", "-wal", "-shm"};
+        for (int i = 0; i < 3; i++) {
+            char f[700];
+            snprintf(f, sizeof(f), "%s%s", url, side[i]);
+            unlink(f);
+        }
+        rmdir(sqlite_dir);
     }
     for (int i = 0; rc == 0 && i < n_replicas; i++) {
         char url[700];
@@ -425,10 +467,7 @@ int main(int argc, char **argv)
             rc = 1;
     }
     if (own_dir[0]) {
-        char cmd[800];
-        snprintf(cmd, sizeof(cmd), "'%s' stop '%s'; rmdir '%s'", KS_PG_CLUSTER_SCRIPT, own_dir,
-                 tmp);
-        if (system(cmd) != 0)
+        if (cluster("stop", own_dir) != 0)
             fprintf(stderr, "bench_pg: could not stop the cluster in %s\n", own_dir);
     } else {
         pg_admin(pg_dir, "DROP DATABASE IF EXISTS ks_bench WITH (FORCE)");
