@@ -39,6 +39,11 @@
  * KS_EINTERNAL (a caller bug).  Read functions work in or out of a transaction.
  * When a write function fails, the transaction stays open: the caller rolls
  * back (nothing of it is kept).  ks_store_commit() failing rolls back itself.
+ * On PostgreSQL a write refused by the database (a constraint, a lock
+ * timeout, a lost connection) also aborts the transaction: later statements
+ * fail until the rollback.  Refusals the store detects itself (KS_EEXIST,
+ * KS_ENOTFOUND, generation checks, pool member errors) leave it usable on
+ * both backends.
  *
  * Conventions: functions return ks_code and take ks_err *err last (may be NULL).
  * An output parameter comes first and is written only on success.  Rows are
