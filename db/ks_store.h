@@ -41,9 +41,10 @@
  * back (nothing of it is kept).  ks_store_commit() failing rolls back itself.
  * On PostgreSQL a write refused by the database (a constraint, a lock
  * timeout, a lost connection) also aborts the transaction: later statements
- * fail until the rollback.  Refusals the store detects itself (KS_EEXIST,
- * KS_ENOTFOUND, generation checks, pool member errors) leave it usable on
- * both backends.
+ * fail until the rollback.  Refusals decided without a failed statement
+ * leave it usable on both backends: an existing VM, pool, token or
+ * idempotency key (KS_EEXIST), no row to update or delete (KS_ENOTFOUND),
+ * stale generations, hosts or pools still in use, pool member errors.
  *
  * Conventions: functions return ks_code and take ks_err *err last (may be NULL).
  * An output parameter comes first and is written only on success.  Rows are
