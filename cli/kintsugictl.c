@@ -59,7 +59,9 @@ int ks_cli_usage_error(const char *fmt, ...)
 int ks_cli_fail(const ks_err *err)
 {
     fprintf(stderr, "kintsugictl: %s\n", err->msg[0] ? err->msg : ks_code_str(err->code));
-    return KS_CLI_API_ERROR;
+    /* Answers from the server carry their slug in err->field; a KS_EINVAL raised
+     * here, before any request (a value too long for a path), is a usage error. */
+    return err->code == KS_EINVAL && !err->field[0] ? KS_CLI_USAGE : KS_CLI_API_ERROR;
 }
 
 int ks_cli_wants_help(int argc, char **argv, const char *help)

@@ -168,6 +168,8 @@ int ks_cli_cmd_capacity(ks_cli *cli, int argc, char **argv)
     }
     if (optind < argc)
         return ks_cli_usage_error("capacity: unexpected argument '%s'", argv[optind]);
+    if (strcmp(by, "fleet") && strcmp(by, "pool") && strcmp(by, "host") && strcmp(by, "kind"))
+        return ks_cli_usage_error("capacity: --by takes fleet, pool, host or kind, not '%s'", by);
     char path[256] = "/v1/capacity";
     ks_err err = {0};
     json_t *doc = NULL;
@@ -236,8 +238,8 @@ int ks_cli_cmd_events(ks_cli *cli, int argc, char **argv)
                 fputc('\n', cli->out);
             }
         } else if (n > 0 || !header_done) {
-            ks_cli_print_list(cli->out, cli->format, items ? items : doc, event_columns,
-                              sizeof(event_columns) / sizeof(event_columns[0]));
+            ks_cli_print_rows(cli->out, cli->format, items ? items : doc, event_columns,
+                              sizeof(event_columns) / sizeof(event_columns[0]), !header_done);
             header_done = true;
         }
         if (n > 0)

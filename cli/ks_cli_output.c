@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define KS_CLI_CELL_MAX 60
 #define KS_CLI_VALUE_MAX 8192
@@ -111,13 +112,26 @@ static void print_csv_cell(FILE *out, const char *s)
     fputc('"', out);
 }
 
+/* Plain scalars YAML 1.1/1.2 would read as something other than a string. */
+static bool yaml_needs_quotes(const char *s)
+{
+    static const char *const words[] = {"y", "n", "yes", "no", "on", "off", "true", "false",
+                                        "null", "~"};
+    if (!s[0] || strpbrk(s, ":#{}[],&*!|>'\"%@`\n\t") || s[0] == '-' || s[0] == ' ' ||
+        s[strlen(s) - 1] == ' ')
+        return true;
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+        if (strcasecmp(s, words[i]) == 0)
+            return true;
+    /* Anything that starts like a number (1e3, .5, +1, 0x1f, 1_000) is quoted. */
+    return strchr("0123456789+.", s[0]) != NULL;
+}
+
 static void yaml_scalar(FILE *out, const json_t *v)
 {
     if (json_is_string(v)) {
         const char *s = json_string_value(v);
-        bool plain = s[0] && !strpbrk(s, ":#{}[],&*!|>'\"%@`\n") && s[0] != '-' && s[0] != ' ';
-        if (plain && strcmp(s, "true") && strcmp(s, "false") && strcmp(s, "null") &&
-            strspn(s, "0123456789.") != strlen(s)) {
+        if (!yaml_needs_quotes(s)) {
             fputs(s, out);
         } else {
             char *q = json_dumps(v, JSON_ENCODE_ANY);
@@ -184,6 +198,12 @@ void ks_cli_print_yaml(FILE *out, const json_t *v, int indent)
 void ks_cli_print_list(FILE *out, ks_cli_format fmt, const json_t *items,
                        const ks_cli_column *cols, size_t n_cols)
 {
+    ks_cli_print_rows(out, fmt, items, cols, n_cols, true);
+}
+
+void ks_cli_print_rows(FILE *out, ks_cli_format fmt, const json_t *items,
+                       const ks_cli_column *cols, size_t n_cols, bool header)
+{
     if (fmt == KS_OUT_JSON) {
         json_dumpf(items, out, JSON_INDENT(2));
         fputc('\n', out);
@@ -198,12 +218,10 @@ void ks_cli_print_list(FILE *out, ks_cli_format fmt, const json_t *items,
     if (!cell)
         return;
     if (fmt == KS_OUT_CSV) {
-        for (size_t c = 0; c < n_cols; c++) {
-            if (c)
-                fputc(',', out);
-            print_csv_cell(out, cols[c].header);
-        }
-        fputc('\n', out);
+        for (size_t c = 0; header && c < n_cols; c++)
+            fprintf(out, "%s%s", c ? "," : "", cols[c].header);
+        if (header)
+            fputc('\n', out);
         for (size_t r = 0; r < n_rows; r++) {
             for (size_t c = 0; c < n_cols; c++) {
                 if (c)
@@ -229,16 +247,19 @@ void ks_cli_print_list(FILE *out, ks_cli_format fmt, const json_t *items,
             if (n > width[c])
                 width[c] = n;
         }
-    for (size_t c = 0; c < n_cols; c++)
-        fprintf(out, "%-*s%s", (int)width[c], cols[c].header, c + 1 < n_cols ? "  " : "\n");
+    /* The last column is not padded: no trailing spaces. */
+    for (size_t c = 0; header && c < n_cols; c++)
+        fprintf(out, "%-*s%s", c + 1 < n_cols ? (int)width[c] : 0, cols[c].header,
+                c + 1 < n_cols ? "  " : "\n");
     for (size_t r = 0; r < n_rows; r++)
         for (size_t c = 0; c < n_cols; c++) {
             ks_cli_value_str(json_array_get(items, r), cols[c].path, cell, KS_CLI_VALUE_MAX);
             if (strlen(cell) > KS_CLI_CELL_MAX)
                 memcpy(cell + KS_CLI_CELL_MAX - 3, "...", 4);
-            fprintf(out, "%-*s%s", (int)width[c], cell, c + 1 < n_cols ? "  " : "\n");
+            fprintf(out, "%-*s%s", c + 1 < n_cols ? (int)width[c] : 0, cell,
+                    c + 1 < n_cols ? "  " : "\n");
         }
-    if (n_rows == 0)
+    if (n_rows == 0 && header)
         fprintf(out, "(none)\n");
     free(cell);
 }

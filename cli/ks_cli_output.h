@@ -6,6 +6,7 @@
 #ifndef KS_CLI_OUTPUT_H
 #define KS_CLI_OUTPUT_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #include <jansson.h>
@@ -25,6 +26,9 @@ typedef struct ks_cli_column {
 /* Prints `items` (a JSON array of objects). */
 void ks_cli_print_list(FILE *out, ks_cli_format fmt, const json_t *items,
                        const ks_cli_column *cols, size_t n_cols);
+/* Same, printing the header only when `header` (follow-mode batches after the first). */
+void ks_cli_print_rows(FILE *out, ks_cli_format fmt, const json_t *items,
+                       const ks_cli_column *cols, size_t n_cols, bool header);
 /* Prints one object. */
 void ks_cli_print_object(FILE *out, ks_cli_format fmt, const json_t *obj);
 /* The value at a dotted path as text into buf ("" when absent). */

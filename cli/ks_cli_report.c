@@ -23,6 +23,8 @@ static const struct {
     {"stranded", "stranded (free, no shape fits)", "#ef9a9a"},
     {"quarantined", "quarantined", "#8d6e63"},
     {"offline", "offline", "#bdbdbd"},
+    {"unschedulable", "unschedulable (host drained or lost)", "#90a4ae"},
+    {"reserved", "reserved for the host", "#ce93d8"},
 };
 #define N_SEGMENTS (sizeof(segments) / sizeof(segments[0]))
 
@@ -56,6 +58,8 @@ static void segment_values(const json_t *c, json_int_t v[N_SEGMENTS])
     v[3] = stranded;
     v[4] = num(c, "quarantined");
     v[5] = num(c, "offline");
+    v[6] = num(c, "unschedulable");
+    v[7] = num(c, "reserved");
 }
 
 static double pct(json_int_t part, json_int_t whole)
@@ -83,11 +87,23 @@ static void stacked_bars(FILE *out, const char *title, const char *id, const jso
         fprintf(out, "<text x=\"0\" y=\"%d\" class=\"label\">", y + 16);
         html_escape(out, json_string_value(json_object_get(row, "scope")));
         fputs("</text>\n", out);
-        double x = label_w, span = width - label_w - 70;
+        /* A non-zero segment is at least 2 px wide, so one reclaimed CPU in a large
+         * fleet stays visible; the other segments share what is left. */
+        double x = label_w, span = width - label_w - 70, min_w = 2.0, floor_w = 0;
+        json_int_t small = 0;
+        for (size_t s = 0; s < N_SEGMENTS; s++)
+            if (v[s] > 0 && total > 0 && span * (double)v[s] / (double)total < min_w) {
+                floor_w += min_w;
+                small += v[s];
+            }
         for (size_t s = 0; s < N_SEGMENTS; s++) {
-            double w = total > 0 ? span * (double)v[s] / (double)total : 0;
-            if (w <= 0)
+            if (v[s] <= 0 || total <= 0)
                 continue;
+            double w = span * (double)v[s] / (double)total;
+            if (w < min_w)
+                w = min_w;
+            else if (total > small)
+                w = (span - floor_w) * (double)v[s] / (double)(total - small);
             fprintf(out, "<rect class=\"seg seg-%zu\" x=\"%.1f\" y=\"%d\" width=\"%.1f\" "
                          "height=\"%d\" fill=\"%s\"><title>%s: %" JSON_INTEGER_FORMAT
                          "</title></rect>\n", s, x, y, w, bar_h, segments[s].color,
@@ -126,6 +142,18 @@ static void trend_line(FILE *out, const json_t *history)
     fprintf(out, "<line x1=\"%d\" y1=\"10\" x2=\"%d\" y2=\"%d\" class=\"axis\"/>\n", pad, pad,
             height - pad);
     fprintf(out, "<text x=\"2\" y=\"16\" class=\"label\">%" JSON_INTEGER_FORMAT "</text>\n", max);
+    fprintf(out, "<text x=\"2\" y=\"%d\" class=\"label\">0</text>\n", height - pad);
+    /* Time axis: the first and the last snapshot. */
+    for (size_t k = 0; k < (n > 1 ? 2u : 1u); k++) {
+        const json_t *h = json_array_get(history, k ? n - 1 : 0);
+        time_t t = (time_t)(num(h, "time_us") / 1000000);
+        struct tm tm;
+        char when[32];
+        strftime(when, sizeof(when), "%H:%M:%S", gmtime_r(&t, &tm));
+        fprintf(out, "<text x=\"%d\" y=\"%d\" class=\"label axis-time\" text-anchor=\"%s\">"
+                     "%s UTC</text>\n", k ? width - 10 : pad, height - pad + 16,
+                k ? "end" : "start", when);
+    }
     fputs("<polyline class=\"trend-line\" fill=\"none\" stroke=\"#d4a017\" stroke-width=\"2\" "
           "points=\"", out);
     for (size_t i = 0; i < n; i++) {
@@ -194,8 +222,9 @@ static void heatmap(FILE *out, const json_t *defects)
 
 static void capacity_table(FILE *out, const char *title, const json_t *rows)
 {
-    static const char *const cols[] = {"total", "allocated", "free", "degraded_usable",
-                                       "reclaimed", "stranded", "quarantined"};
+    static const char *const cols[] = {"total",     "allocated",   "free",    "degraded_usable",
+                                       "reclaimed", "stranded",    "quarantined", "offline",
+                                       "unschedulable", "reserved"};
     fprintf(out, "<h2>%s</h2>\n<table class=\"capacity\"><tr><th>scope</th>", title);
     for (size_t c = 0; c < sizeof(cols) / sizeof(cols[0]); c++)
         fprintf(out, "<th>%s</th>", cols[c]);
@@ -232,6 +261,7 @@ void ks_cli_report_html(FILE *out, const json_t *doc)
           "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ddd;"
           "padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}\n"
           ".label{font-size:12px}.value{font-size:12px;fill:#444}.axis{stroke:#888}\n"
+          "#migrations td,#defects td:first-child{text-align:left}\n"
           ".legend span{margin-right:14px;font-size:12px}.legend i{display:inline-block;"
           "width:10px;height:10px;margin-right:4px}.empty{color:#888}\n"
           "</style></head><body>\n<h1>Kintsugi capacity-utilization report</h1>\n", out);
@@ -245,10 +275,12 @@ void ks_cli_report_html(FILE *out, const json_t *doc)
         fprintf(out, "<div class=\"kpi\" id=\"kpi-%s\"><b>%" JSON_INTEGER_FORMAT "</b>%s</div>\n",
                 kpis[k].key, num(fleet, kpis[k].key), kpis[k].label);
     fputs("</div>\n", out);
-    fprintf(out, "<p id=\"reclaimed-summary\">%" JSON_INTEGER_FORMAT " CPUs (%.1f%% of the fleet) "
-                 "run VMs on cores with a defective unit: a disable-the-core policy would "
-                 "have lost them.</p>\n", num(fleet, "reclaimed"),
-            pct(num(fleet, "reclaimed"), num(fleet, "total")));
+    json_int_t reclaimed = num(fleet, "reclaimed");
+    fprintf(out, "<p id=\"reclaimed-summary\">%" JSON_INTEGER_FORMAT " %s (%.1f%% of the fleet) "
+                 "%s VMs on cores with a defective unit: a disable-the-core policy would "
+                 "have lost %s.</p>\n", reclaimed, reclaimed == 1 ? "CPU" : "CPUs",
+            pct(reclaimed, num(fleet, "total")), reclaimed == 1 ? "runs" : "run",
+            reclaimed == 1 ? "it" : "them");
 
     json_t *fleet_rows = json_array();
     json_array_append(fleet_rows, (json_t *)fleet);
@@ -304,8 +336,10 @@ static void csv_rows(FILE *out, const char *level, const json_t *rows)
         const json_t *c = json_array_get(rows, r);
         const char *scope = json_string_value(json_object_get(c, "scope"));
         fprintf(out, "%s,%s", level, scope ? scope : "");
-        static const char *const cols[] = {"total", "allocated", "free", "degraded_usable",
-                                           "reclaimed", "stranded", "quarantined", "offline"};
+        static const char *const cols[] = {"total",       "allocated", "free",
+                                           "degraded_usable", "reclaimed", "stranded",
+                                           "quarantined", "offline",   "unschedulable",
+                                           "reserved"};
         for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++)
             fprintf(out, ",%" JSON_INTEGER_FORMAT, num(c, cols[i]));
         fprintf(out, ",%.2f,%.2f\n", pct(num(c, "allocated"), num(c, "total")),
@@ -316,7 +350,7 @@ static void csv_rows(FILE *out, const char *level, const json_t *rows)
 void ks_cli_report_csv(FILE *out, const json_t *doc)
 {
     fputs("level,scope,total,allocated,free,degraded_usable,reclaimed,stranded,quarantined,"
-          "offline,used_pct,reclaimed_pct\n", out);
+          "offline,unschedulable,reserved,used_pct,reclaimed_pct\n", out);
     json_t *fleet_rows = json_array();
     json_array_append(fleet_rows, json_object_get(doc, "fleet"));
     csv_rows(out, "fleet", fleet_rows);

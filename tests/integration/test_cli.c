@@ -422,9 +422,10 @@ static void test_cli__usage_errors(void **state)
         {{"bans", "frob"}, "unknown verb 'frob'"},
         {{"capacity", "extra"}, "unexpected argument 'extra'"},
         {{"capacity", "--frob"}, "unknown option"},
-        {{"events", "--since", "abc"}, "not a valid number"},
-        {{"events", "--since", "-1"}, "not a valid number"},
-        {{"events", "--limit", "0"}, "not a valid number"},
+        {{"events", "--since", "abc"}, "--since: 'abc' is not a non-negative integer"},
+        {{"events", "--since", "-1"}, "--since: '-1' is not a non-negative integer"},
+        {{"events", "--limit", "0"}, "--limit: '0' is not an integer in 1..10000"},
+        {{"capacity", "--by", "rack"}, "--by takes fleet, pool, host or kind"},
         {{"events", "--frob"}, "unknown option"},
         {{"report"}, "choose --html FILE, --csv FILE or --json"},
         {{"report", "--pdf", "x"}, "unknown option"},
@@ -972,6 +973,23 @@ static void test_cli__vms_list_show_formats(void **state)
     assert_true(cli_has_line(r.out, "host: h-rpl"));
     assert_true(cli_has_line(r.out, "    efficiency: 2"));
     cli_run_free(&r);
+
+    /* YAML must not turn names into booleans or numbers (yes, 1e3): they are quoted. */
+    static const char *const tricky[] = {"yes", "1e3", "Off"};
+    for (size_t i = 0; i < 3; i++) {
+        char want_line[64];
+        CTL(&r, "vms", "create", tricky[i], "--vcpus", "1");
+        expect_ok(&r);
+        cli_run_free(&r);
+        CTL(&r, "-o", "yaml", "vms", "show", tricky[i]);
+        expect_ok(&r);
+        ks_test_path(want_line, sizeof(want_line), "name: \"%s\"", tricky[i]);
+        assert_true(cli_has_line(r.out, want_line));
+        cli_run_free(&r);
+        CTL(&r, "vms", "delete", tricky[i]);
+        expect_ok(&r);
+        cli_run_free(&r);
+    }
 
     CTL(&r, "-o", "csv", "vms", "show", "web-1");
     expect_ok(&r);
@@ -1563,7 +1581,7 @@ static void test_cli__report(void **state)
     char line[512];
     assert_string_equal(nth_line(csv, 0, line, sizeof(line)),
                         "level,scope,total,allocated,free,degraded_usable,reclaimed,stranded,"
-                        "quarantined,offline,used_pct,reclaimed_pct");
+                        "quarantined,offline,unschedulable,reserved,used_pct,reclaimed_pct");
     size_t rows = 1 + json_array_size(json_object_get(doc, "pools")) +
                   json_array_size(json_object_get(doc, "kinds")) + json_array_size(hosts);
     assert_int_equal(cli_count_lines(csv), 1 + rows);

@@ -141,11 +141,13 @@ static void test_cli_report__html_structure_and_kpis(void **state)
     }
     expect_in(html, "<p id=\"reclaimed-summary\">40 CPUs (4.0% of the fleet) run VMs");
 
-    /* Capacity tables: scope, 7 counts, used % and reclaimed %. */
+    /* Capacity tables: scope, 10 counts (total ... offline, unschedulable, reserved),
+     * used % and reclaimed %. */
     expect_in(html, "<tr><td>fleet</td><td>1000</td><td>600</td><td>300</td><td>50</td>"
-                    "<td>40</td><td>20</td><td>10</td><td>60.0</td><td>4.0</td></tr>");
+                    "<td>40</td><td>20</td><td>10</td><td>5</td><td>0</td><td>0</td>"
+                    "<td>60.0</td><td>4.0</td></tr>");
     expect_in(html, "<tr><td>pool-a</td><td>400</td><td>300</td><td>80</td><td>30</td>"
-                    "<td>25</td><td>10</td><td>4</td><td>75.0</td>");
+                    "<td>25</td><td>10</td><td>4</td><td>0</td><td>0</td><td>0</td><td>75.0</td>");
     expect_in(html, "<tr><td>efficiency</td><td>300</td><td>100</td>");
     expect_in(html, "<tr><td>h-2</td><td>300</td><td>150</td>");
     assert_int_equal(count(html, "<table class=\"capacity\">"), 4);
@@ -335,7 +337,8 @@ static void test_cli_report__html_empty_sections(void **state)
     free(html);
     char *csv = render(ks_cli_report_csv, doc);
     assert_int_equal(strcmp(csv, "level,scope,total,allocated,free,degraded_usable,reclaimed,"
-                                 "stranded,quarantined,offline,used_pct,reclaimed_pct\n"),
+                                 "stranded,quarantined,offline,unschedulable,reserved,used_pct,"
+                                 "reclaimed_pct\n"),
                      0);
     free(csv);
     json_decref(doc);
@@ -362,14 +365,14 @@ static void test_cli_report__csv_rows(void **state)
     char *csv = render(ks_cli_report_csv, doc);
     static const char *const want[] = {
         "level,scope,total,allocated,free,degraded_usable,reclaimed,stranded,quarantined,offline,"
-        "used_pct,reclaimed_pct",
-        "fleet,fleet,1000,600,300,50,40,20,10,5,60.00,4.00",
-        "pool,pool-a,400,300,80,30,25,10,4,0,75.00,6.25",
-        "pool,pool-b,200,50,140,5,5,0,0,2,25.00,2.50",
-        "kind,performance,700,500,170,45,38,12,8,3,71.43,5.43",
-        "kind,efficiency,300,100,130,5,2,8,2,2,33.33,0.67",
-        "host,h-1,500,350,140,30,30,10,6,0,70.00,6.00",
-        "host,h-2,300,150,100,12,8,10,2,5,50.00,2.67",
+        "unschedulable,reserved,used_pct,reclaimed_pct",
+        "fleet,fleet,1000,600,300,50,40,20,10,5,0,0,60.00,4.00",
+        "pool,pool-a,400,300,80,30,25,10,4,0,0,0,75.00,6.25",
+        "pool,pool-b,200,50,140,5,5,0,0,2,0,0,25.00,2.50",
+        "kind,performance,700,500,170,45,38,12,8,3,0,0,71.43,5.43",
+        "kind,efficiency,300,100,130,5,2,8,2,2,0,0,33.33,0.67",
+        "host,h-1,500,350,140,30,30,10,6,0,0,0,70.00,6.00",
+        "host,h-2,300,150,100,12,8,10,2,5,0,0,50.00,2.67",
     };
     const char *p = csv;
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
@@ -381,13 +384,13 @@ static void test_cli_report__csv_rows(void **state)
     }
     /* The third host row, then nothing more: 1 header + 1 + 2 + 2 + 3 rows. */
     assert_int_equal(count(csv, "\n"), 9);
-    assert_true(strstr(p, ",200,100,60,8,2,0,2,0,50.00,1.00\n") != NULL);
+    assert_true(strstr(p, ",200,100,60,8,2,0,2,0,0,0,50.00,1.00\n") != NULL);
     free(csv);
 
     /* A zero-CPU fleet gives 0.00 percentages, never nan. */
     json_t *zero = json_pack("{s:{s:s,s:i}}", "fleet", "scope", "fleet", "total", 0);
     csv = render(ks_cli_report_csv, zero);
-    assert_non_null(strstr(csv, "\nfleet,fleet,0,0,0,0,0,0,0,0,0.00,0.00\n"));
+    assert_non_null(strstr(csv, "\nfleet,fleet,0,0,0,0,0,0,0,0,0,0,0.00,0.00\n"));
     free(csv);
     json_decref(zero);
     json_decref(doc);
