@@ -38,6 +38,7 @@
 #include "integration/test_api_harness.h"
 
 #include <dirent.h>
+#include <sys/prctl.h>
 
 #include "ks_qmp.h"
 
@@ -66,6 +67,46 @@ typedef struct e2e {
     size_t n_qemu;
     pid_t mv_pid; /* case 2's QEMU, stopped by case 4 */
 } e2e;
+
+/*
+ * Watchdog: the test must end (and take every process it started with it) well
+ * inside ctest's 60 s TIMEOUT, which would kill only this process and orphan
+ * kintsugid, the agents and QEMU.  SIGALRM stops them with async-signal-safe
+ * calls only: SIGTERM (an agent stops its QEMU), a bounded reap, then SIGKILL.
+ */
+#define WATCHDOG_S 50
+static e2e *g_e2e;
+
+static void watchdog(int sig)
+{
+    (void)sig;
+    static const char msg[] = "test_e2e_qemu: watchdog expired, stopping every process\n";
+    ssize_t w = write(2, msg, sizeof(msg) - 1);
+    (void)w;
+    e2e *e = g_e2e;
+    if (e) {
+        pid_t kids[3] = {e->hyb.pid, e->smp.pid, e->d.pid};
+        for (int i = 0; i < 3; i++)
+            if (kids[i] > 0)
+                kill(kids[i], SIGTERM);
+        for (int t = 0; t < 100; t++) { /* up to 5 s */
+            int left = 0;
+            for (int i = 0; i < 3; i++)
+                if (kids[i] > 0 && waitpid(kids[i], NULL, WNOHANG) == 0)
+                    left++;
+            if (!left)
+                break;
+            struct timespec ts = {0, 50000000L};
+            nanosleep(&ts, NULL);
+        }
+        for (int i = 0; i < 3; i++)
+            if (kids[i] > 0)
+                kill(kids[i], SIGKILL);
+        for (size_t i = 0; i < e->n_qemu; i++)
+            kill(e->qemu[i], SIGKILL);
+    }
+    _exit(1);
+}
 
 /* ---------------------------------------------------------------- files, processes */
 
@@ -207,6 +248,7 @@ static void agent_start(e2e *e, agent_proc *ag, const char *host, const char *fi
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM); /* the agent stops its QEMU on SIGTERM */
         int fd = open(ag->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
             dup2(fd, 1);
@@ -577,6 +619,9 @@ static int group_setup(void **state)
     e2e *e = calloc(1, sizeof(*e));
     assert_non_null(e);
     *state = e;
+    g_e2e = e;
+    signal(SIGALRM, watchdog);
+    alarm(WATCHDOG_S);
     static const char *const extra[] = {"--agent-plan-token", PLAN_TOKEN, NULL};
     kd_setup(&e->d, extra);
 
@@ -620,6 +665,8 @@ static int group_teardown(void **state)
         dump_logs(e);
     }
     kd_teardown(&e->d, bad);
+    alarm(0);
+    g_e2e = NULL;
     free(e);
     return bad ? -1 : 0;
 }
@@ -637,6 +684,7 @@ static void test_e2e_qemu__hybrid_shape_pins_and_delete_stops(void **state)
     assert_string_equal(kind1, "efficiency");
 
     resp r;
+    uint64_t t0 = kd_mono_ms();
     long s = kd_http(&e->d, &r, "POST", "/v1/vms", e->d.admin,
                      "{\"name\":\"e2e-hyb\",\"host\":\"" HYB "\",\"memory_mib\":128,"
                      "\"vcpus\":{\"performance\":1,\"efficiency\":1}}");
@@ -644,6 +692,7 @@ static void test_e2e_qemu__hybrid_shape_pins_and_delete_stops(void **state)
         fail_msg("POST /v1/vms -> %ld %s", s, r.body ? r.body : "");
     resp_free(&r);
     json_t *kvm = wait_applied(e, "e2e-hyb", 1);
+    uint64_t t_applied = kd_mono_ms();
     assert_string_equal(json_string_value(json_object_get(kvm, "state")), "running");
     for (size_t i = 0; i < 2; i++) {
         char hk[32];
@@ -657,9 +706,13 @@ static void test_e2e_qemu__hybrid_shape_pins_and_delete_stops(void **state)
     json_decref(avm);
     json_decref(kvm);
 
+    uint64_t t1 = kd_mono_ms();
     assert_int_equal(kd_http(&e->d, &r, "DELETE", "/v1/vms/e2e-hyb", e->d.admin, NULL), 204);
     resp_free(&r);
     wait_gone(e, pid, "DELETE /v1/vms/e2e-hyb");
+    printf("e2e: POST /v1/vms -> QEMU pinned and applied_generation 1: %llu ms; DELETE -> "
+           "QEMU gone: %llu ms\n",
+           (unsigned long long)(t_applied - t0), (unsigned long long)(kd_mono_ms() - t1));
     uint64_t deadline = kd_mono_ms() + WAIT_MS;
     long as = 0;
     while (kd_mono_ms() < deadline && (as = agent_vm_get(&e->hyb, "e2e-hyb", &r)) != 404) {
@@ -709,9 +762,12 @@ static void test_e2e_qemu__defect_hides_then_replan_repins_online(void **state)
     json_decref(kvm);
 
     /* cpu 0 also loses avx2, which the guest sees: kintsugid must move the vCPU. */
+    uint64_t t0 = kd_mono_ms();
     write_file(e->smp.defects,
                "[{\"cpu\": 0, \"features\": [\"aes\", \"avx2\"], \"reason\": \"e2e: more\"}]\n");
     kvm = wait_applied(e, "e2e-mv", gen1 + 1);
+    printf("e2e: defect file written -> re-plan applied by the agent: %llu ms\n",
+           (unsigned long long)(kd_mono_ms() - t0));
     assert_string_equal(json_string_value(json_object_get(kvm, "state")), "running");
     assert_int_equal(plan_cpu(kvm, 0), 1);
     pid_t pid2 = 0;
