@@ -37,7 +37,6 @@
  */
 #include "integration/test_api_harness.h"
 
-#include <dirent.h>
 #include <sys/prctl.h>
 
 #include "ks_qmp.h"
