@@ -382,6 +382,9 @@ static ks_code host_doc(json_t **out, ks_api *api, const char *id, ks_err *err)
     json_t *doc = ks_api__host_json(api, &row);
     if (!doc)
         return ks_err_set(err, KS_ENOMEM, "out of memory");
+    char url[KS_TEXT_MAX];
+    ks_api_agent_url(api->pusher, api, id, url, sizeof(url));
+    json_object_set_new(doc, "agent_url", url[0] ? json_string(url) : json_null());
     *out = doc;
     return KS_OK;
 }

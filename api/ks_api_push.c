@@ -124,6 +124,25 @@ static void url_from_store(ks_api *api, const char *host, char *out, size_t cap)
     ks_store_host_row_destroy(&row);
 }
 
+void ks_api_agent_url(ks_api_pusher *p, ks_api *api, const char *host, char *out, size_t cap)
+{
+    if (!p) {
+        url_from_store(api, host, out, cap);
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    url_entry *e = url_find(p, host);
+    if (e)
+        snprintf(out, cap, "%s", e->url);
+    pthread_mutex_unlock(&p->mu);
+    if (e)
+        return;
+    url_from_store(api, host, out, cap);
+    pthread_mutex_lock(&p->mu);
+    url_put(p, host, out);
+    pthread_mutex_unlock(&p->mu);
+}
+
 static push_item *queued_apply(ks_api_pusher *p, const char *vm)
 {
     for (push_item *it = p->head; it; it = it->next)
@@ -174,17 +193,7 @@ void ks_api_pusher_delete(ks_api_pusher *p, const char *vm, const char *host)
     if (!p)
         return;
     char url[KS_TEXT_MAX];
-    pthread_mutex_lock(&p->mu);
-    url_entry *e = url_find(p, host);
-    pthread_mutex_unlock(&p->mu);
-    if (e) {
-        snprintf(url, sizeof(url), "%s", e->url);
-    } else {
-        url_from_store(p->api, host, url, sizeof(url)); /* fleet lock held by the caller */
-        pthread_mutex_lock(&p->mu);
-        url_put(p, host, url);
-        pthread_mutex_unlock(&p->mu);
-    }
+    ks_api_agent_url(p, p->api, host, url, sizeof(url)); /* fleet lock held by the caller */
     if (!url[0])
         return;
     pthread_mutex_lock(&p->mu);
@@ -344,17 +353,7 @@ static void prepare_apply(ks_api_pusher *p, const push_item *it, apply_job *job)
         return; /* deleted, or already applied */
     }
     char base[KS_TEXT_MAX];
-    pthread_mutex_lock(&p->mu);
-    url_entry *e = url_find(p, row.host_id);
-    if (e)
-        snprintf(base, sizeof(base), "%s", e->url);
-    pthread_mutex_unlock(&p->mu);
-    if (!e) {
-        url_from_store(api, row.host_id, base, sizeof(base));
-        pthread_mutex_lock(&p->mu);
-        url_put(p, row.host_id, base);
-        pthread_mutex_unlock(&p->mu);
-    }
+    ks_api_agent_url(p, api, row.host_id, base, sizeof(base));
     pthread_mutex_unlock(&api->lock);
     if (base[0] && row.plan_json) {
         size_t n = strlen(base);

@@ -24,6 +24,8 @@
 #ifndef KS_API_PUSH_H
 #define KS_API_PUSH_H
 
+#include <stddef.h>
+
 #include "ks_err.h"
 
 struct ks_api;
@@ -49,6 +51,14 @@ void ks_api_pusher_apply(ks_api_pusher *p, const char *vm, const char *host);
 void ks_api_pusher_delete(ks_api_pusher *p, const char *vm, const char *host);
 /* A host sent a new report: forget its cached agent URL (it may have moved). */
 void ks_api_pusher_host_changed(ks_api_pusher *p, const char *host);
+
+/*
+ * The agent URL `host` advertised in its last report ("" when none or unknown
+ * host), from the pusher's cache when there is one (p may be NULL: plan push
+ * off).  The caller holds the fleet lock.
+ */
+void ks_api_agent_url(ks_api_pusher *p, struct ks_api *api, const char *host, char *out,
+                      size_t cap);
 
 /* Items waiting or being delivered (for /metrics and tests). */
 size_t ks_api_pusher_pending(ks_api_pusher *p);
