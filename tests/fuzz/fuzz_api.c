@@ -23,7 +23,8 @@
  *     body is {"error":{"code","message","request_id"}} with the request id of
  *     the response and a code whose status is this one;
  *   - a 405 names the allowed methods;
- *   - after a successful PUT of a host report, GET of that host answers 200.
+ *   - after a successful PUT of a host report, GET of that host answers 200;
+ *   - after the last request, the fleet is consistent (check_fleet()).
  */
 #include <ctype.h>
 #include <string.h>
@@ -35,6 +36,7 @@
 #include "ks_fuzz.h"
 #include "ks_log.h"
 #include "ks_store.h"
+#include "ks_vm.h"
 
 #define MAX_REQUESTS 8
 #define MAX_HEADERS 16
@@ -225,6 +227,94 @@ static void run_one(ks_api *api, char *req, size_t len)
     ks_api_response_destroy(&resp);
 }
 
+/* A plan document (borrowed JSON) as the agent would decode it; NULL when refused. */
+static ks_plan *decode_plan(const json_t *doc, const char *vm)
+{
+    ks_plan *p = NULL;
+    ks_err err = {0};
+    ks_code rc = ks_plan_from_json(&p, doc, &err);
+    KS_FUZZ_CHECK_KNOWN("api-plan-invalid", rc == KS_OK,
+                        "vm '%s': the scheduler's plan is refused by the plan decoder: %s: %s", vm,
+                        err.field, err.msg);
+    return rc == KS_OK ? p : NULL;
+}
+
+/*
+ * After the input's requests: every live VM's plan must decode (the agent
+ * decodes it), belong to that VM and host, give it the vCPUs its request
+ * asked for, show the guest its required features and hide the forbidden
+ * ones; and no host CPU may be pinned by two running VMs.
+ */
+static void check_fleet(ks_api *api)
+{
+    char auth[64];
+    snprintf(auth, sizeof(auth), "Bearer %s", tok_admin);
+    ks_api_kv h = {"Authorization", auth};
+    ks_api_response r;
+    memset(&r, 0, sizeof(r));
+    ks_api_handle(api, "GET", "/v1/vms?limit=1000", &h, 1, NULL, 0, &r);
+    check_response(&r, "GET", "/v1/vms?limit=1000");
+    KS_FUZZ_CHECK(r.status == 200, "listing vms answers %d", r.status);
+    json_t *doc = json_loadb(r.body, r.body_len, 0, NULL);
+    json_t *items = json_object_get(doc, "items");
+    KS_FUZZ_CHECK(json_is_array(items), "vm list without items");
+    /* (host index, host cpu) of running VMs; few VMs per input, so a flat list */
+    enum { MAX_PINS = 4096 };
+    static struct {
+        char host[KS_ID_MAX];
+        int32_t cpu;
+        char vm[KS_ID_MAX];
+    } pins[MAX_PINS];
+    size_t n_pins = 0;
+    size_t i;
+    json_t *it;
+    json_array_foreach(items, i, it)
+    {
+        const char *name = json_string_value(json_object_get(it, "name"));
+        const char *host = json_string_value(json_object_get(it, "host"));
+        const char *state = json_string_value(json_object_get(it, "state"));
+        json_t *pj = json_object_get(it, "plan"), *rj = json_object_get(it, "request");
+        KS_FUZZ_CHECK(name && host && state, "vm item without name/host/state");
+        if (!json_is_object(pj))
+            continue;
+        ks_plan *p = decode_plan(pj, name);
+        if (!p)
+            continue;
+        KS_FUZZ_CHECK(strcmp(p->vm, name) == 0 && strcmp(p->host, host) == 0,
+                      "vm '%s' on '%s' has a plan for '%s' on '%s'", name, host, p->vm, p->host);
+        ks_vm_request *vr = NULL;
+        if (json_is_object(rj) && ks_vm_request_from_json(&vr, rj, NULL) == KS_OK) {
+            KS_FUZZ_CHECK(ks_vm_request_vcpus(vr) == p->n_vcpus, "vm '%s' asked %u vcpus, got %u",
+                          name, ks_vm_request_vcpus(vr), p->n_vcpus);
+            KS_FUZZ_CHECK_KNOWN("api-required-not-visible",
+                                ks_featset_subset(&vr->required, &p->visible),
+                                "vm '%s': a required feature is not visible to the guest", name);
+            KS_FUZZ_CHECK(!ks_featset_intersects(&vr->forbidden, &p->visible),
+                          "vm '%s': a forbidden feature is visible to the guest", name);
+        }
+        ks_vm_request_free(vr);
+        for (uint32_t v = 0; strcmp(state, "running") == 0 && v < p->n_vcpus; v++) {
+            for (size_t k = 0; k < n_pins; k++)
+                KS_FUZZ_CHECK_KNOWN("api-double-allocation",
+                                    pins[k].cpu != p->vcpus[v].host_cpu ||
+                                        strcmp(pins[k].host, host) != 0,
+                                    "host '%s' cpu %d pinned by vm '%s' and vm '%s'", host,
+                                    pins[k].cpu, pins[k].vm, name);
+            if (n_pins < MAX_PINS) {
+                snprintf(pins[n_pins].host, sizeof(pins[n_pins].host), "%s", host);
+                snprintf(pins[n_pins].vm, sizeof(pins[n_pins].vm), "%s", name);
+                pins[n_pins].cpu = p->vcpus[v].host_cpu;
+                n_pins++;
+            }
+        }
+        ks_plan_free(p);
+    }
+    if (getenv("KS_FUZZ_VERBOSE"))
+        fprintf(stderr, "check_fleet: %zu vms, %zu pinned cpus\n", json_array_size(items), n_pins);
+    json_decref(doc);
+    ks_api_response_destroy(&r);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > KS_FUZZ_MAX_INPUT)
@@ -266,6 +356,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         p = sep ? sep + 4 : end;
     }
 
+    check_fleet(api);
     ks_api_free(api);
     ks_store_close(store);
     free(text);
