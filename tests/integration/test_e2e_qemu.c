@@ -271,8 +271,9 @@ static void agent_assert_running(const e2e *e, agent_proc *ag)
 
 /*
  * Waits for the agent's plan endpoint URL and for kintsugid to hold the host
- * (ready).  GET /v1/hosts/{id} does not expose host.agent_url, so the URL the
- * agent advertises is taken from its own log line "serving plans url='...'".
+ * (ready).  The URL the agent serves on is taken from its own log line
+ * "serving plans url='...'" and must be what kintsugid shows as the host's
+ * agent_url (where it pushes plans).
  */
 static void agent_wait_ready(e2e *e, agent_proc *ag)
 {
@@ -305,6 +306,10 @@ static void agent_wait_ready(e2e *e, agent_proc *ag)
                                        ? json_string_value(json_object_get(r.json, "state"))
                                        : "",
                                    "ready") == 0;
+            const char *shown = ready ? json_string_value(json_object_get(r.json, "agent_url")) : NULL;
+            if (ready && (!shown || strcmp(shown, ag->url) != 0))
+                fail_msg("host %s: kintsugid shows agent_url '%s', the agent serves '%s'",
+                         ag->host, shown ? shown : "(none)", ag->url);
             resp_free(&r);
             if (ready)
                 return;
