@@ -33,6 +33,8 @@ void ks_fleetsim_replay_destroy(ks_fleetsim_replay *r)
     free(r->placed);
     r->placed = NULL;
     ks_fleetsim_samples_destroy(&r->decide_lat);
+    ks_fleetsim_samples_destroy(&r->decide_ok_lat);
+    ks_fleetsim_samples_destroy(&r->decide_fail_lat);
     ks_fleetsim_samples_destroy(&r->place_lat);
 }
 
@@ -130,7 +132,10 @@ ks_code ks_fleetsim_replay_run(ks_fleetsim_replay *r, ks_fleet *fleet, uint32_t 
         ks_code prc = ks_sched_place(&plan, fleet, &req, NULL, &e);
         uint64_t dt = ks_fleetsim_now_ns() - t0;
         r->decide_ns += dt;
-        if (r->record_latency && !ks_fleetsim_samples_push(&r->decide_lat, dt))
+        if (r->record_latency &&
+            (!ks_fleetsim_samples_push(&r->decide_lat, dt) ||
+             !ks_fleetsim_samples_push(prc == KS_OK ? &r->decide_ok_lat : &r->decide_fail_lat,
+                                       dt)))
             rc = ks_err_set(err, KS_ENOMEM, "out of memory");
         if (prc == KS_ENOCAPACITY) {
             r->no_capacity++;

@@ -218,6 +218,8 @@ typedef struct ks_fleetsim_replay {
     uint64_t commit_ns;    /* sum of ks_store_commit() time */
     uint64_t n_commits;
     ks_fleetsim_samples decide_lat; /* per arrival, when record_latency */
+    ks_fleetsim_samples decide_ok_lat;   /* per arrival that was placed */
+    ks_fleetsim_samples decide_fail_lat; /* per arrival refused (no capacity) */
     ks_fleetsim_samples place_lat;  /* per successful durable placement */
     bool record_latency;
 } ks_fleetsim_replay;
