@@ -44,7 +44,7 @@ if [ -z "$agent" ]; then
         agent=$build/agent/kintsugi-agent
     fi
 fi
-bash tests/fuzz/gen_seeds.sh "$build/fuzz-corpus" $agent
+bash tests/fuzz/gen_seeds.sh "$build/fuzz-corpus" ${agent:+"$agent"}
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
