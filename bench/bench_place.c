@@ -47,6 +47,9 @@ typedef struct result {
     bool scan_equal;
     char scan_diff[KS_TEXT_MAX];
     uint64_t cold_api_hosts;
+    /* decision p50/p99 and count per shape (detailed size) */
+    double shape_p50_us[KS_FLEETSIM_MAX_SHAPES], shape_p99_us[KS_FLEETSIM_MAX_SHAPES];
+    size_t shape_n[KS_FLEETSIM_MAX_SHAPES];
     /* baseline (detailed size only) */
     bool has_baseline;
     uint64_t base_arrivals, base_placed;
@@ -456,6 +459,12 @@ static void run_size(result *res, const ks_fleetsim *base, uint32_t n_hosts, uin
     res->decide_p50_us = us(ks_fleetsim_quantile(m.decide_lat.v, m.decide_lat.n, 0.50));
     res->decide_p99_us = us(ks_fleetsim_quantile(m.decide_lat.v, m.decide_lat.n, 0.99));
     res->decide_p999_us = us(ks_fleetsim_quantile(m.decide_lat.v, m.decide_lat.n, 0.999));
+    for (size_t k = 0; k < KS_FLEETSIM_MAX_SHAPES; k++) {
+        ks_fleetsim_samples *sl = &m.shape_lat[k];
+        res->shape_n[k] = sl->n;
+        res->shape_p50_us[k] = us(ks_fleetsim_quantile(sl->v, sl->n, 0.50));
+        res->shape_p99_us[k] = us(ks_fleetsim_quantile(sl->v, sl->n, 0.99));
+    }
     res->ok_p99_us = us(ks_fleetsim_quantile(m.decide_ok_lat.v, m.decide_ok_lat.n, 0.99));
     res->fail_p50_us = us(ks_fleetsim_quantile(m.decide_fail_lat.v, m.decide_fail_lat.n, 0.50));
     res->fail_p99_us = us(ks_fleetsim_quantile(m.decide_fail_lat.v, m.decide_fail_lat.n, 0.99));
@@ -570,6 +579,13 @@ static void print_detail(const result *r, bool sync_full)
            r->scan_equal ? "index equals live" : r->scan_diff);
     printf("  %-40s %14llu (of %llu live vms)\n", "vcpus on a cpu lacking a visible feature",
            (unsigned long long)r->violations, (unsigned long long)r->checked);
+    size_t n_sh = 0;
+    const ks_fleetsim_shape *sh = ks_fleetsim_shapes(&n_sh);
+    printf("  decision latency by shape:\n  %-28s %8s %10s %10s\n", "shape", "n", "p50 us",
+           "p99 us");
+    for (size_t k = 0; k < n_sh && k < KS_FLEETSIM_MAX_SHAPES; k++)
+        printf("  %-28s %8zu %10.1f %10.1f\n", sh[k].name, r->shape_n[k], r->shape_p50_us[k],
+               r->shape_p99_us[k]);
 }
 
 int main(int argc, char **argv)

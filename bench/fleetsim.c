@@ -725,6 +725,7 @@ static const ks_fleetsim_shape g_shapes[] = {
     {"anti-affinity-2-spread", 0, 0, 2, "", KS_PLACE_SPREAD, KS_SMT_ALLOW, false, true, 3},
 };
 #define N_SHAPES (sizeof(g_shapes) / sizeof(g_shapes[0]))
+_Static_assert(N_SHAPES <= KS_FLEETSIM_MAX_SHAPES, "shape table larger than the replay's arrays");
 
 static ks_featset g_shape_required[N_SHAPES];
 static pthread_once_t g_shape_once = PTHREAD_ONCE_INIT;

@@ -35,6 +35,8 @@ void ks_fleetsim_replay_destroy(ks_fleetsim_replay *r)
     ks_fleetsim_samples_destroy(&r->decide_lat);
     ks_fleetsim_samples_destroy(&r->decide_ok_lat);
     ks_fleetsim_samples_destroy(&r->decide_fail_lat);
+    for (size_t i = 0; i < KS_FLEETSIM_MAX_SHAPES; i++)
+        ks_fleetsim_samples_destroy(&r->shape_lat[i]);
     ks_fleetsim_samples_destroy(&r->place_lat);
 }
 
@@ -135,7 +137,8 @@ ks_code ks_fleetsim_replay_run(ks_fleetsim_replay *r, ks_fleet *fleet, uint32_t 
         if (r->record_latency &&
             (!ks_fleetsim_samples_push(&r->decide_lat, dt) ||
              !ks_fleetsim_samples_push(prc == KS_OK ? &r->decide_ok_lat : &r->decide_fail_lat,
-                                       dt)))
+                                       dt) ||
+             !ks_fleetsim_samples_push(&r->shape_lat[ev->shape % KS_FLEETSIM_MAX_SHAPES], dt)))
             rc = ks_err_set(err, KS_ENOMEM, "out of memory");
         if (prc == KS_ENOCAPACITY) {
             r->no_capacity++;

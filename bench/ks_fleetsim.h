@@ -143,6 +143,8 @@ bool ks_fleetsim_pool_member(const ks_fleetsim *sim, uint32_t i);
 /* Workload trace                                                      */
 /* ------------------------------------------------------------------ */
 
+#define KS_FLEETSIM_MAX_SHAPES 32
+
 typedef struct ks_fleetsim_shape {
     const char *name;
     uint32_t n_performance, n_efficiency, n_any;
@@ -220,6 +222,7 @@ typedef struct ks_fleetsim_replay {
     ks_fleetsim_samples decide_lat; /* per arrival, when record_latency */
     ks_fleetsim_samples decide_ok_lat;   /* per arrival that was placed */
     ks_fleetsim_samples decide_fail_lat; /* per arrival refused (no capacity) */
+    ks_fleetsim_samples shape_lat[KS_FLEETSIM_MAX_SHAPES]; /* per arrival, by shape */
     ks_fleetsim_samples place_lat;  /* per successful durable placement */
     bool record_latency;
 } ks_fleetsim_replay;
