@@ -72,6 +72,18 @@ void ks_api_etag_of(char out[80], const json_t *doc)
     snprintf(out, 80, "\"%s\"", hex);
 }
 
+void ks_api_send_json_etag(ks_api_req *req, json_t *doc)
+{
+    ks_api_etag_of(req->resp->etag, doc);
+    const char *inm = ks_api_header(req, "If-None-Match");
+    if (inm && strcmp(inm, req->resp->etag) == 0) {
+        json_decref(doc);
+        ks_api_send_text(req, 304, "application/json", "", 0);
+        return;
+    }
+    ks_api_send_json(req, 200, doc);
+}
+
 ks_code ks_api_check_if_match(const ks_api_req *req, const char *etag, ks_err *err)
 {
     const char *im = ks_api_header(req, "If-Match");

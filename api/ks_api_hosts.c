@@ -403,14 +403,7 @@ void ks_api_h_host_get(ks_api_req *req)
         ks_api_send_error(req, &err);
         return;
     }
-    ks_api_etag_of(req->resp->etag, doc);
-    const char *inm = ks_api_header(req, "If-None-Match");
-    if (inm && strcmp(inm, req->resp->etag) == 0) {
-        json_decref(doc);
-        ks_api_send_text(req, 304, "application/json", "", 0);
-        return;
-    }
-    ks_api_send_json(req, 200, doc);
+    ks_api_send_json_etag(req, doc);
 }
 
 /* ---- GET /v1/hosts/{id}/cpus ---- */

@@ -173,6 +173,9 @@ ks_code ks_api_query_limit(unsigned *out, const ks_api_req *req, unsigned def, u
                            ks_err *err);
 /* Strong ETag (quoted hex) of a JSON document: SHA-256 of its canonical dump. */
 void ks_api_etag_of(char out[80], const json_t *doc);
+/* Sends `doc` (stolen) as 200 with its ETag, or an empty 304 when the request's
+ * If-None-Match names that ETag. */
+void ks_api_send_json_etag(ks_api_req *req, json_t *doc);
 /* If-Match check against the current ETag: KS_OK when absent, "*" or matching; else
  * KS_EPRECOND. */
 ks_code ks_api_check_if_match(const ks_api_req *req, const char *etag, ks_err *err);
