@@ -30,6 +30,24 @@ static ks_code only_keys(const json_t *obj, const char *const *allowed, ks_err *
     return KS_OK;
 }
 
+/* Parses the body as a JSON object with only `allowed` keys; *out is new on success. */
+static ks_code body_object(json_t **out, const ks_api_req *req, const char *const *allowed,
+                           ks_err *err)
+{
+    json_t *doc = NULL;
+    ks_code rc = ks_api_body_json(&doc, req, err);
+    if (rc == KS_OK && !json_is_object(doc))
+        rc = ks_err_set_field(err, KS_EINVAL, "$", "body must be a JSON object");
+    if (rc == KS_OK)
+        rc = only_keys(doc, allowed, err);
+    if (rc != KS_OK) {
+        json_decref(doc);
+        return rc;
+    }
+    *out = doc;
+    return KS_OK;
+}
+
 /* ---- pools ---- */
 
 typedef struct name_vec {
@@ -72,14 +90,8 @@ void ks_api_h_pool_create(ks_api_req *req)
     char *selector_text = NULL;
     static const char *const top[] = {"name", "hosts", "selector", NULL};
     static const char *const sel_keys[] = {"vendor", "model", "required_features", NULL};
-    ks_code rc = ks_api_body_json(&doc, req, &err);
+    ks_code rc = body_object(&doc, req, top, &err);
     if (rc != KS_OK)
-        goto fail;
-    if (!json_is_object(doc)) {
-        rc = ks_err_set_field(&err, KS_EINVAL, "$", "body must be a JSON object");
-        goto fail;
-    }
-    if ((rc = only_keys(doc, top, &err)) != KS_OK)
         goto fail;
     json_t *jn = json_object_get(doc, "name"), *jh = json_object_get(doc, "hosts"),
            *js = json_object_get(doc, "selector");
@@ -333,14 +345,8 @@ void ks_api_h_ban_create(ks_api_req *req)
     name_vec vms = {0};
     static const char *const keys[] = {"features", "reason", NULL};
     ks_featset banned;
-    ks_code rc = ks_api_body_json(&doc, req, &err);
+    ks_code rc = body_object(&doc, req, keys, &err);
     if (rc != KS_OK)
-        goto fail;
-    if (!json_is_object(doc)) {
-        rc = ks_err_set_field(&err, KS_EINVAL, "$", "body must be a JSON object");
-        goto fail;
-    }
-    if ((rc = only_keys(doc, keys, &err)) != KS_OK)
         goto fail;
     json_t *jf = json_object_get(doc, "features"), *jr = json_object_get(doc, "reason");
     if (!json_is_array(jf) || json_array_size(jf) == 0) {
