@@ -275,3 +275,69 @@ done:
     free(c.lens);
     return rc;
 }
+
+/* ---- the pool through the API ---- */
+
+typedef struct pool_ctx {
+    const char *body;
+    bool sent;
+    long status;
+    char answer[256];
+} pool_ctx;
+
+static bool pool_next(void *ctx, uint32_t slot_ix, ks_fleetsim_http_req *req)
+{
+    pool_ctx *c = ctx;
+    (void)slot_ix;
+    if (c->sent)
+        return false;
+    c->sent = true;
+    req->method = "POST";
+    snprintf(req->path, sizeof(req->path), "/v1/pools");
+    req->body = c->body;
+    req->body_len = strlen(c->body);
+    return true;
+}
+
+static void pool_done(void *ctx, uint32_t slot_ix, int tag, long status, uint64_t latency_ns,
+                      const char *body, size_t body_len)
+{
+    pool_ctx *c = ctx;
+    (void)slot_ix;
+    (void)tag;
+    (void)latency_ns;
+    (void)body_len;
+    c->status = status;
+    snprintf(c->answer, sizeof(c->answer), "%.200s", body);
+}
+
+ks_code ks_fleetsim_create_pool_api(const ks_fleetsim *sim, const char *base_url,
+                                    const char *token, ks_err *err)
+{
+    ks_code rc = KS_OK;
+    json_t *hosts = json_array();
+    json_t *doc = hosts ? json_pack("{s:s,s:O}", "name", KS_FLEETSIM_POOL, "hosts", hosts) : NULL;
+    char *text = NULL;
+    for (uint32_t i = 0; doc && i < ks_fleetsim_host_count(sim); i++) {
+        if (!ks_fleetsim_pool_member(sim, i))
+            continue;
+        char id[KS_ID_MAX];
+        ks_fleetsim_host_id(id, i);
+        json_array_append_new(json_object_get(doc, "hosts"), json_string(id));
+    }
+    text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    if (!text) {
+        rc = ks_err_set(err, KS_ENOMEM, "out of memory");
+        goto done;
+    }
+    pool_ctx c = {.body = text};
+    rc = ks_fleetsim_http_run(base_url, token, 1, pool_next, pool_done, &c, err);
+    if (rc == KS_OK && !(c.status >= 200 && c.status <= 299) && c.status != 409)
+        rc = ks_err_set(err, KS_EUNAVAIL, "creating pool '%s': status %ld: %s", KS_FLEETSIM_POOL,
+                        c.status, c.answer);
+done:
+    free(text);
+    json_decref(doc);
+    json_decref(hosts);
+    return rc;
+}

@@ -277,6 +277,8 @@ int main(int argc, char **argv)
                                      &api_ns, NULL, &err) != KS_OK)
             goto fail;
         api_ms = (double)api_ns / 1e6;
+        if (ks_fleetsim_create_pool_api(sim, api, token, &err) != KS_OK)
+            goto fail;
         printf("  api '%s': %u reports in %.1f ms (%.0f reports/s, %llu failed)\n", api,
                o.n_hosts, api_ms, o.n_hosts / (api_ms / 1e3), (unsigned long long)report_failed);
     }

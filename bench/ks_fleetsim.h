@@ -309,4 +309,12 @@ ks_code ks_fleetsim_send_reports(const ks_fleetsim *sim, const char *base_url, c
                                  uint64_t *out_failed, uint64_t *out_ns, ks_fleetsim_samples *lat,
                                  ks_err *err);
 
+/*
+ * Creates the simulator's pool (POST /v1/pools {"name": KS_FLEETSIM_POOL,
+ * "hosts": [...]}) on the API.  A 409 (already there) is accepted.  KS_EUNAVAIL
+ * with the answer's status and body on another failure.
+ */
+ks_code ks_fleetsim_create_pool_api(const ks_fleetsim *sim, const char *base_url,
+                                    const char *token, ks_err *err);
+
 #endif
