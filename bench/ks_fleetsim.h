@@ -86,7 +86,7 @@ ks_code ks_fleetsim_new_like(ks_fleetsim **out, const ks_fleetsim *base, uint32_
 void ks_fleetsim_free(ks_fleetsim *sim);
 
 uint32_t ks_fleetsim_host_count(const ks_fleetsim *sim);
-/* "sim-000042" style id of host i (borrowed static format: writes into buf). */
+/* Writes host i's id ("sim-000042") into buf. */
 void ks_fleetsim_host_id(char buf[KS_ID_MAX], uint32_t i);
 
 /*
