@@ -279,7 +279,7 @@ int main(int argc, char **argv)
     uint64_t requests = 40000, clients = 32, threads = 4, v = 0;
     o.n_hosts = 1000;
     o.fixtures_dir = env_fx && *env_fx ? env_fx : KS_BENCH_FIXTURES_DIR;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         bool ok = val != NULL;
         if (ok && strcmp(a, "--hosts") == 0) {
@@ -303,7 +303,6 @@ int main(int argc, char **argv)
                             "[--threads N] [--seed S] [--kintsugid PATH]\n");
             return 2;
         }
-        i++;
     }
     const char *tmp = getenv("TMPDIR");
     char dir[1024];

@@ -596,11 +596,12 @@ int main(int argc, char **argv)
     uint64_t hosts = 10000, ops = 20000, fill = 70;
     bool sync_full = false;
     o.fixtures_dir = env_fx && *env_fx ? env_fx : KS_BENCH_FIXTURES_DIR;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc;) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         bool ok = true;
         if (strcmp(a, "--sync-full") == 0) {
             sync_full = true;
+            i++;
             continue;
         }
         if (!v) {
@@ -608,7 +609,7 @@ int main(int argc, char **argv)
                             "[--defect-rate R] [--scaling N,N,...|none] [--sync-full]\n");
             return 2;
         }
-        i++;
+        i += 2;
         if (strcmp(a, "--hosts") == 0)
             ok = ks_fleetsim_parse_u64(&hosts, v, 1, 1000000);
         else if (strcmp(a, "--ops") == 0)

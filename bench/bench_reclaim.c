@@ -167,7 +167,7 @@ int main(int argc, char **argv)
     const char *env_fx = getenv("KS_FIXTURES_DIR");
     uint64_t steps = 20000, fill = 97, v = 0;
     o.fixtures_dir = env_fx && *env_fx ? env_fx : KS_BENCH_FIXTURES_DIR;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         bool ok = val != NULL;
         ks_err e = {0};
@@ -195,7 +195,6 @@ int main(int argc, char **argv)
                             "[--fill PCT]\n%s", e.msg[0] ? e.msg : "");
             return 2;
         }
-        i++;
     }
     ks_err err = {0};
     ks_fleetsim *sim = NULL;

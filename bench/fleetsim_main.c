@@ -166,7 +166,7 @@ int main(int argc, char **argv)
     ks_err err = {0};
     int status = 1;
     o.fixtures_dir = env_fx && *env_fx ? env_fx : KS_BENCH_FIXTURES_DIR;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         bool ok = true;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -178,7 +178,6 @@ int main(int argc, char **argv)
             usage(stderr);
             return 2;
         }
-        i++;
         if (strcmp(a, "--hosts") == 0) {
             ok = ks_fleetsim_parse_u64(&v, val, 1, 1000000);
             o.n_hosts = (uint32_t)v;
