@@ -118,9 +118,8 @@ static void start_kintsugid(char *url, size_t url_len, const char *bin, const ch
             dup2(fd, 2);
         }
         execl(bin, bin, "--listen", "127.0.0.1:0", "--port-file", port_file, "--db", db,
-              "--insecure-no-auth", "--log-level", "warn", "--threads", thr,
-              "--max-connections", "1024", "--snapshot-interval", "0", "--lost-after", "0",
-              (char *)NULL);
+              "--insecure-no-auth", "--log-level", "warn", "--threads", thr, "--max-connections",
+              "1024", "--snapshot-interval", "0", "--lost-after", "0", (char *)NULL);
         _exit(127);
     }
     uint64_t deadline = ks_fleetsim_now_ns() + 20ull * 1000000000u;
@@ -269,7 +268,10 @@ static double run_load(load *l, const char *url, uint32_t clients, uint32_t mode
     return (double)(ks_fleetsim_now_ns() - t0) / 1e9;
 }
 
-static double ms(uint64_t ns) { return (double)ns / 1e6; }
+static double ms(uint64_t ns)
+{
+    return (double)ns / 1e6;
+}
 
 int main(int argc, char **argv)
 {
@@ -366,23 +368,21 @@ int main(int argc, char **argv)
            (unsigned long long)threads, (unsigned long long)clients, o.n_hosts,
            (unsigned long long)st.n_cpus);
     printf("  %-38s %12s %10s %10s %10s\n", "workload", "req/s", "p50 ms", "p99 ms", "target");
-    printf("  %-38s %12.0f %10s %10.2f %10s\n", "PUT report (ingestion, via API)", ingest_rate,
-           "", ingest_p99, "");
-    printf("  %-38s %12.0f %10s %10s %10s\n", "  baseline: store only, in process", base_ingest_rate,
-           "", "", "");
+    printf("  %-38s %12.0f %10s %10.2f %10s\n", "PUT report (ingestion, via API)", ingest_rate, "",
+           ingest_p99, "");
+    printf("  %-38s %12.0f %10s %10s %10s\n", "  baseline: store only, in process",
+           base_ingest_rate, "", "", "");
     printf("  %-38s %12.0f %10.2f %10.2f %10s\n", "GET /healthz (transport baseline)", hz_rps,
            ms(ks_fleetsim_quantile(hz.lat_all.v, hz.lat_all.n, 0.50)), hz_p99, "");
-    printf("  %-38s %12.0f %10.2f %10.2f %10s %s\n", "POST /v1/vms + DELETE (all)", vm_rps,
-           vm_p50, vm_p99, ">=5000/10", vm_rps >= TARGET_RPS && vm_p99 <= TARGET_P99_MS ? "met"
-                                                                                       : "MISSED");
+    printf("  %-38s %12.0f %10.2f %10.2f %10s %s\n", "POST /v1/vms + DELETE (all)", vm_rps, vm_p50,
+           vm_p99, ">=5000/10", vm_rps >= TARGET_RPS && vm_p99 <= TARGET_P99_MS ? "met" : "MISSED");
     printf("  %-38s %12s %10.2f %10.2f\n", "  POST /v1/vms", "", post_p50, post_p99);
     printf("  %-38s %12s %10.2f %10.2f\n", "  DELETE /v1/vms/{name}", "", del_p50, del_p99);
     printf("  responses: %llu 2xx, %llu 409, %llu other, %llu transport failures; report "
            "failures %llu%s%s\n",
            (unsigned long long)vm.n_2xx, (unsigned long long)vm.n_409,
            (unsigned long long)vm.n_other, (unsigned long long)vm.n_fail,
-           (unsigned long long)failed, vm.first_error[0] ? "; first error: " : "",
-           vm.first_error);
+           (unsigned long long)failed, vm.first_error[0] ? "; first error: " : "", vm.first_error);
     printf("bench=ingest hosts=%u reports_per_s=%.0f p99_ms=%.2f failed=%llu "
            "baseline_store_reports_per_s=%.0f\n",
            o.n_hosts, ingest_rate, ingest_p99, (unsigned long long)failed, base_ingest_rate);
@@ -400,8 +400,8 @@ int main(int argc, char **argv)
     ks_fleetsim_samples_destroy(&ingest_lat);
     ks_fleetsim_free(sim);
     /* temp dir: database, WAL, log, port file */
-    const char *files[] = {"api.db", "api.db-wal", "api.db-shm", "baseline.db", "baseline.db-wal",
-                           "baseline.db-shm", "port", "kintsugid.log"};
+    const char *files[] = {"api.db",          "api.db-wal",      "api.db-shm", "baseline.db",
+                           "baseline.db-wal", "baseline.db-shm", "port",       "kintsugid.log"};
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
         char p[1200];
         snprintf(p, sizeof(p), "%s/%s", dir, files[i]);

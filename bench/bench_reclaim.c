@@ -128,14 +128,17 @@ static uint64_t saturate(ks_fleet *f, uint32_t first_vm)
     return n;
 }
 
-static double pct(uint64_t a, uint64_t b) { return b ? 100.0 * (double)a / (double)b : 100.0; }
+static double pct(uint64_t a, uint64_t b)
+{
+    return b ? 100.0 * (double)a / (double)b : 100.0;
+}
 
 static void print_point(const char *when, const point *k, const point *b, uint64_t lost)
 {
     printf("\n  -- %s --\n", when);
     printf("  %-44s %14s %14s\n", "", "kintsugi", "offline-degr.");
-    printf("  %-44s %14llu %14llu\n", "VMs placed (cumulative)",
-           (unsigned long long)k->placed_vms, (unsigned long long)b->placed_vms);
+    printf("  %-44s %14llu %14llu\n", "VMs placed (cumulative)", (unsigned long long)k->placed_vms,
+           (unsigned long long)b->placed_vms);
     printf("  %-44s %14llu %14llu\n", "vCPUs placed (cumulative)",
            (unsigned long long)k->placed_vcpus, (unsigned long long)b->placed_vcpus);
     printf("  %-44s %14llu %14llu\n", "arrivals refused (no capacity)",
@@ -145,7 +148,8 @@ static void print_point(const char *when, const point *k, const point *b, uint64
     printf("  %-44s %14llu %14llu\n", "CPUs in service (total - offline - quar.)",
            (unsigned long long)(k->cap.total - k->cap.offline - k->cap.quarantined),
            (unsigned long long)(b->cap.total - b->cap.offline - b->cap.quarantined));
-    printf("  %-44s %14llu %14s\n", "degraded CPUs still usable", (unsigned long long)k->cap.degraded_usable, "0");
+    printf("  %-44s %14llu %14s\n", "degraded CPUs still usable",
+           (unsigned long long)k->cap.degraded_usable, "0");
     printf("  %-44s %14llu %14s\n", "reclaimed (allocated on degraded CPUs)",
            (unsigned long long)k->cap.reclaimed, "0");
     printf("  %-44s %13.1f%% %14s %s\n", "baseline's lost capacity recovered",
@@ -190,9 +194,11 @@ int main(int argc, char **argv)
             ok = false;
         }
         if (!ok) {
-            fprintf(stderr, "usage: bench_reclaim [--hosts N] [--seed S] [--defect-rate R] "
-                            "[--quarantine-share Q] [--mix hybrid=H,server=S] [--trace-steps K] "
-                            "[--fill PCT]\n%s", e.msg[0] ? e.msg : "");
+            fprintf(stderr,
+                    "usage: bench_reclaim [--hosts N] [--seed S] [--defect-rate R] "
+                    "[--quarantine-share Q] [--mix hybrid=H,server=S] [--trace-steps K] "
+                    "[--fill PCT]\n%s",
+                    e.msg[0] ? e.msg : "");
             return 2;
         }
     }
@@ -243,8 +249,8 @@ int main(int argc, char **argv)
 
     int self_test = checker_self_test(kf);
     /* what the baseline took out of service (its offline count beyond Kintsugi's) */
-    uint64_t lost = bend.cap.offline + bend.cap.quarantined - kend.cap.offline -
-                    kend.cap.quarantined;
+    uint64_t lost =
+        bend.cap.offline + bend.cap.quarantined - kend.cap.offline - kend.cap.quarantined;
     printf("== bench_reclaim: %llu hosts, %llu cpus, %llu defective hosts, %llu degraded cpus, "
            "%llu quarantined cpus ==\n",
            (unsigned long long)st.n_hosts, (unsigned long long)st.n_cpus,
@@ -256,7 +262,9 @@ int main(int argc, char **argv)
            trace->n_events, k_s, b_s);
     printf("  baseline takes %llu degraded cpus offline\n", (unsigned long long)lost);
     printf("  checker self-test (a plan showing a degraded cpu's faulty feature is flagged): %s\n",
-           self_test == 1 ? "yes" : self_test < 0 ? "skipped, no degraded cpu" : "NO - BROKEN");
+           self_test == 1  ? "yes"
+           : self_test < 0 ? "skipped, no degraded cpu"
+                           : "NO - BROKEN");
     print_point("end of fill", &kfill, &bfill, lost);
     print_point("end of trace", &kend, &bend, lost);
     print_point("after saturating with 1-vCPU VMs (full capacity)", &ksat, &bsat, lost);
@@ -282,8 +290,10 @@ int main(int argc, char **argv)
            (long long)kend.cap.allocated - (long long)bend.cap.allocated,
            (unsigned long long)kend.violations, (unsigned long long)bend.violations,
            (unsigned long long)kend.checked,
-           self_test == 1 ? "pass" : self_test < 0 ? "skipped" : "FAIL", extra_sat, rec_sat,
-           rec_sat >= TARGET_RECOVERED_PCT ? "" : "(MISSED)",
+           self_test == 1  ? "pass"
+           : self_test < 0 ? "skipped"
+                           : "FAIL",
+           extra_sat, rec_sat, rec_sat >= TARGET_RECOVERED_PCT ? "" : "(MISSED)",
            (unsigned long long)ksat.violations);
     int status = kend.violations || kfill.violations || bend.violations || ksat.violations ||
                          bsat.violations || self_test == 0

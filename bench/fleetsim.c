@@ -157,7 +157,7 @@ typedef struct machine_def {
     const char *name;
     const char *path; /* relative to the fixtures dir */
     ks_fleetsim_class klass;
-    double weight;    /* within its class */
+    double weight; /* within its class */
 } machine_def;
 
 /* Proportions: about 129 logical CPUs per host on average with the default
@@ -188,7 +188,7 @@ typedef struct fault_def {
 } fault_def;
 
 static const fault_def g_faults[] = {
-    {"avx512f", "avx2", 28}, {"avx2", "avx", 16}, {"fma", "avx", 16}, {"aes", "pclmulqdq", 16},
+    {"avx512f", "avx2", 28}, {"avx2", "avx", 16},  {"fma", "avx", 16},   {"aes", "pclmulqdq", 16},
     {"vaes", "aes", 6},      {"avx", "sse4_2", 6}, {"sha_ni", "aes", 6}, {"pclmulqdq", "sse4_2", 6},
 };
 #define N_FAULTS (sizeof(g_faults) / sizeof(g_faults[0]))
@@ -440,8 +440,8 @@ ks_code ks_fleetsim_new(ks_fleetsim **out, const ks_fleetsim_options *opts, ks_e
         goto done;
     }
     for (size_t m = 0; m < N_MACHINES; m++) {
-        double share = g_machines[m].klass == KS_FLEETSIM_HYBRID ? opts->hybrid_share
-                                                                 : 1 - opts->hybrid_share;
+        double share =
+            g_machines[m].klass == KS_FLEETSIM_HYBRID ? opts->hybrid_share : 1 - opts->hybrid_share;
         if (share <= 0 || g_machines[m].weight <= 0)
             continue;
         char path[1200];
@@ -520,14 +520,20 @@ void ks_fleetsim_free(ks_fleetsim *sim)
     free(sim);
 }
 
-uint32_t ks_fleetsim_host_count(const ks_fleetsim *sim) { return sim->opts.n_hosts; }
+uint32_t ks_fleetsim_host_count(const ks_fleetsim *sim)
+{
+    return sim->opts.n_hosts;
+}
 
 void ks_fleetsim_host_id(char buf[KS_ID_MAX], uint32_t i)
 {
     snprintf(buf, KS_ID_MAX, "sim-%06u", i);
 }
 
-void ks_fleetsim_get_stats(const ks_fleetsim *sim, ks_fleetsim_stats *out) { *out = sim->stats; }
+void ks_fleetsim_get_stats(const ks_fleetsim *sim, ks_fleetsim_stats *out)
+{
+    *out = sim->stats;
+}
 
 bool ks_fleetsim_machine_at(const ks_fleetsim *sim, uint32_t m, ks_fleetsim_machine_view *out)
 {
@@ -749,7 +755,10 @@ const ks_fleetsim_shape *ks_fleetsim_shapes(size_t *n)
     return g_shapes;
 }
 
-void ks_fleetsim_vm_name(char buf[KS_ID_MAX], uint32_t vm) { snprintf(buf, KS_ID_MAX, "vm-%u", vm); }
+void ks_fleetsim_vm_name(char buf[KS_ID_MAX], uint32_t vm)
+{
+    snprintf(buf, KS_ID_MAX, "vm-%u", vm);
+}
 
 void ks_fleetsim_make_request(ks_vm_request *req, uint32_t vm, uint32_t shape)
 {
@@ -828,8 +837,8 @@ ks_code ks_fleetsim_trace_new(ks_fleetsim_trace **out, uint64_t seed, uint64_t f
             t->n_fill_events = t->n_events + 1;
         if (churn && n_live) {
             uint32_t k = ks_fleetsim_rng_below(&rng, n_live);
-            if (!trace_push(t, &cap, (ks_fleetsim_event){KS_FLEETSIM_DEPART, live_shape[k],
-                                                         live[k]})) {
+            if (!trace_push(t, &cap,
+                            (ks_fleetsim_event){KS_FLEETSIM_DEPART, live_shape[k], live[k]})) {
                 rc = ks_err_set(err, KS_ENOMEM, "out of memory");
                 goto done;
             }
@@ -915,8 +924,7 @@ static bool check_cpu(void *ctx, const ks_fleet_cpu_view *cpu)
     return true;
 }
 
-uint32_t ks_fleetsim_check_plan(const ks_fleet *fleet, const ks_plan *plan,
-                                char first[KS_TEXT_MAX])
+uint32_t ks_fleetsim_check_plan(const ks_fleet *fleet, const ks_plan *plan, char first[KS_TEXT_MAX])
 {
     check_ctx c = {.plan = plan, .first = first};
     if (first)

@@ -18,8 +18,8 @@
 typedef struct slot {
     CURL *easy;
     char url[512];
-    char *body;     /* copy of the request body */
-    char *resp;     /* response body */
+    char *body; /* copy of the request body */
+    char *resp; /* response body */
     size_t resp_len, resp_cap;
     uint64_t t0;
     int tag;
@@ -311,8 +311,8 @@ static void pool_done(void *ctx, uint32_t slot_ix, int tag, long status, uint64_
     snprintf(c->answer, sizeof(c->answer), "%.200s", body);
 }
 
-ks_code ks_fleetsim_create_pool_api(const ks_fleetsim *sim, const char *base_url,
-                                    const char *token, ks_err *err)
+ks_code ks_fleetsim_create_pool_api(const ks_fleetsim *sim, const char *base_url, const char *token,
+                                    ks_err *err)
 {
     ks_code rc = KS_OK;
     json_t *hosts = json_array();

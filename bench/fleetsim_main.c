@@ -31,7 +31,7 @@ static void usage(FILE *f)
 typedef struct api_replay {
     const ks_fleetsim_trace *trace;
     uint32_t clients;
-    uint32_t *queue;       /* event indices grouped by slot */
+    uint32_t *queue; /* event indices grouped by slot */
     uint32_t *q_start, *q_pos, *q_end;
     uint8_t *placed;
     uint64_t posts, placed_ok, no_capacity, deletes, errors;
@@ -89,8 +89,7 @@ static void api_done(void *ctx, uint32_t slot, int tag, long status, uint64_t la
             a->no_capacity++;
         } else {
             if (!a->errors)
-                snprintf(a->first_error, sizeof(a->first_error), "POST %ld: %.200s", status,
-                         body);
+                snprintf(a->first_error, sizeof(a->first_error), "POST %ld: %.200s", status, body);
             a->errors++;
         }
     } else {
@@ -207,16 +206,16 @@ int main(int argc, char **argv)
             o.fixtures_dir = val;
         } else if (strcmp(a, "--policy") == 0) {
             ok = strcmp(val, "kintsugi") == 0 || strcmp(val, "offline-degraded") == 0;
-            policy = strcmp(val, "kintsugi") == 0 ? KS_FLEETSIM_KINTSUGI
-                                                  : KS_FLEETSIM_OFFLINE_DEGRADED;
+            policy =
+                strcmp(val, "kintsugi") == 0 ? KS_FLEETSIM_KINTSUGI : KS_FLEETSIM_OFFLINE_DEGRADED;
         } else {
             fprintf(stderr, "fleetsim: unknown option '%s'\n", a);
             usage(stderr);
             return 2;
         }
         if (!ok) {
-            fprintf(stderr, "fleetsim: bad value '%s' for %s%s%s\n", val, a,
-                    err.msg[0] ? ": " : "", err.msg);
+            fprintf(stderr, "fleetsim: bad value '%s' for %s%s%s\n", val, a, err.msg[0] ? ": " : "",
+                    err.msg);
             return 2;
         }
     }
@@ -278,16 +277,16 @@ int main(int argc, char **argv)
         api_ms = (double)api_ns / 1e6;
         if (ks_fleetsim_create_pool_api(sim, api, token, &err) != KS_OK)
             goto fail;
-        printf("  api '%s': %u reports in %.1f ms (%.0f reports/s, %llu failed)\n", api,
-               o.n_hosts, api_ms, o.n_hosts / (api_ms / 1e3), (unsigned long long)report_failed);
+        printf("  api '%s': %u reports in %.1f ms (%.0f reports/s, %llu failed)\n", api, o.n_hosts,
+               api_ms, o.n_hosts / (api_ms / 1e3), (unsigned long long)report_failed);
     }
 
     uint64_t fill_vcpus = st.n_cpus * fill / 100;
     if (ks_fleetsim_trace_new(&trace, o.seed, fill_vcpus, (uint32_t)steps, &err) != KS_OK)
         goto fail;
     printf("  trace: %u events, %u vms (fill %llu%% = %llu vcpus, %llu churn steps)\n",
-           trace->n_events, trace->n_vms, (unsigned long long)fill,
-           (unsigned long long)fill_vcpus, (unsigned long long)steps);
+           trace->n_events, trace->n_vms, (unsigned long long)fill, (unsigned long long)fill_vcpus,
+           (unsigned long long)steps);
     uint64_t violations = 0, checked = 0, reclaimed = 0, placed = 0, no_cap = 0;
     char first[KS_TEXT_MAX] = "";
     if (api) {

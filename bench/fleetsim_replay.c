@@ -48,8 +48,7 @@ static char *dump(json_t *doc)
 }
 
 /* Stores a placement inside the open transaction. */
-static ks_code store_vm(ks_store *store, const ks_vm_request *req, const ks_plan *plan,
-                        ks_err *err)
+static ks_code store_vm(ks_store *store, const ks_vm_request *req, const ks_plan *plan, ks_err *err)
 {
     ks_code rc = KS_OK;
     char *request_text = dump(ks_vm_request_to_json(req));
@@ -62,9 +61,13 @@ static ks_code store_vm(ks_store *store, const ks_vm_request *req, const ks_plan
     for (uint32_t i = 0; i < plan->n_vcpus; i++)
         allocs[i] = (ks_store_vcpu_alloc){plan->vcpus[i].id, plan->vcpus[i].host_cpu};
     uint64_t now = (uint64_t)time(NULL) * 1000000u;
-    ks_store_vm_row row = {.state = KS_STORE_VM_RUNNING, .generation = plan->generation,
-                           .n_vcpus = plan->n_vcpus, .created_us = now, .updated_us = now,
-                           .request_json = request_text, .plan_json = plan_text};
+    ks_store_vm_row row = {.state = KS_STORE_VM_RUNNING,
+                           .generation = plan->generation,
+                           .n_vcpus = plan->n_vcpus,
+                           .created_us = now,
+                           .updated_us = now,
+                           .request_json = request_text,
+                           .plan_json = plan_text};
     snprintf(row.name, sizeof(row.name), "%s", req->name);
     snprintf(row.host_id, sizeof(row.host_id), "%s", plan->host);
     snprintf(row.pool, sizeof(row.pool), "%s", req->pool);
@@ -94,8 +97,8 @@ static ks_code commit(ks_fleetsim_replay *r, ks_store *store, ks_err *err)
     return rc;
 }
 
-ks_code ks_fleetsim_replay_run(ks_fleetsim_replay *r, ks_fleet *fleet, uint32_t n,
-                               ks_store *store, uint32_t store_batch, ks_err *err)
+ks_code ks_fleetsim_replay_run(ks_fleetsim_replay *r, ks_fleet *fleet, uint32_t n, ks_store *store,
+                               uint32_t store_batch, ks_err *err)
 {
     ks_code rc = KS_OK;
     const ks_fleetsim_trace *t = r->trace;

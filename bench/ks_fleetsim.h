@@ -148,18 +148,21 @@ bool ks_fleetsim_pool_member(const ks_fleetsim *sim, uint32_t i);
 typedef struct ks_fleetsim_shape {
     const char *name;
     uint32_t n_performance, n_efficiency, n_any;
-    const char *required;   /* space-separated feature names, "" none */
-    uint8_t placement;      /* ks_placement_mode */
-    uint8_t smt;            /* ks_smt_mode */
-    bool in_pool;           /* a member of KS_FLEETSIM_POOL */
-    bool anti_affinity;     /* anti-affinity group of 64 */
+    const char *required; /* space-separated feature names, "" none */
+    uint8_t placement;    /* ks_placement_mode */
+    uint8_t smt;          /* ks_smt_mode */
+    bool in_pool;         /* a member of KS_FLEETSIM_POOL */
+    bool anti_affinity;   /* anti-affinity group of 64 */
     uint32_t weight;
 } ks_fleetsim_shape;
 
 /* The shape table (borrowed, static). */
 const ks_fleetsim_shape *ks_fleetsim_shapes(size_t *n);
 
-typedef enum ks_fleetsim_event_type { KS_FLEETSIM_ARRIVE, KS_FLEETSIM_DEPART } ks_fleetsim_event_type;
+typedef enum ks_fleetsim_event_type {
+    KS_FLEETSIM_ARRIVE,
+    KS_FLEETSIM_DEPART
+} ks_fleetsim_event_type;
 
 typedef struct ks_fleetsim_event {
     uint8_t type;  /* ks_fleetsim_event_type */
@@ -211,19 +214,19 @@ uint32_t ks_fleetsim_check_plan(const struct ks_fleet *fleet, const ks_plan *pla
  */
 typedef struct ks_fleetsim_replay {
     const ks_fleetsim_trace *trace;
-    uint8_t *placed;       /* per VM number */
-    uint32_t pos;          /* next event */
+    uint8_t *placed; /* per VM number */
+    uint32_t pos;    /* next event */
     uint64_t arrivals, placed_ok, no_capacity, departures;
     uint64_t placed_vcpus; /* vCPUs of successful placements */
     uint64_t decide_ns;    /* sum of ks_sched_place() time (all arrivals) */
     uint64_t place_ns;     /* sum of place+store+index time of successful placements */
     uint64_t commit_ns;    /* sum of ks_store_commit() time */
     uint64_t n_commits;
-    ks_fleetsim_samples decide_lat; /* per arrival, when record_latency */
-    ks_fleetsim_samples decide_ok_lat;   /* per arrival that was placed */
-    ks_fleetsim_samples decide_fail_lat; /* per arrival refused (no capacity) */
+    ks_fleetsim_samples decide_lat;                        /* per arrival, when record_latency */
+    ks_fleetsim_samples decide_ok_lat;                     /* per arrival that was placed */
+    ks_fleetsim_samples decide_fail_lat;                   /* per arrival refused (no capacity) */
     ks_fleetsim_samples shape_lat[KS_FLEETSIM_MAX_SHAPES]; /* per arrival, by shape */
-    ks_fleetsim_samples place_lat;  /* per successful durable placement */
+    ks_fleetsim_samples place_lat;                         /* per successful durable placement */
     bool record_latency;
 } ks_fleetsim_replay;
 
@@ -280,7 +283,7 @@ typedef struct ks_fleetsim_http_req {
     char path[256];     /* "/v1/vms" */
     const char *body;   /* NULL = none */
     size_t body_len;
-    int tag;            /* caller's label, handed back on completion */
+    int tag; /* caller's label, handed back on completion */
 } ks_fleetsim_http_req;
 
 /* Fill *req for connection `slot`; return false when this slot has no more work. */
@@ -314,7 +317,7 @@ ks_code ks_fleetsim_send_reports(const ks_fleetsim *sim, const char *base_url, c
  * "hosts": [...]}) on the API.  A 409 (already there) is accepted.  KS_EUNAVAIL
  * with the answer's status and body on another failure.
  */
-ks_code ks_fleetsim_create_pool_api(const ks_fleetsim *sim, const char *base_url,
-                                    const char *token, ks_err *err);
+ks_code ks_fleetsim_create_pool_api(const ks_fleetsim *sim, const char *base_url, const char *token,
+                                    ks_err *err);
 
 #endif
