@@ -10,6 +10,8 @@
  * thread takes it like any handler.  The transport lives in ks_api_http.c.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,8 +59,6 @@ static int id_list_push(id_list *l, const char *id)
     return 0;
 }
 
-static int collect_host(void *ctx, const ks_store_host_row *row) { return id_list_push(ctx, row->id); }
-static int collect_vm(void *ctx, const ks_store_vm_row *row) { return id_list_push(ctx, row->name); }
 static int collect_pool(void *ctx, const ks_store_pool_row *row)
 {
     return id_list_push(ctx, row->name);
@@ -69,37 +69,207 @@ static int collect_member(void *ctx, const char *pool, const char *host_id)
     return id_list_push(ctx, host_id);
 }
 
+/*
+ * Hosts are rebuilt from the cpus table (one sequential ks_store_cpu_scan, the
+ * feature sets already decoded) rather than from each stored report's JSON:
+ * decoding ~128 CPUs of JSON per host was most of a 10k-host start-up.  What
+ * the scheduler reads that the rows lack (host info, kinds, numa, pmu) comes
+ * from the report's small top-level members (ks_report_parse_header).  A host
+ * whose rows and header do not fit together falls back to the full report.
+ */
+typedef struct host_slot {
+    ks_store_host_row row;
+    ks_report *head; /* header-only report; NULL when unreadable */
+    bool done;       /* indexed (or given up on) */
+} host_slot;
+
+typedef struct host_scan {
+    rebuild_ctx *c;
+    host_slot *hosts;
+    size_t n_hosts, cap_hosts;
+    ks_store_cpu_row *rows;
+    size_t n_rows, cap_rows;
+    char current[KS_ID_MAX];
+    bool oom;
+} host_scan;
+
+static int collect_host_row(void *ctx, const ks_store_host_row *row)
+{
+    host_scan *s = ctx;
+    if (s->n_hosts == s->cap_hosts) {
+        size_t ncap = s->cap_hosts ? s->cap_hosts * 2 : 256;
+        void *p = realloc(s->hosts, ncap * sizeof(*s->hosts));
+        if (!p) {
+            s->oom = true;
+            return 1;
+        }
+        s->hosts = p;
+        s->cap_hosts = ncap;
+    }
+    host_slot *h = &s->hosts[s->n_hosts++];
+    memset(h, 0, sizeof(*h));
+    h->row = *row;
+    h->row.report_json = NULL;
+    return 0;
+}
+
+static int host_slot_cmp(const void *a, const void *b)
+{
+    return strcmp(((const host_slot *)a)->row.id, ((const host_slot *)b)->row.id);
+}
+
+static host_slot *host_slot_find(host_scan *s, const char *id)
+{
+    host_slot key;
+    snprintf(key.row.id, sizeof(key.row.id), "%s", id);
+    return bsearch(&key, s->hosts, s->n_hosts, sizeof(*s->hosts), host_slot_cmp);
+}
+
+/* The old way, for one host: its whole stored report. */
+static void rebuild_host_from_report(rebuild_ctx *c, host_slot *h)
+{
+    ks_store_host_row row = {0};
+    ks_report *r = NULL;
+    ks_err e = {0};
+    h->done = true;
+    if (ks_store_host_get(&row, c->api->store, h->row.id, true, &e) != KS_OK ||
+        !row.report_json ||
+        ks_report_parse(&r, row.report_json, strlen(row.report_json), &e) != KS_OK ||
+        ks_fleet_host_update(c->api->fleet, r, NULL, &e) != KS_OK) {
+        /* A stored report this build cannot load (older schema, catalogue change)
+         * must not keep the daemon down: the agent's next report restores it. */
+        ks_log(KS_LOG_WARN, "index rebuild host='%s' error='%s', skipping until its next report",
+               h->row.id, e.msg[0] ? e.msg : "no report");
+        c->n_skipped++;
+    } else {
+        c->n_hosts++;
+        if (h->row.state != KS_STORE_HOST_READY)
+            ks_fleet_host_set_schedulable(c->api->fleet, h->row.id, false, NULL);
+    }
+    ks_report_free(r);
+    ks_store_host_row_destroy(&row);
+}
+
+/* Fills h->head's CPUs from the buffered rows; false when they do not fit it. */
+static bool head_take_rows(ks_report *r, const ks_store_cpu_row *rows, size_t n, ks_err *e)
+{
+    if (ks_report_alloc_cpus(r, (uint32_t)n, e) != KS_OK)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        const ks_store_cpu_row *w = &rows[i];
+        ks_cpu *cp = &r->cpus[i];
+        cp->id = w->cpu_id;
+        cp->package = w->package;
+        cp->die = w->die;
+        cp->cluster = w->cluster;
+        cp->core = w->core;
+        cp->thread = w->thread;
+        cp->numa_node = w->numa_node;
+        cp->l2_group = w->l2_group;
+        cp->l3_group = w->l3_group;
+        cp->base_mhz = w->base_mhz;
+        cp->max_mhz = w->max_mhz;
+        cp->native = w->native;
+        cp->usable = w->usable;
+        cp->defective = w->defective;
+        cp->state = w->state;
+        cp->reserved = w->reserved;
+        cp->kind = -1;
+        if (w->kind_class < 0)
+            continue;
+        /* the row keeps the kind's class and name; its index is the report's */
+        for (uint32_t k = 0; k < r->n_kinds && cp->kind < 0; k++)
+            if (r->kinds[k].kind_class == w->kind_class && strcmp(r->kinds[k].name, w->kind_name) == 0)
+                cp->kind = (int32_t)k;
+        if (cp->kind < 0) {
+            ks_err_set(e, KS_EINVAL, "cpu %d has kind '%s' the report does not list", w->cpu_id,
+                       w->kind_name);
+            return false;
+        }
+    }
+    return true;
+}
+
+static void host_scan_flush(host_scan *s)
+{
+    if (!s->n_rows)
+        return;
+    rebuild_ctx *c = s->c;
+    host_slot *h = host_slot_find(s, s->current);
+    size_t n = s->n_rows;
+    s->n_rows = 0;
+    if (!h || h->done)
+        return; /* rows without a host row: nothing the daemon could index */
+    ks_err e = {0};
+    if (h->head && strcmp(h->head->host.id, h->row.id) == 0 && head_take_rows(h->head, s->rows, n, &e) &&
+        ks_fleet_host_update(c->api->fleet, h->head, NULL, &e) == KS_OK) {
+        h->done = true;
+        c->n_hosts++;
+        if (h->row.state != KS_STORE_HOST_READY)
+            ks_fleet_host_set_schedulable(c->api->fleet, h->row.id, false, NULL);
+    } else {
+        ks_log(KS_LOG_DEBUG, "index rebuild host='%s' from cpu rows failed error='%s', "
+                             "loading its report", h->row.id, e.msg);
+        rebuild_host_from_report(c, h);
+    }
+    ks_report_free(h->head);
+    h->head = NULL;
+}
+
+static int scan_cpu_row(void *ctx, const ks_store_cpu_row *row)
+{
+    host_scan *s = ctx;
+    if (strcmp(row->host_id, s->current) != 0) {
+        host_scan_flush(s);
+        snprintf(s->current, sizeof(s->current), "%s", row->host_id);
+    }
+    if (s->n_rows == s->cap_rows) {
+        size_t ncap = s->cap_rows ? s->cap_rows * 2 : 256;
+        void *p = realloc(s->rows, ncap * sizeof(*s->rows));
+        if (!p) {
+            s->oom = true;
+            return 1;
+        }
+        s->rows = p;
+        s->cap_rows = ncap;
+    }
+    s->rows[s->n_rows++] = *row;
+    return 0;
+}
+
 static ks_code rebuild_hosts(rebuild_ctx *c)
 {
     ks_api *api = c->api;
-    id_list ids = {0};
-    ks_code rc = ks_store_host_list(api->store, NULL, collect_host, &ids, c->err);
-    if (rc == KS_OK && ids.oom)
+    host_scan s = {.c = c};
+    ks_code rc = ks_store_host_list(api->store, NULL, collect_host_row, &s, c->err);
+    if (rc == KS_OK && s.oom)
         rc = ks_err_set(c->err, KS_ENOMEM, "out of memory listing hosts");
-    for (size_t i = 0; rc == KS_OK && i < ids.n; i++) {
+    if (rc == KS_OK && s.n_hosts)
+        qsort(s.hosts, s.n_hosts, sizeof(*s.hosts), host_slot_cmp);
+    for (size_t i = 0; rc == KS_OK && i < s.n_hosts; i++) {
         ks_store_host_row row = {0};
-        ks_report *r = NULL;
         ks_err e = {0};
-        rc = ks_store_host_get(&row, api->store, ids.ids[i], true, c->err);
+        rc = ks_store_host_get(&row, api->store, s.hosts[i].row.id, true, c->err);
         if (rc != KS_OK)
             break;
-        if (!row.report_json ||
-            ks_report_parse(&r, row.report_json, strlen(row.report_json), &e) != KS_OK ||
-            ks_fleet_host_update(api->fleet, r, NULL, &e) != KS_OK) {
-            /* A stored report this build cannot load (older schema, catalogue change)
-             * must not keep the daemon down: the agent's next report restores it. */
-            ks_log(KS_LOG_WARN, "index rebuild host='%s' error='%s', skipping until its next "
-                                "report", ids.ids[i], row.report_json ? e.msg : "no report");
-            c->n_skipped++;
-        } else {
-            c->n_hosts++;
-            if (row.state != KS_STORE_HOST_READY)
-                ks_fleet_host_set_schedulable(api->fleet, row.id, false, NULL);
-        }
-        ks_report_free(r);
+        if (row.report_json)
+            ks_report_parse_header(&s.hosts[i].head, row.report_json, strlen(row.report_json), &e);
         ks_store_host_row_destroy(&row);
     }
-    free(ids.ids);
+    if (rc == KS_OK)
+        rc = ks_store_cpu_scan(api->store, NULL, scan_cpu_row, &s, c->err);
+    if (rc == KS_OK && s.oom)
+        rc = ks_err_set(c->err, KS_ENOMEM, "out of memory scanning cpus");
+    if (rc == KS_OK)
+        host_scan_flush(&s);
+    /* Hosts the scan never reached (no cpu rows): the report decides, as before. */
+    for (size_t i = 0; rc == KS_OK && i < s.n_hosts; i++)
+        if (!s.hosts[i].done)
+            rebuild_host_from_report(c, &s.hosts[i]);
+    for (size_t i = 0; i < s.n_hosts; i++)
+        ks_report_free(s.hosts[i].head);
+    free(s.hosts);
+    free(s.rows);
     return rc;
 }
 
@@ -161,42 +331,154 @@ ks_code ks_api__sync_bans(ks_api *api, ks_err *err)
     return rc;
 }
 
-static ks_code rebuild_vms(rebuild_ctx *c)
+/*
+ * VMs: one sequential scan of the vm rows with their JSON (not a point query
+ * per VM).  Rows are taken in batches; each batch's JSON is decoded by two
+ * threads (the decode is most of the cost and independent per VM), then the
+ * VMs are added to the fleet in scan order by this thread alone.
+ */
+#define KS_API_VM_BATCH 2048
+
+typedef struct vm_item {
+    char name[KS_ID_MAX];
+    size_t req_off, plan_off; /* into the batch text; SIZE_MAX = no JSON */
+    ks_vm_request *req;
+    ks_plan *plan;
+    ks_err e;
+    ks_code rc;
+} vm_item;
+
+typedef struct vm_batch {
+    rebuild_ctx *c;
+    vm_item items[KS_API_VM_BATCH];
+    size_t n;
+    char *text; /* the rows' JSON, NUL-terminated one after another */
+    size_t text_len, text_cap;
+    ks_plan_cache *cache[2];
+    bool oom;
+} vm_batch;
+
+typedef struct vm_part {
+    vm_batch *b;
+    size_t from, to;
+    ks_plan_cache *cache;
+} vm_part;
+
+static void *vm_decode_part(void *arg)
 {
-    ks_api *api = c->api;
-    id_list names = {0};
-    ks_code rc = ks_store_vm_list(api->store, NULL, collect_vm, &names, c->err);
-    if (rc == KS_OK && names.oom)
-        rc = ks_err_set(c->err, KS_ENOMEM, "out of memory listing vms");
-    for (size_t i = 0; rc == KS_OK && i < names.n; i++) {
-        ks_store_vm_row row = {0};
-        rc = ks_store_vm_get(&row, api->store, names.ids[i], true, c->err);
-        if (rc != KS_OK)
-            break;
-        ks_vm_request *req = NULL;
-        ks_plan *plan = NULL;
-        ks_err e = {0};
+    vm_part *pt = arg;
+    for (size_t i = pt->from; i < pt->to; i++) {
+        vm_item *it = &pt->b->items[i];
+        it->rc = KS_EINVAL;
+        if (it->req_off == SIZE_MAX || it->plan_off == SIZE_MAX) {
+            ks_err_set(&it->e, KS_EINVAL, "bad json");
+            continue;
+        }
+        const char *rq = pt->b->text + it->req_off, *pl = pt->b->text + it->plan_off;
         json_error_t je;
-        json_t *rj = row.request_json ? json_loads(row.request_json, 0, &je) : NULL;
-        json_t *pj = row.plan_json ? json_loads(row.plan_json, 0, &je) : NULL;
-        if (!rj || !pj || ks_vm_request_from_json(&req, rj, &e) != KS_OK ||
-            ks_plan_from_json(&plan, pj, &e) != KS_OK ||
-            ks_fleet_vm_add(api->fleet, req, plan, &e) != KS_OK) {
+        json_t *rj = json_loads(rq, 0, &je);
+        if (!rj) {
+            ks_err_set(&it->e, KS_EINVAL, "bad request json: %s", je.text);
+            continue;
+        }
+        it->rc = ks_vm_request_from_json(&it->req, rj, &it->e);
+        json_decref(rj);
+        if (it->rc == KS_OK)
+            it->rc = ks_plan_parse(&it->plan, pl, strlen(pl), pt->cache, &it->e);
+    }
+    return NULL;
+}
+
+static size_t vm_batch_put(vm_batch *b, const char *t)
+{
+    if (!t)
+        return SIZE_MAX;
+    size_t n = strlen(t) + 1;
+    if (b->text_len + n > b->text_cap) {
+        size_t ncap = b->text_cap ? b->text_cap : 1u << 20;
+        while (ncap < b->text_len + n)
+            ncap *= 2;
+        char *p = realloc(b->text, ncap);
+        if (!p) {
+            b->oom = true;
+            return SIZE_MAX;
+        }
+        b->text = p;
+        b->text_cap = ncap;
+    }
+    memcpy(b->text + b->text_len, t, n);
+    b->text_len += n;
+    return b->text_len - n;
+}
+
+static void vm_batch_flush(vm_batch *b)
+{
+    rebuild_ctx *c = b->c;
+    vm_part parts[2] = {{b, 0, b->n / 2, b->cache[0]}, {b, b->n / 2, b->n, b->cache[1]}};
+    pthread_t th;
+    bool threaded = b->n >= 64 && pthread_create(&th, NULL, vm_decode_part, &parts[1]) == 0;
+    if (!threaded)
+        parts[0].to = b->n;
+    vm_decode_part(&parts[0]);
+    if (threaded)
+        pthread_join(th, NULL);
+    for (size_t i = 0; i < b->n; i++) {
+        vm_item *it = &b->items[i];
+        if (it->rc == KS_OK)
+            it->rc = ks_fleet_vm_add(c->api->fleet, it->req, it->plan, &it->e);
+        if (it->rc != KS_OK) {
             /* Its CPUs stay reserved in the store (vm_vcpus), so nothing can be placed
              * on them twice; an operator must look at it. */
             ks_log(KS_LOG_ERROR, "index rebuild vm='%s' error='%s', its cpus stay allocated "
-                                 "in the store", names.ids[i], e.msg[0] ? e.msg : "bad json");
+                                 "in the store", it->name, it->e.msg[0] ? it->e.msg : "bad json");
             c->n_skipped++;
         } else {
             c->n_vms++;
         }
-        json_decref(rj);
-        json_decref(pj);
-        ks_vm_request_free(req);
-        ks_plan_free(plan);
-        ks_store_vm_row_destroy(&row);
+        ks_vm_request_free(it->req);
+        ks_plan_free(it->plan);
     }
-    free(names.ids);
+    b->n = 0;
+    b->text_len = 0;
+}
+
+static int rebuild_vm_row(void *ctx, const ks_store_vm_row *row)
+{
+    vm_batch *b = ctx;
+    vm_item *it = &b->items[b->n];
+    memset(it, 0, sizeof(*it));
+    snprintf(it->name, sizeof(it->name), "%s", row->name);
+    it->req_off = vm_batch_put(b, row->request_json);
+    it->plan_off = vm_batch_put(b, row->plan_json);
+    if (b->oom)
+        return 1;
+    if (++b->n == KS_API_VM_BATCH)
+        vm_batch_flush(b);
+    return 0;
+}
+
+static ks_code rebuild_vms(rebuild_ctx *c)
+{
+    ks_store_vm_filter f = KS_STORE_VM_FILTER_INIT;
+    f.with_json = true;
+    vm_batch *b = calloc(1, sizeof(*b));
+    ks_code rc = KS_OK;
+    if (!b)
+        return ks_err_set(c->err, KS_ENOMEM, "out of memory");
+    b->c = c;
+    rc = ks_plan_cache_new(&b->cache[0], c->err);
+    if (rc == KS_OK)
+        rc = ks_plan_cache_new(&b->cache[1], c->err);
+    if (rc == KS_OK)
+        rc = ks_store_vm_list(c->api->store, &f, rebuild_vm_row, b, c->err);
+    if (rc == KS_OK && b->oom)
+        rc = ks_err_set(c->err, KS_ENOMEM, "out of memory loading vms");
+    if (rc == KS_OK)
+        vm_batch_flush(b);
+    ks_plan_cache_free(b->cache[0]);
+    ks_plan_cache_free(b->cache[1]);
+    free(b->text);
+    free(b);
     return rc;
 }
 
@@ -205,6 +487,7 @@ static ks_code rebuild_index(ks_api *api, ks_err *err)
     rebuild_ctx c = {.api = api, .err = err};
     uint64_t t0 = ks_api_mono_us();
     ks_code rc = rebuild_hosts(&c);
+    uint64_t t_hosts = ks_api_mono_us();
     id_list pools = {0};
     if (rc == KS_OK)
         rc = ks_store_pool_list(api->store, collect_pool, &pools, err);
@@ -213,11 +496,16 @@ static ks_code rebuild_index(ks_api *api, ks_err *err)
     free(pools.ids);
     if (rc == KS_OK)
         rc = ks_api__sync_bans(api, err);
+    uint64_t t_vms = ks_api_mono_us();
     if (rc == KS_OK)
         rc = rebuild_vms(&c);
+    uint64_t t1 = ks_api_mono_us();
     if (rc == KS_OK)
-        ks_log(KS_LOG_INFO, "index rebuilt hosts=%u vms=%u skipped=%u duration_us=%llu",
-               c.n_hosts, c.n_vms, c.n_skipped, (unsigned long long)(ks_api_mono_us() - t0));
+        ks_log(KS_LOG_INFO,
+               "index rebuilt hosts=%u vms=%u skipped=%u duration_us=%llu hosts_us=%llu "
+               "vms_us=%llu",
+               c.n_hosts, c.n_vms, c.n_skipped, (unsigned long long)(t1 - t0),
+               (unsigned long long)(t_hosts - t0), (unsigned long long)(t1 - t_vms));
     return rc;
 }
 

@@ -100,4 +100,16 @@ bool ks_json__set(json_t *obj, const char *key, json_t *v);
 /* Appends v to arr, taking over v; true on failure. */
 bool ks_json__append(json_t *arr, json_t *v);
 
+/*
+ * Lexical skipping over JSON text, for partial decoders that only build some
+ * members of a large document (text already accepted once, e.g. from the
+ * store).  skip_ws: past blanks.  skip_string: *p is '"', returns past the
+ * closing quote.  skip_value: past one value (brackets balanced, strings
+ * skipped, scalars up to the next delimiter; contents not validated).  Both
+ * return NULL when the text ends first.
+ */
+const char *ks_json__skip_ws(const char *p, const char *end);
+const char *ks_json__skip_string(const char *p, const char *end);
+const char *ks_json__skip_value(const char *p, const char *end);
+
 #endif

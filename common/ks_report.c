@@ -424,16 +424,19 @@ ks_code ks_featset_from_json(ks_featset *out, const json_t *arr, const char *pat
     ks_featset s;
     ks_featset_clear(&s);
     for (size_t i = 0; i < json_array_size(arr); i++) {
-        char p[KS_JSON_PATH_MAX];
-        char name[KS_NAME_MAX];
         const json_t *v = json_array_get(arr, i);
+        /* Hot path (every plan and report in the store at start-up): the
+         * string is looked up in place, the path formatted only on error. */
+        if (json_is_string(v) && json_string_length(v) < KS_NAME_MAX &&
+            strlen(json_string_value(v)) == json_string_length(v) &&
+            ks_feature_add_name(&s, json_string_value(v), NULL) == KS_OK)
+            continue;
+        char p[KS_JSON_PATH_MAX];
         ks_json__path_idx(p, sizeof(p), path, i);
         if (!json_is_string(v))
             return ks_json__type_error(v, p, "feature name string", err);
-        if (ks_json__str_value(v, p, name, sizeof(name), NULL) != KS_OK ||
-            ks_feature_add_name(&s, name, NULL) != KS_OK)
-            return ks_err_set_field(err, KS_EINVAL, p, "unknown feature '%.64s'",
-                                    json_string_value(v));
+        return ks_err_set_field(err, KS_EINVAL, p, "unknown feature '%.64s'",
+                                json_string_value(v));
     }
     *out = s;
     return KS_OK;
@@ -1366,5 +1369,98 @@ ks_code ks_report_parse(ks_report **out, const char *text, size_t len, ks_err *e
                                 jerr.line, jerr.column, jerr.text);
     ks_code rc = ks_report_from_json(out, doc, err);
     json_decref(doc);
+    return rc;
+}
+
+/* ---- partial decode: everything but the per-CPU arrays ---------------- */
+
+ks_code ks_report_parse_header(ks_report **out, const char *text, size_t len, ks_err *err)
+{
+    static const char *const wanted[] = {"schema", "host", "kinds", "numa", "pmu", NULL};
+    ks_report *r = NULL;
+    json_t *doc = NULL;
+    int64_t schema = 0;
+    ks_code rc = KS_OK;
+    if (!text)
+        return ks_err_set_field(err, KS_EINVAL, "", "no report text");
+    const char *end = text + len, *p = ks_json__skip_ws(text, end);
+    if (p >= end || *p != '{')
+        return ks_err_set_field(err, KS_EINVAL, "", "a report must be a JSON object");
+    doc = json_object();
+    if (!doc)
+        return ks_err_set(err, KS_ENOMEM, "out of memory");
+    p = ks_json__skip_ws(p + 1, end);
+    while (p < end && *p != '}') {
+        const char *k = p;
+        const char *ke = *p == '"' ? ks_json__skip_string(p, end) : NULL;
+        const char *v = ke ? ks_json__skip_ws(ke, end) : NULL;
+        if (!v || v >= end || *v != ':')
+            goto bad;
+        v = ks_json__skip_ws(v + 1, end);
+        const char *ve = ks_json__skip_value(v, end);
+        if (!ve)
+            goto bad;
+        size_t klen = (size_t)(ke - k) - 2;
+        if (memchr(k + 1, '\\', klen)) {
+            /* an escaped key could spell a wanted one: leave it to the full decoder */
+            rc = ks_err_set_field(err, KS_EINVAL, "", "escaped top-level key");
+            goto done;
+        }
+        for (size_t i = 0; wanted[i]; i++) {
+            if (strlen(wanted[i]) != klen || memcmp(wanted[i], k + 1, klen) != 0)
+                continue;
+            json_error_t je;
+            json_t *val = json_loadb(v, (size_t)(ve - v), JSON_DECODE_ANY, &je);
+            if (!val) {
+                rc = ks_err_set_field(err, KS_EINVAL, wanted[i], "invalid JSON: %s", je.text);
+                goto done;
+            }
+            if (json_object_set_new(doc, wanted[i], val) != 0) {
+                rc = ks_err_set(err, KS_ENOMEM, "out of memory");
+                goto done;
+            }
+        }
+        p = ks_json__skip_ws(ve, end);
+        if (p < end && *p == ',')
+            p = ks_json__skip_ws(p + 1, end);
+        else if (p >= end || *p != '}')
+            goto bad;
+    }
+    if (p >= end)
+        goto bad;
+
+    rc = ks_json__get_i64(doc, "", "schema", true, INT64_MIN, INT64_MAX, &schema, err);
+    if (rc == KS_OK && schema != KS_REPORT_SCHEMA)
+        rc = ks_err_set_field(err, KS_EINVAL, "schema", "unsupported schema %lld (expected %d)",
+                              (long long)schema, KS_REPORT_SCHEMA);
+    if (rc == KS_OK)
+        rc = ks_report_new(&r, err);
+    const json_t *o = json_object_get(doc, "host");
+    if (rc == KS_OK && !o)
+        rc = ks_err_set_field(err, KS_EINVAL, "host", "missing required key 'host'");
+    if (rc == KS_OK)
+        rc = decode_host(&r->host, o, "host", err);
+    const json_t *arr = NULL;
+    if (rc == KS_OK)
+        rc = ks_json__get_array(doc, "", "kinds", false, KS_REPORT_MAX_KINDS, &arr, err);
+    if (rc == KS_OK && arr)
+        rc = decode_kinds(r, arr, err);
+    if (rc == KS_OK)
+        rc = ks_json__get_array(doc, "", "numa", false, KS_REPORT_MAX_NUMA, &arr, err);
+    if (rc == KS_OK && arr)
+        rc = decode_numa(r, arr, err);
+    o = json_object_get(doc, "pmu");
+    if (rc == KS_OK && o)
+        rc = decode_pmu(&r->pmu, o, err);
+    if (rc != KS_OK)
+        goto done;
+    *out = r;
+    r = NULL;
+    goto done;
+bad:
+    rc = ks_err_set_field(err, KS_EINVAL, "", "invalid JSON near byte %zu", (size_t)(p - text));
+done:
+    json_decref(doc);
+    ks_report_free(r);
     return rc;
 }

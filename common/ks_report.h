@@ -218,6 +218,16 @@ ks_code ks_report_from_json(ks_report **out, const json_t *doc, ks_err *err);
 /* Convenience: parse text then decode.  KS_EINVAL for bad JSON with line/column. */
 ks_code ks_report_parse(ks_report **out, const char *text, size_t len, ks_err *err);
 
+/*
+ * Partial decode of a report text already accepted once (a stored report):
+ * schema, host, kinds, numa and pmu are decoded and checked as by
+ * ks_report_from_json; every other member (cpus, caches, feature_sets, ...)
+ * is only skipped over lexically, not built nor validated, and the result has
+ * no CPUs.  For rebuilding the scheduler index from the store's cpus rows
+ * without paying for the per-CPU JSON.  KS_EINVAL, KS_ENOMEM.
+ */
+ks_code ks_report_parse_header(ks_report **out, const char *text, size_t len, ks_err *err);
+
 /* Feature set <-> JSON array of canonical names (new reference). */
 json_t *ks_featset_to_json(const ks_featset *s);
 /* Accepts names and group names; `path` prefixes error fields.  KS_EINVAL. */

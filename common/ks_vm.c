@@ -587,12 +587,17 @@ static ks_code get_coord(const json_t *o, const char *p, const char *key, uint32
 static ks_code decode_plan_vcpus(ks_plan *p, const json_t *arr, ks_err *err)
 {
     uint8_t seen_id[KS_VM_MAX_VCPUS];
-    /* host CPU -> index into arr + 1, for the "used twice" message */
-    uint16_t *host_used = calloc(KS_REPORT_MAX_CPUS, sizeof(*host_used));
+    /* host CPU -> index into arr + 1, for the "used twice" message.  Small
+     * plans (nearly all) search the few host CPUs seen so far instead: a
+     * table over every possible CPU per plan dominated reloading a store. */
+    enum { SMALL = 64 };
+    int32_t small_hc[SMALL];
+    bool small = p->n_vcpus <= SMALL;
+    uint16_t *host_used = small ? NULL : calloc(KS_REPORT_MAX_CPUS, sizeof(*host_used));
     ks_code rc = KS_OK;
-    if (!host_used)
+    if (!small && !host_used)
         return ks_err_set_field(err, KS_ENOMEM, "vcpus", "out of memory");
-    memset(seen_id, 0, sizeof(seen_id));
+    memset(seen_id, 0, (size_t)p->n_vcpus);
     for (size_t i = 0; rc == KS_OK && i < p->n_vcpus; i++) {
         char e[KS_JSON_PATH_MAX], q[KS_JSON_PATH_MAX];
         const json_t *o = json_array_get(arr, i);
@@ -608,10 +613,18 @@ static ks_code decode_plan_vcpus(ks_plan *p, const json_t *arr, ks_err *err)
         if (rc == KS_OK)
             rc = ks_json__get_i32(o, e, "host_cpu", true, 0, KS_REPORT_MAX_CPUS - 1, &v.host_cpu,
                                   err);
-        if (rc == KS_OK && host_used[v.host_cpu])
+        uint32_t used_by = 0; /* index + 1 of an earlier vcpu on the same host cpu */
+        if (rc == KS_OK && small) {
+            for (size_t j = 0; j < i && !used_by; j++)
+                if (small_hc[j] == v.host_cpu)
+                    used_by = (uint32_t)j + 1;
+        } else if (rc == KS_OK) {
+            used_by = host_used[v.host_cpu];
+        }
+        if (rc == KS_OK && used_by)
             rc = ks_err_set_field(err, KS_EINVAL, PATH(q, e, "host_cpu"),
                                   "host cpu %d is already used by vcpus[%u]", v.host_cpu,
-                                  host_used[v.host_cpu] - 1u);
+                                  used_by - 1u);
         if (rc == KS_OK)
             rc = ks_json__get_enum(o, e, "kind", true, ks_kind_class_from_str,
                                    "performance or efficiency", &kind, err);
@@ -641,7 +654,10 @@ static ks_code decode_plan_vcpus(ks_plan *p, const json_t *arr, ks_err *err)
                                   &v.numa_node, err);
         if (rc == KS_OK) {
             seen_id[v.id] = 1;
-            host_used[v.host_cpu] = (uint16_t)(i + 1);
+            if (small)
+                small_hc[i] = v.host_cpu;
+            else
+                host_used[v.host_cpu] = (uint16_t)(i + 1);
             p->vcpus[v.id] = v;
         }
     }
@@ -830,4 +846,161 @@ ks_code ks_plan_from_json(ks_plan **out, const json_t *doc, ks_err *err)
 done:
     ks_plan_free(p);
     return rc;
+}
+
+/* ---- plan text with a cache of decoded "features" members ---- */
+
+#define PLAN_CACHE_SLOTS 4096u /* power of two; at most half filled */
+
+typedef struct plan_feat_entry {
+    uint64_t hash;
+    size_t len;
+    char *text; /* the member's bytes; NULL = empty slot */
+    char cpu_model[32];
+    ks_featset visible, disable;
+} plan_feat_entry;
+
+struct ks_plan_cache {
+    plan_feat_entry slots[PLAN_CACHE_SLOTS];
+    uint32_t n;
+};
+
+ks_code ks_plan_cache_new(ks_plan_cache **out, ks_err *err)
+{
+    *out = calloc(1, sizeof(**out));
+    return *out ? KS_OK : ks_err_set(err, KS_ENOMEM, "out of memory");
+}
+
+void ks_plan_cache_free(ks_plan_cache *c)
+{
+    if (!c)
+        return;
+    for (uint32_t i = 0; i < PLAN_CACHE_SLOTS; i++)
+        free(c->slots[i].text);
+    free(c);
+}
+
+static uint64_t text_hash(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
+    return h;
+}
+
+/* The slot holding (or to hold) text; NULL when the cache is full. */
+static plan_feat_entry *plan_cache_slot(ks_plan_cache *c, const char *t, size_t n, uint64_t h)
+{
+    for (uint32_t i = (uint32_t)h & (PLAN_CACHE_SLOTS - 1);; i = (i + 1) & (PLAN_CACHE_SLOTS - 1)) {
+        plan_feat_entry *e = &c->slots[i];
+        if (!e->text)
+            return c->n < PLAN_CACHE_SLOTS / 2 ? e : NULL;
+        if (e->hash == h && e->len == n && memcmp(e->text, t, n) == 0)
+            return e;
+    }
+}
+
+/* Finds the top-level member `key`'s value in an object's text: [*vs, *ve). */
+static bool find_member(const char *text, size_t len, const char *key, const char **vs,
+                        const char **ve)
+{
+    const char *end = text + len, *p = ks_json__skip_ws(text, end);
+    size_t klen = strlen(key);
+    if (p >= end || *p != '{')
+        return false;
+    p = ks_json__skip_ws(p + 1, end);
+    while (p < end && *p == '"') {
+        const char *ke = ks_json__skip_string(p, end);
+        const char *v = ke ? ks_json__skip_ws(ke, end) : NULL;
+        if (!v || v >= end || *v != ':')
+            return false;
+        v = ks_json__skip_ws(v + 1, end);
+        const char *e = ks_json__skip_value(v, end);
+        if (!e)
+            return false;
+        if ((size_t)(ke - p) == klen + 2 && memcmp(p + 1, key, klen) == 0) {
+            *vs = v;
+            *ve = e;
+            return true;
+        }
+        p = ks_json__skip_ws(e, end);
+        if (p < end && *p == ',')
+            p = ks_json__skip_ws(p + 1, end);
+    }
+    return false;
+}
+
+static ks_code plan_parse_plain(ks_plan **out, const char *text, size_t len, ks_err *err)
+{
+    json_error_t je;
+    json_t *doc = json_loadb(text, len, 0, &je);
+    if (!doc)
+        return ks_err_set_field(err, KS_EINVAL, "", "invalid JSON at line %d column %d: %s",
+                                je.line, je.column, je.text);
+    ks_code rc = ks_plan_from_json(out, doc, err);
+    json_decref(doc);
+    return rc;
+}
+
+/*
+ * The features member is swapped for a stub before the text is parsed, and
+ * its cached decode put in afterwards.  Anything unusual (no member found,
+ * its decode failing, the cache full, an error anywhere) goes the plain way,
+ * so results and error messages are exactly ks_plan_from_json's.
+ */
+ks_code ks_plan_parse(ks_plan **out, const char *text, size_t len, ks_plan_cache *cache,
+                      ks_err *err)
+{
+    static const char stub[] = "{\"model\":\"-\"}";
+    const char *fs, *fe;
+    if (!text)
+        return ks_err_set_field(err, KS_EINVAL, "", "no plan text");
+    if (!cache || !find_member(text, len, "features", &fs, &fe))
+        return plan_parse_plain(out, text, len, err);
+    size_t flen = (size_t)(fe - fs);
+    uint64_t h = text_hash(fs, flen);
+    plan_feat_entry *e = plan_cache_slot(cache, fs, flen, h);
+    if (!e)
+        return plan_parse_plain(out, text, len, err);
+    if (!e->text) {
+        json_error_t je;
+        ks_plan tmp;
+        memset(&tmp, 0, sizeof(tmp));
+        json_t *fj = json_loadb(fs, flen, 0, &je);
+        bool ok = fj && decode_plan_features(&tmp, fj, NULL) == KS_OK;
+        json_decref(fj);
+        char *copy = ok ? malloc(flen ? flen : 1) : NULL;
+        if (!copy)
+            return plan_parse_plain(out, text, len, err);
+        memcpy(copy, fs, flen);
+        e->text = copy;
+        e->len = flen;
+        e->hash = h;
+        memcpy(e->cpu_model, tmp.cpu_model, sizeof(e->cpu_model));
+        e->visible = tmp.visible;
+        e->disable = tmp.disable;
+        cache->n++;
+    }
+    size_t head = (size_t)(fs - text), tail = len - (size_t)(fe - text);
+    char *buf = malloc(head + sizeof(stub) - 1 + tail);
+    if (!buf)
+        return plan_parse_plain(out, text, len, err);
+    memcpy(buf, text, head);
+    memcpy(buf + head, stub, sizeof(stub) - 1);
+    memcpy(buf + head + sizeof(stub) - 1, fe, tail);
+    ks_plan *p = NULL;
+    ks_code rc = plan_parse_plain(&p, buf, head + sizeof(stub) - 1 + tail, NULL);
+    free(buf);
+    if (rc == KS_OK && strcmp(p->cpu_model, "-") != 0) {
+        /* a later duplicate "features" won over the stub: not the cached one */
+        ks_plan_free(p);
+        rc = KS_EINVAL;
+    }
+    if (rc != KS_OK)
+        return plan_parse_plain(out, text, len, err);
+    memcpy(p->cpu_model, e->cpu_model, sizeof(p->cpu_model));
+    p->visible = e->visible;
+    p->disable = e->disable;
+    *out = p;
+    return KS_OK;
 }

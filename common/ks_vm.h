@@ -119,4 +119,17 @@ json_t *ks_plan_to_json(const ks_plan *p);
  * not 0..n-1, topology product smaller than n_vcpus, unknown features, ...). */
 ks_code ks_plan_from_json(ks_plan **out, const json_t *doc, ks_err *err);
 
+/*
+ * Parses plan text and decodes it like ks_plan_from_json (same result, same
+ * errors).  With a cache, the "features" member is decoded once per distinct
+ * text and found again by its bytes: a store's plans share a few feature lists
+ * of ~140 names each, which were most of the cost of reloading them.  A cache
+ * is not thread-safe (one per thread); NULL = no cache.
+ */
+typedef struct ks_plan_cache ks_plan_cache;
+ks_code ks_plan_cache_new(ks_plan_cache **out, ks_err *err);
+void ks_plan_cache_free(ks_plan_cache *c); /* NULL-safe */
+ks_code ks_plan_parse(ks_plan **out, const char *text, size_t len, ks_plan_cache *cache,
+                      ks_err *err);
+
 #endif
