@@ -752,7 +752,33 @@ static void pool_free(ks_fleet *f, kpool *p)
     smap_destroy(f, &p->set);
     fa_free(f, p->members);
     fa_free(f, p->ptrs);
+    fa_free(f, p->hosts);
     fa_free(f, p);
+}
+
+/*
+ * Host `id` is now `h` (NULL: removed) in every pool naming it; when `dirty`,
+ * the baselines of those pools are invalidated.  O(pools) hash lookups: pools
+ * are few, and a host change must not cost O(members).
+ */
+static void pools_host_changed(ks_fleet *f, const char *id, khost *h, bool dirty)
+{
+    for (uint32_t i = 0; i < f->n_pools; i++) {
+        kpool *p = f->pools[i];
+        char(*m)[KS_ID_MAX] = smap_get(&p->set, id);
+        if (!m)
+            continue;
+        p->hosts[m - p->members] = h;
+        if (dirty)
+            p->base_valid = false;
+    }
+}
+
+/* Whether h's contribution to a pool baseline differs from old's. */
+static bool host_pool_contribution_differs(const khost *old, const khost *h)
+{
+    return old->schedulable != h->schedulable || old->n_usable != h->n_usable ||
+           !ks_featset_equal(&old->baseline, &h->baseline);
 }
 
 void ks_fleet_free(ks_fleet *f)
@@ -1092,6 +1118,7 @@ ks_code ks_fleet_host_update(ks_fleet *f, const ks_report *r, ks_sched_affected 
         h->index = f->n_hosts;
         f->hosts[f->n_hosts++] = h;
         host_link(f, h);
+        pools_host_changed(f, h->id, h, true);
         return KS_OK;
     }
 
@@ -1148,6 +1175,7 @@ ks_code ks_fleet_host_update(ks_fleet *f, const ks_report *r, ks_sched_affected 
     }
     smap_replace(&f->host_map, h->id, h);
     f->hosts[h->index] = h;
+    pools_host_changed(f, h->id, h, host_pool_contribution_differs(old, h));
     host_release_links(f, old);
     host_free(f, (khost *)old);
     host_link(f, h);
@@ -1169,6 +1197,7 @@ ks_code ks_fleet_host_set_schedulable(ks_fleet *f, const char *host, bool schedu
     host_unlink(f, h);
     h->schedulable = schedulable;
     host_link(f, h);
+    pools_host_changed(f, h->id, h, true);
     return KS_OK;
 }
 
@@ -1180,6 +1209,7 @@ ks_code ks_fleet_host_remove(ks_fleet *f, const char *host, ks_err *err)
     if (h->n_vms)
         return ks_err_set(err, KS_ECONFLICT, "host '%s' still runs %u vm(s)", host, h->n_vms);
     host_unlink(f, h);
+    pools_host_changed(f, h->id, NULL, true);
     smap_del(&f->host_map, h->id);
     uint32_t ix = h->index;
     f->hosts[ix] = f->hosts[--f->n_hosts];
@@ -1497,13 +1527,15 @@ ks_code ks_fleet_pool_set(ks_fleet *f, const char *name, const char *const *host
     snprintf(p->name, sizeof(p->name), "%s", name);
     p->members = fa_array(f, n, KS_ID_MAX);
     p->ptrs = fa_array(f, n, sizeof(char *));
-    if (!p->members || !p->ptrs)
+    p->hosts = fa_array(f, n, sizeof(khost *));
+    if (!p->members || !p->ptrs || !p->hosts)
         goto oom;
     for (size_t i = 0; i < n; i++) {
         if (smap_get(&p->set, hosts[i]))
             continue;
         snprintf(p->members[p->n], KS_ID_MAX, "%s", hosts[i]);
         p->ptrs[p->n] = p->members[p->n];
+        p->hosts[p->n] = smap_get(&f->host_map, hosts[i]);
         if (!smap_put(f, &p->set, p->members[p->n], p->members[p->n]))
             goto oom;
         p->n++;
@@ -1540,12 +1572,15 @@ ks_code ks_fleet_pool_remove(ks_fleet *f, const char *name, ks_err *err)
     return ks_err_set(err, KS_ENOTFOUND, "no pool '%s'", name);
 }
 
-void ks_sched__pool_baseline(const ks_fleet *f, const kpool *p, ks_featset *out, uint32_t *n_cpus)
+/* The intersection over the members' current hosts (by id when `by_id`, else
+ * by the cached hosts[] pointers). */
+static void pool_baseline_compute(const ks_fleet *f, const kpool *p, bool by_id, ks_featset *out,
+                                  uint32_t *n_cpus)
 {
     uint32_t n = 0;
     ks_featset_clear(out);
     for (uint32_t i = 0; i < p->n; i++) {
-        const khost *h = smap_get(&f->host_map, p->members[i]);
+        const khost *h = by_id ? smap_get(&f->host_map, p->members[i]) : p->hosts[i];
         if (!h || !h->schedulable || h->n_usable == 0)
             continue;
         if (n == 0)
@@ -1554,8 +1589,30 @@ void ks_sched__pool_baseline(const ks_fleet *f, const kpool *p, ks_featset *out,
             ks_featset_and(out, out, &h->baseline);
         n += h->n_usable;
     }
+    *n_cpus = n;
+}
+
+void ks_sched__pool_baseline_uncached(const ks_fleet *f, const kpool *p, ks_featset *out,
+                                      uint32_t *n_cpus)
+{
+    uint32_t n;
+    pool_baseline_compute(f, p, true, out, &n);
     if (n_cpus)
         *n_cpus = n;
+}
+
+void ks_sched__pool_baseline(const ks_fleet *f, const kpool *p, ks_featset *out, uint32_t *n_cpus)
+{
+    if (!p->base_valid) {
+        /* the cache is the only state a const reader changes here; every pool is
+         * allocated mutable (ks_fleet_pool_set), and calls are serialised */
+        kpool *mp = (kpool *)p;
+        pool_baseline_compute(f, p, false, &mp->base, &mp->base_cpus);
+        mp->base_valid = true;
+    }
+    *out = p->base;
+    if (n_cpus)
+        *n_cpus = p->base_cpus;
 }
 
 ks_code ks_fleet_pool_baseline(const ks_fleet *f, const char *name, ks_featset *out,
@@ -1599,11 +1656,9 @@ ks_code ks_fleet_pool_narrowing(const ks_fleet *f, const char *name, ks_fleet_na
         rc = ks_err_set(err, KS_ENOMEM, "out of memory computing pool '%s'", name);
         goto done;
     }
-    for (uint32_t i = 0; i < p->n; i++) {
-        const khost *h = smap_get(&f->host_map, p->members[i]);
-        if (h)
-            hs[m++] = h;
-    }
+    for (uint32_t i = 0; i < p->n; i++)
+        if (p->hosts[i])
+            hs[m++] = p->hosts[i];
     /* a host that contributes no CPU (drained, all unusable) narrows nothing */
     ks_featset all;
     memset(&all, 0xff, sizeof(all));
@@ -1839,6 +1894,20 @@ ks_code ks_fleet_check(const ks_fleet *f, ks_err *err)
                     return ks_err_set(err, KS_EINTERNAL, "host '%s' class list position wrong",
                                       h->id);
             }
+        }
+    }
+    for (uint32_t i = 0; i < f->n_pools; i++) {
+        const kpool *p = f->pools[i];
+        for (uint32_t m = 0; m < p->n; m++)
+            if (p->hosts[m] != smap_get(&f->host_map, p->members[m]))
+                return ks_err_set(err, KS_EINTERNAL, "pool '%s' member '%s' stale", p->name,
+                                  p->members[m]);
+        if (p->base_valid) {
+            ks_featset base;
+            uint32_t n;
+            ks_sched__pool_baseline_uncached(f, p, &base, &n);
+            if (n != p->base_cpus || !ks_featset_equal(&base, &p->base))
+                return ks_err_set(err, KS_EINTERNAL, "pool '%s' cached baseline stale", p->name);
         }
     }
     for (uint32_t s = 0; s < f->vm_map.cap; s++) {

@@ -124,12 +124,24 @@ typedef struct ks_sched__vm {
     uint32_t n_performance, n_efficiency, n_any;
 } ks_sched__vm;
 
+/* A pool.  hosts[] and the baseline cache spare a pool request the member walk
+ * by id (a hash lookup and a few cache misses per member) and the intersection
+ * over all members: at 10,000 hosts those dominated pool decisions.  hosts[i]
+ * is kept current by every host add/replace/remove (pools_host_changed in
+ * ks_sched.c); base_valid is cleared whenever a member's contribution to the
+ * baseline (schedulable, n_usable, baseline) may have changed, and the baseline
+ * is recomputed from hosts[] on the next use.  The baseline does not depend on
+ * the bans or on allocations (callers subtract the bans themselves). */
 typedef struct ks_sched__pool {
     char name[KS_ID_MAX];
     uint32_t n;
     char (*members)[KS_ID_MAX];
     const char **ptrs;
-    ks_sched__smap set; /* member id -> members[i] */
+    ks_sched__smap set;            /* member id -> members[i] */
+    struct ks_sched__host **hosts; /* per member: the indexed host, NULL when not reported */
+    bool base_valid;               /* base/base_cpus reflect the members' current state */
+    uint32_t base_cpus;
+    ks_featset base;
 } ks_sched__pool;
 
 typedef struct ks_sched__shape {
@@ -190,6 +202,8 @@ bool ks_sched__cpu_usable(const ks_sched__cpu *c);
 bool ks_sched__host_has_aa(const ks_sched__host *h, const char *group);
 void ks_sched__pool_baseline(const ks_fleet *f, const ks_sched__pool *p, ks_featset *out,
                              uint32_t *n_cpus);
+void ks_sched__pool_baseline_uncached(const ks_fleet *f, const ks_sched__pool *p,
+                                      ks_featset *out, uint32_t *n_cpus);
 void ks_sched__record_shape(const ks_fleet *f, const ks_sched__shape *s);
 ks_code ks_sched__explain_add(ks_sched_explain *e, const char *reason, uint64_t count);
 size_t ks_sched__plan_bytes(const ks_plan *p);

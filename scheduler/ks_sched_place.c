@@ -759,20 +759,47 @@ static uint32_t order_key(const rctx *rc, const khost *h)
     return rc->req->placement == KS_PLACE_SPREAD ? UINT32_MAX - fr : fr;
 }
 
-/* Tries candidates[0..n) (already prefiltered) in order; true on success. */
+/* Restores the min-heap (by hcand_cmp) below position i of cands[0..n). */
+static void heap_down(hcand *cands, uint32_t n, uint32_t i)
+{
+    for (;;) {
+        uint32_t l = 2 * i + 1, m = i;
+        if (l < n && hcand_cmp(&cands[l], &cands[m]) < 0)
+            m = l;
+        if (l + 1 < n && hcand_cmp(&cands[l + 1], &cands[m]) < 0)
+            m = l + 1;
+        if (m == i)
+            return;
+        hcand t = cands[i];
+        cands[i] = cands[m];
+        cands[m] = t;
+        i = m;
+    }
+}
+
+/*
+ * Tries candidates[0..n) (already prefiltered) in hcand_cmp order; true on
+ * success.  The order is total (ids are unique), so popping a heap visits them
+ * exactly as a full sort would, but the first host usually fits: O(n) to
+ * build plus O(log n) per host tried instead of sorting a whole pool's members.
+ */
 static ks_code try_candidates(const rctx *rc, hcand *cands, uint32_t n, uint32_t *picks,
                               const khost **chosen)
 {
-    qsort(cands, n, sizeof(hcand), hcand_cmp);
-    for (uint32_t i = 0; i < n; i++) {
+    for (uint32_t i = n / 2; i-- > 0;)
+        heap_down(cands, n, i);
+    while (n) {
         uint64_t s;
-        sel_fail sf = host_select(rc, cands[i].h, picks, &s);
+        const khost *h = cands[0].h;
+        sel_fail sf = host_select(rc, h, picks, &s);
         if (sf == SEL_NOMEM)
             return KS_ENOMEM;
         if (sf == SEL_OK) {
-            *chosen = cands[i].h;
+            *chosen = h;
             return KS_OK;
         }
+        cands[0] = cands[--n];
+        heap_down(cands, n, 0);
     }
     return KS_ENOCAPACITY;
 }
@@ -954,7 +981,7 @@ ks_code ks_sched_place(ks_plan **out, const ks_fleet *f, const ks_vm_request *re
             code = KS_ENOMEM;
         } else {
             for (uint32_t i = 0; i < n_c; i++) {
-                khost *h = pin ? (khost *)pin : ks_sched__host_find(f, pool->members[i]);
+                khost *h = pin ? (khost *)pin : pool->hosts[i];
                 uint64_t est;
                 if (!h || (pin && pool && !ks_sched__pool_has(pool, h->id)))
                     continue;
@@ -991,7 +1018,7 @@ ks_code ks_sched_place(ks_plan **out, const ks_fleet *f, const ks_vm_request *re
             why->hosts_considered = 1;
         } else if (pool) {
             for (uint32_t i = 0; i < pool->n; i++) {
-                const khost *h = ks_sched__host_find(f, pool->members[i]);
+                const khost *h = pool->hosts[i];
                 if (h) {
                     explain_host(&rc, h, why);
                     why->hosts_considered++;
@@ -1248,7 +1275,7 @@ void ks_fleet_capacity(const ks_fleet *f, ks_capacity_by by, ks_capacity_fn cb, 
             ks_capacity c;
             memset(&c, 0, sizeof(c));
             for (uint32_t m = 0; m < pool->n; m++) {
-                const khost *h = ks_sched__host_find(f, pool->members[m]);
+                const khost *h = pool->hosts[m];
                 if (!h)
                     continue;
                 host_capacity(f, h, shapes, n_shapes, hc);

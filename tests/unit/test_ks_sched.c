@@ -483,6 +483,148 @@ static void test_sched__pools(void **state)
     ks_fleet_free(f);
 }
 
+/* The pool's baseline as the API reports it and as a pool VM placed now sees
+ * it (ks_sched_place reads the cached baseline); ks_fleet_check compares the
+ * cache with a from-scratch intersection. */
+static void expect_pool_base(ks_fleet *f, const char *pool, const ks_featset *want,
+                             uint32_t want_cpus, const ks_featset *bans)
+{
+    ks_featset base;
+    uint32_t n_cpus = UINT32_MAX;
+    ks_err err;
+    assert_int_equal(ks_fleet_pool_baseline(f, pool, &base, &n_cpus, NULL), KS_OK);
+    assert_true(ks_featset_equal(&base, want));
+    assert_int_equal(n_cpus, want_cpus);
+    if (ks_fleet_check(f, &err) != KS_OK)
+        fail_msg("index check: %s", err.msg);
+    if (want_cpus == 0)
+        return;
+    ks_vm_request q = tks_req("probe", 1, 0, 0, NULL);
+    snprintf(q.pool, sizeof(q.pool), "%s", pool);
+    ks_plan *p = NULL;
+    if (ks_sched_place(&p, f, &q, NULL, &err) != KS_OK)
+        fail_msg("pool placement: %s", err.msg);
+    ks_featset seen;
+    ks_featset_andnot(&seen, want, bans);
+    assert_true(ks_featset_equal(&p->visible, &seen));
+    ks_plan_free(p);
+}
+
+/* SPEC: DESIGN.md#scheduler - the cached pool baseline follows every change
+ * that can move it: member reports (defect, repair, all CPUs offline), a member
+ * appearing, draining/undraining, host removal, pool re-set and removal; it
+ * ignores non-members and allocations, and the bans apply on top of it. */
+static void test_sched__pool_baseline_cache(void **state)
+{
+    (void)state;
+    tks_hspec hs[] = {{.id = "m1", .n_p = 4, .p_feats = TKS_SERVER},
+                      {.id = "m2", .n_p = 4, .p_feats = TKS_SERVER},
+                      {.id = "m3", .n_p = 2, .p_feats = TKS_CLIENT_E},
+                      {.id = "out", .n_p = 4, .p_feats = TKS_BASE}};
+    ks_report *r[4];
+    for (int i = 0; i < 4; i++)
+        r[i] = tks_report(&hs[i]);
+    ks_fleet *f = NULL;
+    assert_int_equal(ks_fleet_new(&f, NULL), KS_OK);
+    add_report(f, r[0], NULL);
+    add_report(f, r[1], NULL);
+    add_report(f, r[3], NULL);
+    ks_featset none, server = tks_fs(TKS_SERVER), client = tks_fs(TKS_CLIENT_E);
+    ks_featset_clear(&none);
+    const char *members[] = {"m1", "m2", "m3"};
+    assert_int_equal(ks_fleet_pool_set(f, "gen", members, 3, NULL), KS_OK);
+    expect_pool_base(f, "gen", &server, 8, &none);
+
+    /* a non-member's report and allocations leave it alone */
+    tks_degrade(r[3], 0, "sse2");
+    add_report(f, r[3], NULL);
+    ks_vm_request a = tks_req("a", 3, 0, 0, NULL);
+    snprintf(a.pool, sizeof(a.pool), "gen");
+    assert_int_equal(place(f, &a, NULL), KS_OK);
+    expect_pool_base(f, "gen", &server, 8, &none);
+
+    /* a member reports a new defect: the baseline shrinks */
+    tks_degrade(r[1], 3, "avx512f");
+    r[1]->host.generation++;
+    add_report(f, r[1], NULL);
+    ks_featset shrunk = server, closure, bad = tks_fs("avx512f");
+    ks_feature_dependents_closure(&closure, &bad);
+    ks_featset_andnot(&shrunk, &shrunk, &closure);
+    expect_pool_base(f, "gen", &shrunk, 8, &none);
+    ks_vm_request need = tks_req("need512", 1, 0, 0, "avx512f");
+    snprintf(need.pool, sizeof(need.pool), "gen");
+    ks_sched_explain why;
+    ks_sched_explain_init(&why);
+    assert_int_equal(place(f, &need, &why), KS_ENOCAPACITY);
+    assert_int_equal(explain_count(&why, "pool 'gen' baseline lacks 'avx512f'"), 1);
+
+    /* the same report again changes nothing (the cache may stay) */
+    add_report(f, r[1], NULL);
+    expect_pool_base(f, "gen", &shrunk, 8, &none);
+
+    /* the defective CPU goes offline: the member's usable CPUs are healthy again */
+    tks_set_state(r[1], 3, KS_CPU_OFFLINE);
+    add_report(f, r[1], NULL);
+    expect_pool_base(f, "gen", &server, 7, &none);
+    assert_int_equal(place(f, &need, NULL), KS_OK);
+
+    /* a member not reported until now appears: the baseline narrows */
+    add_report(f, r[2], NULL);
+    expect_pool_base(f, "gen", &client, 9, &none);
+    /* draining it widens the baseline, undraining narrows it again */
+    assert_int_equal(ks_fleet_host_set_schedulable(f, "m3", false, NULL), KS_OK);
+    expect_pool_base(f, "gen", &server, 7, &none);
+    assert_int_equal(ks_fleet_host_set_schedulable(f, "m3", true, NULL), KS_OK);
+    expect_pool_base(f, "gen", &client, 9, &none);
+    /* every CPU of it offline: it contributes nothing */
+    for (int32_t c = 0; c < 2; c++)
+        tks_set_state(r[2], c, KS_CPU_OFFLINE);
+    add_report(f, r[2], NULL);
+    expect_pool_base(f, "gen", &server, 7, &none);
+    for (int32_t c = 0; c < 2; c++) {
+        ks_cpu *cp = ks_report_find_cpu(r[2], c);
+        cp->state = KS_CPU_ONLINE;
+        cp->usable = cp->native;
+    }
+    add_report(f, r[2], NULL);
+    expect_pool_base(f, "gen", &client, 9, &none);
+    /* removed: the baseline widens; reported again: it narrows */
+    assert_int_equal(ks_fleet_host_remove(f, "m3", NULL), KS_OK);
+    expect_pool_base(f, "gen", &server, 7, &none);
+    add_report(f, r[2], NULL);
+    expect_pool_base(f, "gen", &client, 9, &none);
+    assert_int_equal(ks_fleet_host_remove(f, "m3", NULL), KS_OK);
+
+    /* bans are applied on top of the baseline, not cached into it */
+    ks_featset ban = tks_fs("avx512vl");
+    ks_fleet_set_bans(f, &ban);
+    expect_pool_base(f, "gen", &server, 7, &ban);
+    ks_fleet_set_bans(f, NULL);
+    expect_pool_base(f, "gen", &server, 7, &none);
+
+    /* re-set with other members: the baseline is theirs */
+    const char *other[] = {"m1", "out"};
+    assert_int_equal(ks_fleet_pool_set(f, "gen", other, 2, NULL), KS_OK);
+    ks_featset narrow = tks_fs(TKS_BASE), sse2 = tks_fs("sse2");
+    ks_feature_dependents_closure(&closure, &sse2);
+    ks_featset_andnot(&narrow, &narrow, &closure);
+    expect_pool_base(f, "gen", &narrow, 8, &none);
+    assert_int_equal(ks_fleet_vm_remove(f, "a", NULL), KS_OK);
+    assert_int_equal(ks_fleet_vm_remove(f, "need512", NULL), KS_OK);
+    /* removed and created anew (members not reported): nothing stale survives */
+    assert_int_equal(ks_fleet_pool_remove(f, "gen", NULL), KS_OK);
+    const char *ghosts[] = {"m3"};
+    assert_int_equal(ks_fleet_pool_set(f, "gen", ghosts, 1, NULL), KS_OK);
+    expect_pool_base(f, "gen", &none, 0, &none);
+    add_report(f, r[2], NULL);
+    expect_pool_base(f, "gen", &client, 2, &none);
+
+    ks_sched_explain_destroy(&why);
+    for (int i = 0; i < 4; i++)
+        ks_report_free(r[i]);
+    ks_fleet_free(f);
+}
+
 static void seeing_cb(void *ctx, const char *vm, const char *host)
 {
     char *list = ctx;
@@ -835,6 +977,7 @@ int main(void)
         cmocka_unit_test(test_sched__least_capable_fit),
         cmocka_unit_test(test_sched__pack_spread),
         cmocka_unit_test(test_sched__pools),
+        cmocka_unit_test(test_sched__pool_baseline_cache),
         cmocka_unit_test(test_sched__bans),
         cmocka_unit_test(test_sched__defect_replan),
         cmocka_unit_test(test_sched__capacity),

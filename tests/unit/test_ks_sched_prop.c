@@ -9,6 +9,9 @@
  *    no forbidden or banned feature;
  *  - kind counts, anti-affinity and SMT isolation hold;
  *  - allocated counts match the VMs' vCPUs;
+ *  - the pool baseline the index serves (cached, invalidated by reports,
+ *    drains and membership changes) equals one computed here from scratch
+ *    from the reports, the drains and the current members;
  *  - an index rebuilt from scratch (reports + pools + bans + VMs) equals the
  *    live one (ks_fleet_equal), as a restart from the store would build it.
  */
@@ -389,12 +392,54 @@ static const ks_cpu *report_cpu(const pstate *s, const char *host, int32_t id)
     return NULL;
 }
 
+/* Pool baseline from scratch: the intersection of usable & native over the
+ * usable CPUs of the undrained members (what DESIGN.md defines). */
+static void check_pool_baseline(pstate *s)
+{
+    ks_featset want, got;
+    uint32_t n = 0, got_n = UINT32_MAX;
+    ks_featset_clear(&want);
+    for (uint32_t m = 0; m < s->n_pool; m++)
+        for (uint32_t h = 0; h < s->n_hosts; h++) {
+            const ks_report *r = s->reports[h];
+            if (strcmp(r->host.id, s->pool_members[m]) != 0 || s->drained[h])
+                continue;
+            for (uint32_t c = 0; c < r->n_cpus; c++) {
+                const ks_cpu *rc = &r->cpus[c];
+                if ((rc->state != KS_CPU_ONLINE && rc->state != KS_CPU_DEGRADED) || rc->reserved)
+                    continue;
+                ks_featset u;
+                ks_featset_and(&u, &rc->usable, &rc->native);
+                if (n++ == 0)
+                    want = u;
+                else
+                    ks_featset_and(&want, &want, &u);
+            }
+        }
+    assert_int_equal(ks_fleet_pool_baseline(s->f, "pa", &got, &got_n, NULL), KS_OK);
+    assert_int_equal(got_n, n);
+    if (!ks_featset_equal(&got, &want))
+        fail_msg("cached pool baseline differs from a from-scratch one");
+}
+
+/* The pool gets a random half of the hosts (membership changes invalidate
+ * the cached baseline; VMs placed in it stay where they are). */
+static void step_pool_reset(pstate *s)
+{
+    s->n_pool = 0;
+    for (uint32_t i = 0; i < s->n_hosts; i++)
+        if (rnd(s, 2))
+            s->pool_members[s->n_pool++] = s->reports[i]->host.id;
+    assert_int_equal(ks_fleet_pool_set(s->f, "pa", s->pool_members, s->n_pool, NULL), KS_OK);
+}
+
 static void check_invariants(pstate *s)
 {
     ks_err err;
     if (ks_fleet_check(s->f, &err) != KS_OK)
         fail_msg("index check: %s", err.msg);
     assert_int_equal(ks_fleet_vm_count(s->f), s->n_vms);
+    check_pool_baseline(s);
     uint64_t vcpus = 0;
     build_owner(s); /* fails on a CPU held twice */
     for (uint32_t i = 0; i < s->n_vms; i++) {
@@ -509,6 +554,8 @@ static void run_seed(uint64_t seed)
                 KS_OK);
         } else if (op < 92) {
             step_bans(s);
+        } else if (op < 93) {
+            step_pool_reset(s);
         } else {
             /* an unchanged report (a restarted agent) changes nothing */
             uint32_t h = rnd(s, s->n_hosts);
