@@ -783,7 +783,48 @@ static ks_code decode_plan_numa(ks_plan *p, const json_t *arr, ks_err *err)
     return rc;
 }
 
-ks_code ks_plan_from_json(ks_plan **out, const json_t *doc, ks_err *err)
+/* Checks pre-decoded vcpus (ks_plan_parse's fast path) as decode_plan_vcpus
+ * would; false when any check fails (the caller then decodes the plain way,
+ * for the exact error). */
+static bool pre_vcpus_valid(const ks_plan *p, const ks_plan_vcpu *pre)
+{
+    uint8_t seen_id[KS_VM_MAX_VCPUS];
+    bool small = p->n_vcpus <= 64; /* small plans: search earlier vcpus, no table */
+    uint8_t *host_used = small ? NULL : calloc(KS_REPORT_MAX_CPUS, 1);
+    bool ok = small || host_used != NULL;
+    memset(seen_id, 0, (size_t)p->n_vcpus);
+    for (uint32_t i = 0; ok && i < p->n_vcpus; i++) {
+        for (uint32_t j = 0; small && ok && j < i; j++)
+            ok = pre[j].host_cpu != pre[i].host_cpu;
+        const ks_plan_vcpu *v = &pre[i];
+        int32_t n = (int32_t)p->n_vcpus;
+        ok = ok && v->id >= 0 && v->id < n && !seen_id[v->id] && v->host_cpu >= 0 &&
+             v->host_cpu < KS_REPORT_MAX_CPUS && (small || !host_used[v->host_cpu]) &&
+             v->kind_class < KS_KIND_CLASS__COUNT && v->max_mhz <= KS_VM_MAX_MHZ &&
+             v->socket >= 0 && (uint32_t)v->socket < p->topology.sockets && v->die >= 0 &&
+             (uint32_t)v->die < p->topology.dies && v->cluster >= 0 &&
+             (uint32_t)v->cluster < p->topology.clusters && v->core >= 0 &&
+             (uint32_t)v->core < p->topology.cores && v->thread >= 0 &&
+             (uint32_t)v->thread < p->topology.threads && v->l2_group >= 0 && v->l2_group < n &&
+             v->l3_group >= 0 && v->l3_group < n && v->numa_node >= 0 &&
+             v->numa_node < KS_REPORT_MAX_NUMA;
+        if (ok) {
+            seen_id[v->id] = 1;
+            if (!small)
+                host_used[v->host_cpu] = 1;
+        }
+    }
+    free(host_used);
+    return ok;
+}
+
+/*
+ * ks_plan_from_json, or with pre (n_pre vcpus decoded from the text by
+ * ks_plan_parse; doc's "vcpus" is then a stub) when *pre_bad is set on
+ * return: those vcpus did not pass a check, decode the plain way instead.
+ */
+static ks_code plan_decode(ks_plan **out, const json_t *doc, const ks_plan_vcpu *pre,
+                           uint32_t n_pre, bool *pre_bad, ks_err *err)
 {
     ks_plan *p = NULL;
     const json_t *vcpus = NULL, *numa = NULL;
@@ -794,14 +835,16 @@ ks_code ks_plan_from_json(ks_plan **out, const json_t *doc, ks_err *err)
                              doc ? ks_json__type_name(doc) : "nothing");
         goto done;
     }
-    rc = ks_json__get_array(doc, "", "vcpus", true, KS_VM_MAX_VCPUS, &vcpus, err);
-    if (rc != KS_OK)
-        goto done;
-    if (json_array_size(vcpus) == 0) {
-        rc = ks_err_set_field(err, KS_EINVAL, "vcpus", "a plan needs at least 1 vcpu");
-        goto done;
+    if (!pre) {
+        rc = ks_json__get_array(doc, "", "vcpus", true, KS_VM_MAX_VCPUS, &vcpus, err);
+        if (rc != KS_OK)
+            goto done;
+        if (json_array_size(vcpus) == 0) {
+            rc = ks_err_set_field(err, KS_EINVAL, "vcpus", "a plan needs at least 1 vcpu");
+            goto done;
+        }
     }
-    rc = ks_plan_new(&p, (uint32_t)json_array_size(vcpus), err);
+    rc = ks_plan_new(&p, pre ? n_pre : (uint32_t)json_array_size(vcpus), err);
     if (rc != KS_OK)
         goto done;
     rc = ks_json__get_id(doc, "", "vm", true, p->vm, sizeof(p->vm), err);
@@ -822,8 +865,17 @@ ks_code ks_plan_from_json(ks_plan **out, const json_t *doc, ks_err *err)
         goto done;
     }
     rc = decode_plan_topology(p, topo, err);
-    if (rc == KS_OK)
+    if (rc == KS_OK && pre) {
+        if (!pre_vcpus_valid(p, pre)) {
+            *pre_bad = true;
+            rc = KS_EINVAL;
+            goto done;
+        }
+        for (uint32_t i = 0; i < n_pre; i++)
+            p->vcpus[pre[i].id] = pre[i];
+    } else if (rc == KS_OK) {
         rc = decode_plan_vcpus(p, vcpus, err);
+    }
     if (rc != KS_OK)
         goto done;
     const json_t *features = json_object_get(doc, "features");
@@ -848,6 +900,11 @@ done:
     return rc;
 }
 
+ks_code ks_plan_from_json(ks_plan **out, const json_t *doc, ks_err *err)
+{
+    return plan_decode(out, doc, NULL, 0, NULL, err);
+}
+
 /* ---- plan text with a cache of decoded "features" members ---- */
 
 #define PLAN_CACHE_SLOTS 4096u /* power of two; at most half filled */
@@ -863,11 +920,16 @@ typedef struct plan_feat_entry {
 struct ks_plan_cache {
     plan_feat_entry slots[PLAN_CACHE_SLOTS];
     uint32_t n;
+    ks_plan_vcpu *vcpus; /* scratch for the text-decoded vcpus, KS_VM_MAX_VCPUS */
 };
 
 ks_code ks_plan_cache_new(ks_plan_cache **out, ks_err *err)
 {
     *out = calloc(1, sizeof(**out));
+    if (*out && !((*out)->vcpus = malloc(KS_VM_MAX_VCPUS * sizeof(ks_plan_vcpu)))) {
+        free(*out);
+        *out = NULL;
+    }
     return *out ? KS_OK : ks_err_set(err, KS_ENOMEM, "out of memory");
 }
 
@@ -877,6 +939,7 @@ void ks_plan_cache_free(ks_plan_cache *c)
         return;
     for (uint32_t i = 0; i < PLAN_CACHE_SLOTS; i++)
         free(c->slots[i].text);
+    free(c->vcpus);
     free(c);
 }
 
@@ -930,6 +993,134 @@ static bool find_member(const char *text, size_t len, const char *key, const cha
     return false;
 }
 
+/* A plain JSON integer (what jansson accepts as one, within int64) at *pp. */
+static bool lex_int(const char **pp, const char *end, int64_t *out)
+{
+    const char *p = *pp;
+    bool neg = p < end && *p == '-';
+    p += neg;
+    if (p >= end || *p < '0' || *p > '9' || (*p == '0' && p + 1 < end && p[1] >= '0' && p[1] <= '9'))
+        return false;
+    int64_t x = 0;
+    for (; p < end && *p >= '0' && *p <= '9'; p++) {
+        if (x > (INT64_MAX - 9) / 10)
+            return false;
+        x = x * 10 + (*p - '0');
+    }
+    if (p < end && (*p == '.' || *p == 'e' || *p == 'E'))
+        return false;
+    *out = neg ? -x : x;
+    *pp = p;
+    return true;
+}
+
+/*
+ * The "vcpus" array's text decoded without building JSON objects: flat
+ * objects of known keys, each at most once, plain integers and strings
+ * without escapes.  Anything else returns false (the plain decoder then
+ * judges it).  Values are range-checked later by pre_vcpus_valid.
+ */
+static bool lex_vcpus(const char *p, const char *end, ks_plan_vcpu *out, uint32_t *n_out)
+{
+    uint32_t n = 0;
+    p = ks_json__skip_ws(p, end);
+    if (p >= end || *p != '[')
+        return false;
+    p = ks_json__skip_ws(p + 1, end);
+    while (p < end && *p == '{') {
+        if (n == KS_VM_MAX_VCPUS)
+            return false;
+        ks_plan_vcpu *v = &out[n++];
+        uint32_t seen = 0;
+        plan_vcpu_init(v, -1);
+        p = ks_json__skip_ws(p + 1, end);
+        while (p < end && *p == '"') {
+            const char *ke = ks_json__skip_string(p, end);
+            if (!ke)
+                return false;
+            const char *k = p + 1;
+            size_t kl = (size_t)(ke - k) - 1;
+            int key = -1;
+            for (int i = 0; plan_vcpu_keys[i]; i++)
+                if (strlen(plan_vcpu_keys[i]) == kl && memcmp(plan_vcpu_keys[i], k, kl) == 0)
+                    key = i;
+            if (key < 0 || (seen & (1u << key)))
+                return false;
+            seen |= 1u << key;
+            p = ks_json__skip_ws(ke, end);
+            if (p >= end || *p != ':')
+                return false;
+            p = ks_json__skip_ws(p + 1, end);
+            const char *name = plan_vcpu_keys[key];
+            if (strcmp(name, "kind") == 0 || strcmp(name, "kind_name") == 0) {
+                const char *se = p < end && *p == '"' ? ks_json__skip_string(p, end) : NULL;
+                if (!se)
+                    return false;
+                size_t sl = (size_t)(se - p) - 2;
+                /* printable ASCII only: escapes, control bytes and UTF-8 are
+                 * left to jansson's checks */
+                for (size_t c = 1; c <= sl; c++)
+                    if (p[c] < 0x20 || p[c] > 0x7e || p[c] == '\\')
+                        return false;
+                if (name[4] == '_') {
+                    if (sl >= sizeof(v->kind_name))
+                        return false;
+                    memcpy(v->kind_name, p + 1, sl);
+                    v->kind_name[sl] = '\0';
+                } else {
+                    char buf[16];
+                    if (sl >= sizeof(buf))
+                        return false;
+                    memcpy(buf, p + 1, sl);
+                    buf[sl] = '\0';
+                    int kc = ks_kind_class_from_str(buf);
+                    if (kc < 0)
+                        return false;
+                    v->kind_class = (uint8_t)kc;
+                }
+                p = se;
+            } else {
+                int64_t x;
+                if (!lex_int(&p, end, &x) || x < 0 || x > INT32_MAX)
+                    return false;
+                int32_t *dst[] = {&v->id,       &v->host_cpu, NULL,       NULL,
+                                  NULL,         &v->socket,   &v->die,    &v->cluster,
+                                  &v->core,     &v->thread,   &v->l2_group, &v->l3_group,
+                                  &v->numa_node};
+                if (strcmp(name, "max_mhz") == 0)
+                    v->max_mhz = (uint32_t)x;
+                else if (key < (int)(sizeof(dst) / sizeof(dst[0])) && dst[key])
+                    *dst[key] = (int32_t)x;
+                else
+                    return false;
+            }
+            p = ks_json__skip_ws(p, end);
+            if (p < end && *p == ',') {
+                p = ks_json__skip_ws(p + 1, end);
+                if (p >= end || *p != '"')
+                    return false; /* a trailing comma is not JSON */
+            } else if (p >= end || *p != '}') {
+                return false;
+            }
+        }
+        /* required: id, host_cpu, kind */
+        if (p >= end || *p != '}' || (seen & 7u) != 7u)
+            return false;
+        p = ks_json__skip_ws(p + 1, end);
+        if (p < end && *p == ',') {
+            p = ks_json__skip_ws(p + 1, end);
+            if (p >= end || *p != '{')
+                return false;
+        } else if (p >= end || *p != ']') {
+            return false;
+        }
+    }
+    if (p >= end || *p != ']' || n == 0)
+        return false;
+    *n_out = n;
+    return true;
+}
+
 static ks_code plan_parse_plain(ks_plan **out, const char *text, size_t len, ks_err *err)
 {
     json_error_t je;
@@ -951,16 +1142,17 @@ static ks_code plan_parse_plain(ks_plan **out, const char *text, size_t len, ks_
 ks_code ks_plan_parse(ks_plan **out, const char *text, size_t len, ks_plan_cache *cache,
                       ks_err *err)
 {
-    static const char stub[] = "{\"model\":\"-\"}";
-    const char *fs, *fe;
+    static const char fstub[] = "{\"model\":\"-\"}", vstub[] = "[]";
+    const char *fs, *fe, *vs, *ve;
     if (!text)
         return ks_err_set_field(err, KS_EINVAL, "", "no plan text");
-    if (!cache || !find_member(text, len, "features", &fs, &fe))
+    if (!cache || !find_member(text, len, "features", &fs, &fe) ||
+        !find_member(text, len, "vcpus", &vs, &ve))
         return plan_parse_plain(out, text, len, err);
     size_t flen = (size_t)(fe - fs);
     uint64_t h = text_hash(fs, flen);
     plan_feat_entry *e = plan_cache_slot(cache, fs, flen, h);
-    if (!e)
+    if (!e || !cache->vcpus)
         return plan_parse_plain(out, text, len, err);
     if (!e->text) {
         json_error_t je;
@@ -981,22 +1173,38 @@ ks_code ks_plan_parse(ks_plan **out, const char *text, size_t len, ks_plan_cache
         e->disable = tmp.disable;
         cache->n++;
     }
-    size_t head = (size_t)(fs - text), tail = len - (size_t)(fe - text);
-    char *buf = malloc(head + sizeof(stub) - 1 + tail);
+    uint32_t n_pre = 0;
+    if (!lex_vcpus(vs, ve, cache->vcpus, &n_pre))
+        return plan_parse_plain(out, text, len, err);
+    /* the text with both members stubbed, spans in text order */
+    const char *s1 = fs, *e1 = fe, *s2 = vs, *e2 = ve, *t1 = fstub, *t2 = vstub;
+    if (vs < fs) {
+        s1 = vs, e1 = ve, s2 = fs, e2 = fe, t1 = vstub, t2 = fstub;
+    }
+    size_t l1 = strlen(t1), l2 = strlen(t2);
+    size_t n = (size_t)(s1 - text) + l1 + (size_t)(s2 - e1) + l2 + (size_t)(text + len - e2);
+    char *buf = malloc(n);
     if (!buf)
         return plan_parse_plain(out, text, len, err);
-    memcpy(buf, text, head);
-    memcpy(buf + head, stub, sizeof(stub) - 1);
-    memcpy(buf + head + sizeof(stub) - 1, fe, tail);
-    ks_plan *p = NULL;
-    ks_code rc = plan_parse_plain(&p, buf, head + sizeof(stub) - 1 + tail, NULL);
+    char *w = buf;
+    memcpy(w, text, (size_t)(s1 - text)), w += s1 - text;
+    memcpy(w, t1, l1), w += l1;
+    memcpy(w, e1, (size_t)(s2 - e1)), w += s2 - e1;
+    memcpy(w, t2, l2), w += l2;
+    memcpy(w, e2, (size_t)(text + len - e2));
+    json_error_t je;
+    json_t *doc = json_loadb(buf, n, 0, &je);
     free(buf);
+    ks_plan *p = NULL;
+    bool pre_bad = false;
+    ks_code rc = doc ? plan_decode(&p, doc, cache->vcpus, n_pre, &pre_bad, NULL) : KS_EINVAL;
+    json_decref(doc);
     if (rc == KS_OK && strcmp(p->cpu_model, "-") != 0) {
         /* a later duplicate "features" won over the stub: not the cached one */
         ks_plan_free(p);
         rc = KS_EINVAL;
     }
-    if (rc != KS_OK)
+    if (rc != KS_OK) /* whatever went wrong, the plain decoder says it exactly */
         return plan_parse_plain(out, text, len, err);
     memcpy(p->cpu_model, e->cpu_model, sizeof(p->cpu_model));
     p->visible = e->visible;
