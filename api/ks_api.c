@@ -342,6 +342,7 @@ ks_code ks_api__sync_bans(ks_api *api, ks_err *err)
 typedef struct vm_item {
     char name[KS_ID_MAX];
     size_t req_off, plan_off; /* into the batch text; SIZE_MAX = no JSON */
+    size_t req_len, plan_len;
     ks_vm_request *req;
     ks_plan *plan;
     ks_err e;
@@ -376,7 +377,7 @@ static void *vm_decode_part(void *arg)
         }
         const char *rq = pt->b->text + it->req_off, *pl = pt->b->text + it->plan_off;
         json_error_t je;
-        json_t *rj = json_loads(rq, 0, &je);
+        json_t *rj = json_loadb(rq, it->req_len, 0, &je);
         if (!rj) {
             ks_err_set(&it->e, KS_EINVAL, "bad request json: %s", je.text);
             continue;
@@ -384,16 +385,17 @@ static void *vm_decode_part(void *arg)
         it->rc = ks_vm_request_from_json(&it->req, rj, &it->e);
         json_decref(rj);
         if (it->rc == KS_OK)
-            it->rc = ks_plan_parse(&it->plan, pl, strlen(pl), pt->cache, &it->e);
+            it->rc = ks_plan_parse(&it->plan, pl, it->plan_len, pt->cache, &it->e);
     }
     return NULL;
 }
 
-static size_t vm_batch_put(vm_batch *b, const char *t)
+static size_t vm_batch_put(vm_batch *b, const char *t, size_t *len)
 {
     if (!t)
         return SIZE_MAX;
-    size_t n = strlen(t) + 1;
+    *len = strlen(t);
+    size_t n = *len + 1;
     if (b->text_len + n > b->text_cap) {
         size_t ncap = b->text_cap ? b->text_cap : 1u << 20;
         while (ncap < b->text_len + n)
@@ -448,8 +450,8 @@ static int rebuild_vm_row(void *ctx, const ks_store_vm_row *row)
     vm_item *it = &b->items[b->n];
     memset(it, 0, sizeof(*it));
     snprintf(it->name, sizeof(it->name), "%s", row->name);
-    it->req_off = vm_batch_put(b, row->request_json);
-    it->plan_off = vm_batch_put(b, row->plan_json);
+    it->req_off = vm_batch_put(b, row->request_json, &it->req_len);
+    it->plan_off = vm_batch_put(b, row->plan_json, &it->plan_len);
     if (b->oom)
         return 1;
     if (++b->n == KS_API_VM_BATCH)

@@ -963,16 +963,17 @@ static plan_feat_entry *plan_cache_slot(ks_plan_cache *c, const char *t, size_t 
     }
 }
 
-/* Finds the top-level member `key`'s value in an object's text: [*vs, *ve). */
-static bool find_member(const char *text, size_t len, const char *key, const char **vs,
-                        const char **ve)
+/* Finds the top-level members "features" and "vcpus" of an object's text in
+ * one pass: [*fs, *fe) and [*vs, *ve).  False unless both are found. */
+static bool find_members(const char *text, size_t len, const char **fs, const char **fe,
+                         const char **vs, const char **ve)
 {
     const char *end = text + len, *p = ks_json__skip_ws(text, end);
-    size_t klen = strlen(key);
+    *fs = *vs = NULL;
     if (p >= end || *p != '{')
         return false;
     p = ks_json__skip_ws(p + 1, end);
-    while (p < end && *p == '"') {
+    while (p < end && *p == '"' && !(*fs && *vs)) {
         const char *ke = ks_json__skip_string(p, end);
         const char *v = ke ? ks_json__skip_ws(ke, end) : NULL;
         if (!v || v >= end || *v != ':')
@@ -981,16 +982,19 @@ static bool find_member(const char *text, size_t len, const char *key, const cha
         const char *e = ks_json__skip_value(v, end);
         if (!e)
             return false;
-        if ((size_t)(ke - p) == klen + 2 && memcmp(p + 1, key, klen) == 0) {
+        size_t kl = (size_t)(ke - p) - 2;
+        if (!*fs && kl == 8 && memcmp(p + 1, "features", 8) == 0) {
+            *fs = v;
+            *fe = e;
+        } else if (!*vs && kl == 5 && memcmp(p + 1, "vcpus", 5) == 0) {
             *vs = v;
             *ve = e;
-            return true;
         }
         p = ks_json__skip_ws(e, end);
         if (p < end && *p == ',')
             p = ks_json__skip_ws(p + 1, end);
     }
-    return false;
+    return *fs && *vs;
 }
 
 /* A plain JSON integer (what jansson accepts as one, within int64) at *pp. */
@@ -1143,11 +1147,10 @@ ks_code ks_plan_parse(ks_plan **out, const char *text, size_t len, ks_plan_cache
                       ks_err *err)
 {
     static const char fstub[] = "{\"model\":\"-\"}", vstub[] = "[]";
-    const char *fs, *fe, *vs, *ve;
+    const char *fs = NULL, *fe = NULL, *vs = NULL, *ve = NULL;
     if (!text)
         return ks_err_set_field(err, KS_EINVAL, "", "no plan text");
-    if (!cache || !find_member(text, len, "features", &fs, &fe) ||
-        !find_member(text, len, "vcpus", &vs, &ve))
+    if (!cache || !find_members(text, len, &fs, &fe, &vs, &ve))
         return plan_parse_plain(out, text, len, err);
     size_t flen = (size_t)(fe - fs);
     uint64_t h = text_hash(fs, flen);
