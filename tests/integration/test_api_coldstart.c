@@ -363,11 +363,73 @@ static void test_plan_parse_matches_from_json(void **state)
     ks_plan_cache_free(cache);
 }
 
+/* ks_report_parse_header: the small members as the full decoder reads them. */
+static void test_report_header(void **state)
+{
+    (void)state;
+    ks_err err = {0};
+    char dir[512];
+    ks_test_mkdtemp(dir, sizeof(dir));
+    ks_fleetsim_options so = KS_FLEETSIM_OPTIONS_INIT;
+    so.fixtures_dir = ks_test_fixtures_dir();
+    so.n_hosts = 8;
+    so.hybrid_share = 0.5;
+    so.tmp_dir = dir;
+    ks_fleetsim *sim = NULL;
+    assert_int_equal(ks_fleetsim_new(&sim, &so, &err), KS_OK);
+    for (uint32_t i = 0; i < 8; i++) {
+        ks_report *r = NULL, *full = NULL, *head = NULL;
+        assert_int_equal(ks_fleetsim_host_report(&r, sim, i, KS_FLEETSIM_KINTSUGI, &err), KS_OK);
+        r->pmu.version = 4;
+        r->pmu.gp_counters = 6;
+        json_t *j = ks_report_to_json(r);
+        /* indented: the skipper must cope with blanks everywhere */
+        char *text = json_dumps(j, JSON_INDENT(1));
+        assert_non_null(text);
+        assert_int_equal(ks_report_parse(&full, text, strlen(text), &err), KS_OK);
+        assert_int_equal(ks_report_parse_header(&head, text, strlen(text), &err), KS_OK);
+        assert_int_equal(head->n_cpus, 0);
+        assert_string_equal(head->host.id, full->host.id);
+        assert_string_equal(head->host.vendor, full->host.vendor);
+        assert_string_equal(head->host.model_name, full->host.model_name);
+        assert_int_equal(head->host.arch, full->host.arch);
+        assert_int_equal(head->n_kinds, full->n_kinds);
+        for (uint32_t k = 0; k < full->n_kinds; k++) {
+            assert_string_equal(head->kinds[k].name, full->kinds[k].name);
+            assert_int_equal(head->kinds[k].kind_class, full->kinds[k].kind_class);
+        }
+        assert_int_equal(head->n_numa, full->n_numa);
+        assert_int_equal(head->pmu.version, 4);
+        assert_int_equal(head->pmu.gp_counters, 6);
+        /* cut short anywhere: an error, never a crash */
+        for (size_t cut = 0; cut < strlen(text); cut += 97) {
+            ks_report *t = NULL;
+            ks_code rc = ks_report_parse_header(&t, text, cut, NULL);
+            assert_int_not_equal(rc, KS_OK);
+            assert_null(t);
+        }
+        free(text);
+        json_decref(j);
+        ks_report_free(r);
+        ks_report_free(full);
+        ks_report_free(head);
+    }
+    ks_report *t = NULL;
+    static const char escaped[] = "{\"schema\":1,\"h\\u006fst\":{\"id\":\"a\"},\"cpus\":[]}";
+    assert_int_not_equal(ks_report_parse_header(&t, escaped, strlen(escaped), NULL), KS_OK);
+    static const char nested[] = "{\"cpus\":[{\"x\":\"}]\\\"\"}],\"schema\":2}";
+    assert_int_not_equal(ks_report_parse_header(&t, nested, strlen(nested), &err), KS_OK);
+    assert_string_equal(err.field, "schema"); /* reached past the tricky string */
+    ks_fleetsim_free(sim);
+    ks_test_rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_rebuilt_index_equals_reports, setup, teardown),
         cmocka_unit_test(test_plan_parse_matches_from_json),
+        cmocka_unit_test(test_report_header),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
