@@ -19,7 +19,7 @@ add_test(NAME fuzz_seeds
 set_tests_properties(fuzz_seeds PROPERTIES LABELS "fuzz" TIMEOUT 120
                      FIXTURES_SETUP ks_fuzz_corpus ENVIRONMENT "${KS_TEST_ENV}")
 
-# Known findings in code outside tests/fuzz/ (docs/reliability.md#findings):
+# Known findings in code outside tests/fuzz/ (docs/reliability.md#known-findings):
 # the mutation runs tolerate these so they can keep looking for other bugs,
 # while fuzz_crashes_<h> replays each reproducer strictly and fails until the
 # bug is fixed.  Remove an id here once its fix is in.
