@@ -1045,8 +1045,9 @@ static bool lex_vcpus(const char *p, const char *end, ks_plan_vcpu *out, uint32_
             const char *k = p + 1;
             size_t kl = (size_t)(ke - k) - 1;
             int key = -1;
-            for (int i = 0; plan_vcpu_keys[i]; i++)
-                if (strlen(plan_vcpu_keys[i]) == kl && memcmp(plan_vcpu_keys[i], k, kl) == 0)
+            for (int i = 0; plan_vcpu_keys[i] && key < 0; i++)
+                if (plan_vcpu_keys[i][0] == k[0] && strncmp(plan_vcpu_keys[i], k, kl) == 0 &&
+                    plan_vcpu_keys[i][kl] == '\0')
                     key = i;
             if (key < 0 || (seen & (1u << key)))
                 return false;
@@ -1055,8 +1056,8 @@ static bool lex_vcpus(const char *p, const char *end, ks_plan_vcpu *out, uint32_
             if (p >= end || *p != ':')
                 return false;
             p = ks_json__skip_ws(p + 1, end);
-            const char *name = plan_vcpu_keys[key];
-            if (strcmp(name, "kind") == 0 || strcmp(name, "kind_name") == 0) {
+            enum { K_KIND = 2, K_KIND_NAME = 3, K_MAX_MHZ = 4 }; /* in plan_vcpu_keys */
+            if (key == K_KIND || key == K_KIND_NAME) {
                 const char *se = p < end && *p == '"' ? ks_json__skip_string(p, end) : NULL;
                 if (!se)
                     return false;
@@ -1066,7 +1067,7 @@ static bool lex_vcpus(const char *p, const char *end, ks_plan_vcpu *out, uint32_
                 for (size_t c = 1; c <= sl; c++)
                     if (p[c] < 0x20 || p[c] > 0x7e || p[c] == '\\')
                         return false;
-                if (name[4] == '_') {
+                if (key == K_KIND_NAME) {
                     if (sl >= sizeof(v->kind_name))
                         return false;
                     memcpy(v->kind_name, p + 1, sl);
@@ -1091,7 +1092,7 @@ static bool lex_vcpus(const char *p, const char *end, ks_plan_vcpu *out, uint32_
                                   NULL,         &v->socket,   &v->die,    &v->cluster,
                                   &v->core,     &v->thread,   &v->l2_group, &v->l3_group,
                                   &v->numa_node};
-                if (strcmp(name, "max_mhz") == 0)
+                if (key == K_MAX_MHZ)
                     v->max_mhz = (uint32_t)x;
                 else if (key < (int)(sizeof(dst) / sizeof(dst[0])) && dst[key])
                     *dst[key] = (int32_t)x;
