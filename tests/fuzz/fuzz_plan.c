@@ -97,6 +97,16 @@ static json_t *round_trip(const ks_plan *p)
 static void check_parse(const uint8_t *data, size_t size, const ks_plan *p, int rc,
                         const ks_err *err)
 {
+    /* Finding plan-parse-dup-keys (docs/reliability.md): with a cache, a
+     * duplicate top-level "vcpus" is decoded from its first occurrence while
+     * the reference takes the last.  Tolerated, when allowed, only for texts
+     * with duplicate keys. */
+    bool dup_known = false;
+    if (rc >= 0) {
+        json_t *strict = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, NULL);
+        dup_known = !strict && ks_fuzz_known("plan-parse-dup-keys");
+        json_decref(strict);
+    }
     static ks_plan_cache *cache;
     if (!cache)
         KS_FUZZ_CHECK(ks_plan_cache_new(&cache, NULL) == KS_OK, "cache");
@@ -110,22 +120,25 @@ static void check_parse(const uint8_t *data, size_t size, const ks_plan *p, int 
             KS_FUZZ_CHECK(qrc != KS_OK, "plan_parse (cache %d) accepts text jansson refuses",
                           with_cache);
         } else {
+            if (dup_known && qrc != (ks_code)rc) {
+                ks_plan_free(q);
+                continue;
+            }
             KS_FUZZ_CHECK(qrc == (ks_code)rc,
                           "plan_parse (cache %d) says %s (%s: %s), plan_from_json says %s (%s: %s)",
                           with_cache, ks_code_slug(qrc), qerr.field, qerr.msg,
                           ks_code_slug((ks_code)rc), err->field, err->msg);
             if (qrc == KS_OK) {
                 json_t *a = ks_plan_to_json(p), *b = ks_plan_to_json(q);
-                KS_FUZZ_CHECK(a && b && json_equal(a, b),
+                KS_FUZZ_CHECK(a && b && (json_equal(a, b) || dup_known),
                               "plan_parse (cache %d) decodes differently", with_cache);
                 json_decref(a);
                 json_decref(b);
             } else {
-                KS_FUZZ_CHECK_KNOWN("plan-parse-other-error",
-                                    strcmp(qerr.field, err->field) == 0 &&
-                                        strcmp(qerr.msg, err->msg) == 0,
-                                    "plan_parse (cache %d) error '%s: %s' vs '%s: %s'", with_cache,
-                                    qerr.field, qerr.msg, err->field, err->msg);
+                KS_FUZZ_CHECK(dup_known || (strcmp(qerr.field, err->field) == 0 &&
+                                            strcmp(qerr.msg, err->msg) == 0),
+                              "plan_parse (cache %d) error '%s: %s' vs '%s: %s'", with_cache,
+                              qerr.field, qerr.msg, err->field, err->msg);
             }
         }
         ks_plan_free(q);
