@@ -5,10 +5,16 @@
  *
  * One options table drives --help, environment lookup, parsing and
  * --print-config.  Precedence: built-in default < environment < command line.
- * Signals: SIGTERM/SIGINT are blocked in every thread and taken by sigwait() in
- * main, which then shuts the API down gracefully (requests in flight finish).
+ * Signals: SIGTERM/SIGINT/SIGHUP are blocked in every thread and taken by
+ * sigwait() in main: SIGTERM/SIGINT shut the API down gracefully (requests in
+ * flight finish), SIGHUP re-reads --reload-file (log level and format).
+ * systemd (Type=notify): READY=1 once listening, WATCHDOG=1 from a thread every
+ * WATCHDOG_USEC/2, RELOADING=1/READY=1 around a reload, STOPPING=1 on SIGTERM
+ * (common/ks_sdnotify.h; all no-ops outside systemd).
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,6 +26,7 @@
 #include "ks_api.h"
 #include "ks_log.h"
 #include "ks_report.h"
+#include "ks_sdnotify.h"
 #include "ks_store.h"
 
 typedef enum opt_type { OPT_STR, OPT_U64, OPT_BOOL } opt_type;
@@ -37,7 +44,7 @@ typedef struct opt_def {
 enum {
     O_LISTEN, O_PORT_FILE, O_DB, O_DB_SYNC_FULL, O_THREADS, O_MAX_CONN, O_CONN_TIMEOUT,
     O_MAX_BODY, O_LOST_AFTER, O_SNAPSHOT, O_RATE, O_GRACE, O_TLS_CERT, O_TLS_KEY,
-    O_INSECURE, O_LOG_LEVEL, O_LOG_JSON, O_PLAN_TOKEN, O_NO_PUSH, O__COUNT
+    O_INSECURE, O_LOG_LEVEL, O_LOG_JSON, O_PLAN_TOKEN, O_NO_PUSH, O_RELOAD_FILE, O__COUNT
 };
 
 static const opt_def opts_table[O__COUNT] = {
@@ -76,6 +83,8 @@ static const opt_def opts_table[O__COUNT] = {
                       "bearer token sent with plans pushed to agents (their --plan-token)"},
     [O_NO_PUSH] = {"no-plan-push", "KS_NO_PLAN_PUSH", OPT_BOOL, "0", 0, 1, NULL,
                    "do not deliver plans to the agents' agent_url"},
+    [O_RELOAD_FILE] = {"reload-file", "KS_RELOAD_FILE", OPT_STR, NULL, 0, 0, "PATH",
+                       "KS_*=VALUE file re-read on SIGHUP (log level and format apply)"},
 };
 
 typedef struct opt_val {
@@ -410,6 +419,166 @@ static int cmd_token(int argc, char **argv)
 
 /* ---- the daemon ---- */
 
+/* Tells systemd `state`; a failure is logged and otherwise ignored (the service
+ * manager, not kintsugid, decides what a missing notification means). */
+static void notify(const char *state)
+{
+    ks_err err = {0};
+    if (ks_sdnotify_send(NULL, state, &err) != KS_OK)
+        ks_log(KS_LOG_WARN, "sd_notify failed error='%s', ignoring", err.msg);
+}
+
+/* Pings systemd's watchdog every half period until its pipe becomes readable
+ * (written at shutdown).  poll() times out on the monotonic clock, so a wall
+ * clock jump never delays a ping. */
+typedef struct watchdog {
+    pthread_t thread;
+    int pipe[2];
+    int period_ms;
+    bool running;
+} watchdog;
+
+static void *watchdog_main(void *arg)
+{
+    const watchdog *w = arg;
+    struct pollfd p = {.fd = w->pipe[0], .events = POLLIN};
+    for (;;) {
+        int n = poll(&p, 1, w->period_ms);
+        if (n > 0)
+            break;
+        if (n == 0)
+            ks_sdnotify_send(NULL, KS_SDNOTIFY_WATCHDOG, NULL);
+    }
+    return NULL;
+}
+
+static void watchdog_start(watchdog *w)
+{
+    uint64_t usec = ks_sdnotify_watchdog_usec();
+    w->running = false;
+    if (!usec)
+        return;
+    uint64_t half_ms = usec / 2000u;
+    w->period_ms = half_ms == 0 ? 1 : half_ms > 3600000u ? 3600000 : (int)half_ms;
+    if (pipe2(w->pipe, O_CLOEXEC) != 0) {
+        ks_log(KS_LOG_WARN, "watchdog pipe errno=%d, no watchdog pings", errno);
+        return;
+    }
+    if (pthread_create(&w->thread, NULL, watchdog_main, w) != 0) {
+        ks_log(KS_LOG_WARN, "watchdog thread not started, no watchdog pings");
+        close(w->pipe[0]);
+        close(w->pipe[1]);
+        return;
+    }
+    w->running = true;
+    ks_log(KS_LOG_INFO, "systemd watchdog ping_ms=%d", w->period_ms);
+}
+
+static void watchdog_stop(watchdog *w)
+{
+    if (!w->running)
+        return;
+    ssize_t n;
+    do {
+        n = write(w->pipe[1], "x", 1);
+    } while (n < 0 && errno == EINTR);
+    pthread_join(w->thread, NULL);
+    close(w->pipe[0]);
+    close(w->pipe[1]);
+    w->running = false;
+}
+
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' ' || s[n - 1] == '\t'))
+        s[--n] = '\0';
+    return s;
+}
+
+/*
+ * SIGHUP: re-reads --reload-file, KEY=VALUE lines with KS_* names (the unit's
+ * EnvironmentFile; '#' comments, optional quotes).  KS_LOG_LEVEL and KS_LOG_JSON
+ * apply at once unless a command-line flag set them; every other setting that
+ * differs from the running value needs a restart and is only named in the log.
+ * A bad file changes nothing.  Keys of other programs are ignored.
+ */
+static void reload_config(void)
+{
+    const char *path = arg_vals[O_RELOAD_FILE].str;
+    ks_err err = {0};
+    if (ks_sdnotify_reloading(NULL, &err) != KS_OK)
+        ks_log(KS_LOG_WARN, "sd_notify failed error='%s', ignoring", err.msg);
+    FILE *f = path ? fopen(path, "re") : NULL;
+    if (!f) {
+        ks_log(KS_LOG_WARN, "SIGHUP: %s path='%s', keeping the running settings",
+               path ? "cannot open the reload file" : "no --reload-file", path ? path : "");
+        notify(KS_SDNOTIFY_READY);
+        return;
+    }
+    int level = -1, json = -1;
+    char level_s[16] = "unchanged", restart[512] = "", line[4096];
+    size_t rl = 0;
+    unsigned lineno = 0;
+    bool bad = false;
+    while (!bad && fgets(line, sizeof(line), f)) {
+        lineno++;
+        char *k = trim(line), *eq = strchr(k, '=');
+        if (!*k || *k == '#')
+            continue;
+        if (!eq) {
+            ks_log(KS_LOG_WARN, "reload path='%s' line=%u: expected KEY=VALUE", path, lineno);
+            bad = true;
+            break;
+        }
+        *eq = '\0';
+        char *v = trim(eq + 1);
+        size_t vl = strlen(v);
+        if (vl >= 2 && (v[0] == '"' || v[0] == '\'') && v[vl - 1] == v[0]) {
+            v[vl - 1] = '\0';
+            v++;
+        }
+        int i = 0;
+        while (i < O__COUNT && strcmp(opts_table[i].env, trim(k)) != 0)
+            i++;
+        if (i == O__COUNT || strcmp(arg_vals[i].source ? arg_vals[i].source : "", "flag") == 0)
+            continue; /* not ours, or the command line wins as at start-up */
+        if (i == O_LOG_LEVEL) {
+            level = ks_log_level_from_str(v);
+            snprintf(level_s, sizeof(level_s), "%s", v);
+            bad = level < 0;
+        } else if (i == O_LOG_JSON) {
+            if (!strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes"))
+                json = 1;
+            else if (!strcmp(v, "0") || !strcmp(v, "false") || !strcmp(v, "no"))
+                json = 0;
+            else
+                bad = true;
+        } else if (!arg_vals[i].str || strcmp(arg_vals[i].str, v) != 0) {
+            int w = snprintf(restart + rl, sizeof(restart) - rl, "%s%s", rl ? "," : "",
+                             opts_table[i].name);
+            rl = w > 0 && (size_t)w < sizeof(restart) - rl ? rl + (size_t)w : rl;
+        }
+        if (bad)
+            ks_log(KS_LOG_WARN, "reload path='%s' line=%u: bad value for %s", path, lineno,
+                   opts_table[i].env);
+    }
+    fclose(f);
+    if (!bad) {
+        if (level >= 0)
+            ks_log_set_level((ks_log_level)level);
+        if (json >= 0)
+            ks_log_set_json(json);
+        ks_log(KS_LOG_INFO, "reloaded path='%s' log_level=%s log_json=%s needs_restart='%s'", path,
+               level_s, json < 0 ? "unchanged" : (json ? "1" : "0"), restart);
+    } else {
+        ks_log(KS_LOG_WARN, "reload path='%s' refused, keeping the running settings", path);
+    }
+    notify(KS_SDNOTIFY_READY);
+}
+
 static int write_port_file(const char *path, uint16_t port)
 {
     /* Written to a temporary name and renamed so a reader never sees a partial number. */
@@ -468,12 +637,13 @@ static int serve(void)
         ks_log(KS_LOG_WARN, "AUTHENTICATION DISABLED (--insecure-no-auth): every client is "
                             "admin; use only for demos on a trusted machine");
 
-    /* Block the stop signals before any thread exists so that all inherit the mask
-     * and only sigwait() below sees them. */
+    /* Block the stop and reload signals before any thread exists so that all
+     * inherit the mask and only sigwait() below sees them. */
     sigset_t stop;
     sigemptyset(&stop);
     sigaddset(&stop, SIGTERM);
     sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -494,12 +664,24 @@ static int serve(void)
     }
     ks_log(KS_LOG_INFO, "kintsugid ready version=%s db='%s' port=%u", KS_VERSION,
            arg_vals[O_DB].str, (unsigned)ks_api_bound_port(api));
+    if (ks_sdnotifyf(NULL, &err, "READY=1\nSTATUS=serving on port %u",
+                     (unsigned)ks_api_bound_port(api)) != KS_OK)
+        ks_log(KS_LOG_WARN, "sd_notify failed error='%s', ignoring", err.msg);
+    watchdog wd;
+    watchdog_start(&wd);
     int sig = 0;
-    while (sigwait(&stop, &sig) != 0)
-        ;
+    for (;;) {
+        if (sigwait(&stop, &sig) != 0)
+            continue;
+        if (sig != SIGHUP)
+            break;
+        reload_config();
+    }
+    notify(KS_SDNOTIFY_STOPPING);
     ks_log(KS_LOG_INFO, "signal=%d received, shutting down grace_s=%llu", sig,
            (unsigned long long)arg_vals[O_GRACE].num);
     ks_api_shutdown(api, arg_vals[O_GRACE].num * 1000000u);
+    watchdog_stop(&wd);
     ret = 0;
 done:
     ks_api_free(api);
@@ -525,5 +707,8 @@ int main(int argc, char **argv)
     }
     ks_log_set_level((ks_log_level)level);
     ks_log_set_json(arg_vals[O_LOG_JSON].num != 0);
+    /* Under systemd, stderr is the journal: add priority prefixes it understands. */
+    if (ks_sdnotify_stderr_is_journal())
+        ks_log_set_journald(1);
     return serve();
 }

@@ -14,3 +14,7 @@ ks_add_integration_test(test_agent_resilience
                         SOURCES ${CMAKE_SOURCE_DIR}/tests/integration/test_agent_resilience.c
                         LIBS ks-common DEPENDS kintsugid kintsugi-agent
                         LABELS "reliability;agent" TIMEOUT 240)
+# kintsugid under a fake systemd: READY / WATCHDOG / RELOADING / STOPPING.
+ks_add_integration_test(test_daemon_lifecycle
+                        SOURCES ${CMAKE_SOURCE_DIR}/tests/crash/test_daemon_lifecycle.c
+                        LIBS ks-common DEPENDS kintsugid LABELS "reliability" TIMEOUT 120)
