@@ -33,6 +33,7 @@
 #include "ks_discover.h"
 #include "ks_log.h"
 #include "ks_parse.h"
+#include "ks_sdnotify.h"
 
 typedef struct run_options {
     const char *server;
@@ -70,6 +71,7 @@ typedef struct agent {
     char agent_url[KS_TEXT_MAX];
     bool report_pending;      /* `current` not yet accepted by kintsugid */
     unsigned attempt;         /* consecutive failed sends, for the backoff */
+    bool ready_sent;          /* READY=1 told to systemd */
     uint64_t rng;
 } agent;
 
@@ -436,8 +438,9 @@ static ks_code start_plan_server(agent *a, ks_err *err)
 /* The main loop; returns the exit status. */
 static int run_loop(agent *a, const sigset_t *sigs)
 {
-    uint64_t next_heartbeat = 0, next_selftest = 0, next_send = 0;
+    uint64_t next_heartbeat = 0, next_selftest = 0, next_send = 0, next_watchdog = 0;
     uint64_t interval_us = a->opt.selftest_interval_s * 1000000u;
+    uint64_t watchdog_us = ks_sdnotify_watchdog_usec() / 2; /* 0 outside systemd */
     if (interval_us)
         next_selftest = now_us() + interval_us;
     for (;;) {
@@ -447,6 +450,11 @@ static int run_loop(agent *a, const sigset_t *sigs)
             if (send_report(a, &err) == KS_OK) {
                 ks_log(KS_LOG_INFO, "report accepted host='%s' generation=%llu",
                        a->current->host.id, (unsigned long long)a->current->host.generation);
+                if (!a->ready_sent) {
+                    /* systemd (Type=notify): ready once kintsugid knows this host. */
+                    ks_sdnotify_send(NULL, KS_SDNOTIFY_READY, NULL);
+                    a->ready_sent = true;
+                }
                 a->report_pending = false;
                 a->attempt = 0;
                 next_heartbeat = now + a->opt.heartbeat_s * 1000000u;
@@ -478,6 +486,11 @@ static int run_loop(agent *a, const sigset_t *sigs)
             }
             next_heartbeat = now + a->opt.heartbeat_s * 1000000u;
         }
+        if (watchdog_us && now >= next_watchdog) {
+            /* The loop wakes at least every second, so half the period is kept. */
+            ks_sdnotify_send(NULL, KS_SDNOTIFY_WATCHDOG, NULL);
+            next_watchdog = now + watchdog_us;
+        }
         if (interval_us && now >= next_selftest) {
             refresh_report(a, true);
             next_selftest = now + interval_us;
@@ -497,10 +510,15 @@ static int run_loop(agent *a, const sigset_t *sigs)
         int sig = sigtimedwait(sigs, NULL, &ts);
         if (sig == SIGTERM || sig == SIGINT) {
             ks_log(KS_LOG_INFO, "stopping signal=%d", sig);
+            ks_sdnotify_send(NULL, KS_SDNOTIFY_STOPPING, NULL);
             return 0;
         }
-        if (sig == SIGHUP)
+        if (sig == SIGHUP) {
             ks_log(KS_LOG_INFO, "SIGHUP: re-reading the operator defect file");
+            ks_sdnotify_reloading(NULL, NULL);
+            refresh_report(a, false);
+            ks_sdnotify_send(NULL, KS_SDNOTIFY_READY, NULL);
+        }
     }
 }
 
@@ -523,6 +541,7 @@ int ks_agent_cmd_run(int argc, char **argv)
     int pr = parse_args(&a.opt, argc, argv);
     if (pr != 0)
         return pr > 0 ? 0 : 2;
+    ks_log_set_journald(ks_sdnotify_stderr_is_journal());
 
     sigset_t sigs;
     sigemptyset(&sigs);
