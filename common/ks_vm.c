@@ -964,7 +964,9 @@ static plan_feat_entry *plan_cache_slot(ks_plan_cache *c, const char *t, size_t 
 }
 
 /* Finds the top-level members "features" and "vcpus" of an object's text in
- * one pass: [*fs, *fe) and [*vs, *ve).  False unless both are found. */
+ * one pass: [*fs, *fe) and [*vs, *ve).  False unless both are found once
+ * each: jansson keeps the last of duplicate keys, so a duplicate goes to the
+ * plain decoder (finding plan-parse-dup-keys). */
 static bool find_members(const char *text, size_t len, const char **fs, const char **fe,
                          const char **vs, const char **ve)
 {
@@ -973,7 +975,7 @@ static bool find_members(const char *text, size_t len, const char **fs, const ch
     if (p >= end || *p != '{')
         return false;
     p = ks_json__skip_ws(p + 1, end);
-    while (p < end && *p == '"' && !(*fs && *vs)) {
+    while (p < end && *p == '"') {
         const char *ke = ks_json__skip_string(p, end);
         const char *v = ke ? ks_json__skip_ws(ke, end) : NULL;
         if (!v || v >= end || *v != ':')
@@ -983,10 +985,14 @@ static bool find_members(const char *text, size_t len, const char **fs, const ch
         if (!e)
             return false;
         size_t kl = (size_t)(ke - p) - 2;
-        if (!*fs && kl == 8 && memcmp(p + 1, "features", 8) == 0) {
+        if (kl == 8 && memcmp(p + 1, "features", 8) == 0) {
+            if (*fs)
+                return false;
             *fs = v;
             *fe = e;
-        } else if (!*vs && kl == 5 && memcmp(p + 1, "vcpus", 5) == 0) {
+        } else if (kl == 5 && memcmp(p + 1, "vcpus", 5) == 0) {
+            if (*vs)
+                return false;
             *vs = v;
             *ve = e;
         }

@@ -330,6 +330,13 @@ static void test_plan_parse_matches_from_json(void **state)
         "{\"id\":0,\"host_cpu\":2,\"kind\":\"performance\"}],"
         "\"features\":{\"model\":\"host\",\"enable\":[\"sse2\"]},"
         "\"numa\":[{\"node\":0,\"host_node\":0,\"vcpus\":[0,1],\"memory_mib\":1024}]}",
+        /* a duplicate vcpus member: jansson keeps the last (finding plan-parse-dup-keys) */
+        "{\"vm\":\"v\",\"generation\":1,\"host\":\"h\",\"topology\":{\"sockets\":1,\"cores\":1},"
+        "\"vcpus\":[{\"id\":0,\"host_cpu\":0,\"kind\":\"performance\"}],"
+        "\"features\":{\"model\":\"host\"},\"vcpus\":[{\"x\":1}]}",
+        "{\"vm\":\"v\",\"generation\":1,\"host\":\"h\",\"topology\":{\"sockets\":1,\"cores\":1},"
+        "\"vcpus\":[{\"id\":0,\"host_cpu\":0,\"kind\":\"performance\"}],"
+        "\"features\":{\"model\":\"host\"},\"vcpus\":[{\"id\":0,\"host_cpu\":9,\"kind\":\"efficiency\"}]}",
         "not json",
     };
     ks_plan_cache *cache = NULL;
