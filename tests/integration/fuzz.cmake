@@ -23,7 +23,7 @@ set_tests_properties(fuzz_seeds PROPERTIES LABELS "fuzz" TIMEOUT 120
 # the mutation runs tolerate these so they can keep looking for other bugs,
 # while fuzz_crashes_<h> replays each reproducer strictly and fails until the
 # bug is fixed.  Remove an id here once its fix is in.
-set(KS_FUZZ_KNOWN_FINDINGS "plan-parse-dup-keys")
+set(KS_FUZZ_KNOWN_FINDINGS "")
 string(REPLACE ";" "," _ks_fuzz_allow "${KS_FUZZ_KNOWN_FINDINGS}")
 
 foreach(_h report vm_request plan feature api)
