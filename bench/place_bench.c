@@ -2,7 +2,8 @@
  * place_bench.c - in-process placement benchmark of libks-sched.
  *
  * Builds a synthetic fleet (hybrid 20-CPU clients, 128- and 256-CPU two-node
- * servers, ~5% of hosts with degraded cores), fills it to a target
+ * servers, ~5% of hosts with degraded cores; pool "gen" = every other 128-CPU
+ * server, ~20% of the hosts, for the pool shape), fills it to a target
  * allocation, then runs a mixed stream of placements and deletions, timing
  * each ks_sched_place() decision.  Finally rebuilds the index from scratch
  * (host_update for every host + vm_add for every live VM), as kintsugid does
@@ -82,6 +83,25 @@ static ks_featset fs(const char *names)
 
 static ks_featset g_client_p, g_client_e, g_server, g_avx512f, g_aes_closure;
 
+#define POOL "gen"
+
+/* Host i's kind: 0-3 hybrid, 4-7 server 128, 8-9 server 256 (host_report's
+ * first draw). */
+static uint32_t host_kind(uint32_t i)
+{
+    uint64_t save = g_rng;
+    g_rng = UINT64_C(0x9E3779B97F4A7C15) ^ ((uint64_t)i * 7919 + 1);
+    uint32_t kind = rnd(10);
+    g_rng = save;
+    return kind;
+}
+
+static bool pool_member(uint32_t i)
+{
+    uint32_t k = host_kind(i);
+    return k >= 4 && k < 8 && i % 2 == 0;
+}
+
 /* The deterministic report of host i (same on every call). */
 static ks_report *host_report(uint32_t i)
 {
@@ -146,21 +166,23 @@ typedef struct shape {
     const char *required;
     uint8_t placement, smt;
     bool aa;
+    bool pool; /* in pool POOL */
 } shape;
 
 static const shape g_shapes[] = {
-    {0, 0, 1, "", KS_PLACE_PACK, KS_SMT_ALLOW, false},
-    {0, 0, 2, "", KS_PLACE_PACK, KS_SMT_ALLOW, false},
-    {0, 0, 2, "avx2", KS_PLACE_PACK, KS_SMT_ALLOW, false},
-    {0, 0, 4, "avx2 aes", KS_PLACE_PACK, KS_SMT_ALLOW, false},
-    {0, 0, 4, "", KS_PLACE_SPREAD, KS_SMT_ALLOW, true},
-    {4, 0, 0, "avx512f", KS_PLACE_PACK, KS_SMT_ALLOW, false},
-    {8, 0, 0, "avx512f", KS_PLACE_PACK, KS_SMT_ISOLATE, false},
-    {2, 4, 0, "avx2", KS_PLACE_PACK, KS_SMT_ALLOW, false},
-    {0, 4, 0, "", KS_PLACE_PACK, KS_SMT_ALLOW, false},
-    {0, 0, 8, "sha_ni", KS_PLACE_SPREAD, KS_SMT_ALLOW, false},
-    {16, 0, 0, "", KS_PLACE_PACK, KS_SMT_ALLOW, false},
-    {0, 0, 1, "aes", KS_PLACE_PACK, KS_SMT_ALLOW, false},
+    {0, 0, 1, "", KS_PLACE_PACK, KS_SMT_ALLOW, false, false},
+    {0, 0, 2, "", KS_PLACE_PACK, KS_SMT_ALLOW, false, false},
+    {0, 0, 2, "avx2", KS_PLACE_PACK, KS_SMT_ALLOW, false, false},
+    {0, 0, 4, "avx2 aes", KS_PLACE_PACK, KS_SMT_ALLOW, false, false},
+    {0, 0, 4, "", KS_PLACE_SPREAD, KS_SMT_ALLOW, true, false},
+    {4, 0, 0, "avx512f", KS_PLACE_PACK, KS_SMT_ALLOW, false, false},
+    {8, 0, 0, "avx512f", KS_PLACE_PACK, KS_SMT_ISOLATE, false, false},
+    {2, 4, 0, "avx2", KS_PLACE_PACK, KS_SMT_ALLOW, false, false},
+    {0, 4, 0, "", KS_PLACE_PACK, KS_SMT_ALLOW, false, false},
+    {0, 0, 8, "sha_ni", KS_PLACE_SPREAD, KS_SMT_ALLOW, false, false},
+    {16, 0, 0, "", KS_PLACE_PACK, KS_SMT_ALLOW, false, false},
+    {0, 0, 1, "aes", KS_PLACE_PACK, KS_SMT_ALLOW, false, false},
+    {0, 0, 4, "", KS_PLACE_PACK, KS_SMT_ALLOW, false, true},
 };
 #define N_SHAPES (sizeof(g_shapes) / sizeof(g_shapes[0]))
 
@@ -180,6 +202,8 @@ static void make_req(ks_vm_request *q, uint32_t vm_id, uint32_t shape_ix)
     q->smt = sh->smt;
     if (sh->aa)
         snprintf(q->anti_affinity_group, sizeof(q->anti_affinity_group), "g%u", vm_id % 64);
+    if (sh->pool)
+        snprintf(q->pool, sizeof(q->pool), "%s", POOL);
 }
 
 typedef struct live {
@@ -211,6 +235,23 @@ static ks_fleet *build(uint32_t n_hosts, uint64_t *cpus, double *ms)
         }
         ks_report_free(r);
     }
+    char(*ids)[KS_ID_MAX] = calloc(n_hosts ? n_hosts : 1, KS_ID_MAX);
+    const char **ptrs = calloc(n_hosts ? n_hosts : 1, sizeof(char *));
+    uint32_t n_pool = 0;
+    if (!ids || !ptrs)
+        exit(1);
+    for (uint32_t i = 0; i < n_hosts; i++)
+        if (pool_member(i)) {
+            snprintf(ids[n_pool], KS_ID_MAX, "h%05u", i);
+            ptrs[n_pool] = ids[n_pool];
+            n_pool++;
+        }
+    if (ks_fleet_pool_set(f, POOL, ptrs, n_pool, &err) != KS_OK) {
+        fprintf(stderr, "place_bench: pool_set: %s\n", err.msg);
+        exit(1);
+    }
+    free(ids);
+    free(ptrs);
     *ms = (double)(now_ns() - t0) / 1e6;
     return f;
 }
@@ -379,12 +420,14 @@ static void run(uint32_t n_hosts, uint32_t ops, uint32_t fill_pct)
                 shape_lat[i][k] &= ~(UINT64_C(1) << 63);
             }
             qsort(shape_lat[i], n, sizeof(uint64_t), cmp_u64);
-            printf("  shape %2zu (%uP+%uE+%u any, '%s'%s%s): n=%u ok=%u p50=%.1f us p99=%.1f us\n",
+            printf("  shape %2zu (%uP+%uE+%u any, '%s'%s%s%s): n=%u ok=%u p50=%.1f us p99=%.1f us "
+                   "p99.9=%.1f us\n",
                    i, g_shapes[i].n_p, g_shapes[i].n_e, g_shapes[i].n_any, g_shapes[i].required,
                    g_shapes[i].smt == KS_SMT_ISOLATE ? " isolate" : "",
-                   g_shapes[i].placement == KS_PLACE_SPREAD ? " spread" : "", n, ok,
-                   n ? shape_lat[i][n / 2] / 1e3 : 0,
-                   n ? shape_lat[i][(size_t)(n * 0.99)] / 1e3 : 0);
+                   g_shapes[i].placement == KS_PLACE_SPREAD ? " spread" : "",
+                   g_shapes[i].pool ? " pool" : "", n, ok, n ? shape_lat[i][n / 2] / 1e3 : 0,
+                   n ? shape_lat[i][(size_t)(n * 0.99)] / 1e3 : 0,
+                   n ? shape_lat[i][(size_t)(n * 0.999)] / 1e3 : 0);
         }
     }
     for (size_t i = 0; i < N_SHAPES; i++)

@@ -21,6 +21,11 @@
  *    buckets from `need` upward (pack: fullest host that can still fit) or
  *    from the top down (spread) and stops after the first batch of hosts that
  *    pass the count prefilter: O(batch x classes per host + empty buckets).
+ *  - Pools: per pool the member hosts by pointer (kept current by every host
+ *    add/replace/remove) and a lazily recomputed baseline, invalidated only
+ *    when a member's contribution can change (a report changing its usable
+ *    CPUs, drain/undrain, removal, appearance, membership); a pool request
+ *    walks the pointers without a lookup per member and reuses the baseline.
  *  - Anti-affinity: per host a short list of (group, VM count).
  *  - SMT isolation: per CPU the number of siblings held by isolate VMs
  *    (iso_block) and by any VM (busy_sibs); a non-isolate VM never takes a
@@ -1021,12 +1026,15 @@ static ks_code host_build(ks_fleet *f, const ks_report *r, const khost *old, kho
         if (k == n_hc) {
             h->classes[n_hc].cls = cls_of[i];
             h->classes[n_hc].pos = NONE;
+            h->classes[n_hc].min_mhz = h->cpus[i].max_mhz;
             n_hc++;
         }
         h->classes[k].n_cpus++;
         h->cpus[i].hc = k;
         if (h->cpus[i].max_mhz > h->classes[k].max_mhz)
             h->classes[k].max_mhz = h->cpus[i].max_mhz;
+        if (h->cpus[i].max_mhz < h->classes[k].min_mhz)
+            h->classes[k].min_mhz = h->cpus[i].max_mhz;
     }
     h->n_classes = n_hc;
     fa_free(f, cls_of);

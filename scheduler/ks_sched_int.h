@@ -49,6 +49,7 @@ typedef struct ks_sched__hclass {
     uint32_t cls;
     uint32_t n_cpus, n_free; /* n_free: not allocated (isolation-blocked included) */
     uint32_t max_mhz;        /* highest max_mhz among them */
+    uint32_t min_mhz;        /* lowest: at or above a request's min_mhz, all qualify */
     uint32_t pos;            /* position in the class's host list, NONE when absent */
     uint32_t *cpus;          /* indices into host->cpus */
 } ks_sched__hclass;
@@ -79,35 +80,40 @@ typedef struct ks_sched__aa {
 } ks_sched__aa;
 
 typedef struct ks_sched__host {
-    char id[KS_ID_MAX];
-    char vendor[KS_NAME_MAX];
-    char model[KS_NAME_MAX];
-    uint8_t arch;
+    /* Hot: what a candidate walk (prefilter, order key, id tie-break) reads of
+     * every host it considers comes first, so a pool's members cost one or two
+     * cache lines each rather than four or five. */
     bool schedulable;
-    bool linked;    /* in the buckets and class lists */
+    bool linked; /* in the buckets and class lists */
+    uint8_t arch;
     uint32_t index; /* in fleet->hosts */
-    uint32_t n_cpus;
-    ks_sched__cpu *cpus; /* by OS id */
-    uint32_t *topo;      /* cpu indices in topological order */
     uint32_t n_classes;
-    ks_sched__hclass *classes;
-    uint32_t n_kinds;
-    ks_sched__kind *kinds;
-    uint32_t n_numa;
-    ks_numa_node *numa;
-    int32_t pmu_version, pmu_gp, pmu_fixed;
+    uint32_t n_aa;
     uint32_t free_kind[2];     /* usable, unallocated CPUs per kind class */
     uint32_t iso_free_kind[2]; /* of those, the ones with no sibling held (an smt-isolate
                                   VM can take them): a prefilter bound */
     uint32_t blocked_kind[2];  /* of those, the ones beside an smt-isolate VM's CPU: no
                                   new VM can take them, so the buckets leave them out */
+    struct ks_sched__hclass *classes;
+    ks_sched__aa *aa;
+    char id[KS_ID_MAX];
+    /* cold */
+    char vendor[KS_NAME_MAX];
+    char model[KS_NAME_MAX];
+    uint32_t n_cpus;
+    ks_sched__cpu *cpus; /* by OS id */
+    uint32_t *topo;      /* cpu indices in topological order */
+    uint32_t n_kinds;
+    ks_sched__kind *kinds;
+    uint32_t n_numa;
+    ks_numa_node *numa;
+    int32_t pmu_version, pmu_gp, pmu_fixed;
     uint32_t n_alloc, n_vms;
     uint32_t n_usable;
     ks_featset baseline;                /* intersection of usable sets of usable CPUs */
     uint32_t bval[KS_SCHED__N_BUCKETS]; /* bucket it is linked in (free count) */
     struct ks_sched__host *bprev[KS_SCHED__N_BUCKETS], *bnext[KS_SCHED__N_BUCKETS];
-    uint32_t n_aa, cap_aa;
-    ks_sched__aa *aa;
+    uint32_t cap_aa;
 } ks_sched__host;
 
 typedef struct ks_sched__vm {

@@ -9,15 +9,16 @@
  * Decision, in order:
  *  1. Validate; derive `needed` (features every chosen CPU must have usable):
  *     the request's required set, or for a pool VM the pool-visible set
- *     (baseline - forbidden - bans), which must contain `required`.
- *  2. Candidate hosts: the pinned host; or the pool's members; or, when the
+ *     (cached pool baseline - forbidden - bans), which must contain `required`.
+ *  2. Candidate hosts: the pinned host; or the pool's members (by cached
+ *     pointer, prefetched: the walk is memory-bound); or, when the
  *     eligible classes' host lists are short, their union; otherwise a walk of
  *     the free-count buckets (pack: from `need` up; spread: from the top
  *     down) in batches of BATCH hosts.
  *  3. Per candidate, a prefilter on per-class free counts gives a least-
  *     capable-fit estimate (sum of |usable \ needed| over the cheapest CPUs);
- *     candidates are tried by (estimate, pack/spread order) and the first
- *     whose exact CPU selection succeeds wins.
+ *     candidates are tried by (estimate, pack/spread order, id), popped from
+ *     a heap, and the first whose exact CPU selection succeeds wins.
  *  4. Exact selection on one host: free eligible CPUs (min_mhz, SMT
  *     isolation) per kind class, classes by score, CPUs of a class in
  *     topological order; among equal scores whole L2 groups first (best fit);
@@ -660,6 +661,14 @@ static ks_code explain_host(const rctx *rc, const khost *h, ks_sched_explain *wh
             continue;
         uint8_t k = rc->f->classes[hc->cls].kind;
         feat[k] += hc->n_free;
+        /* per CPU only when the class straddles min_mhz: explaining a pool's
+         * refusal stays O(members x classes), not O(members x CPUs) */
+        if (hc->min_mhz >= req->min_mhz) {
+            mhz[k] += hc->n_free;
+            continue;
+        }
+        if (hc->max_mhz < req->min_mhz)
+            continue;
         for (uint32_t j = 0; j < hc->n_cpus; j++) {
             const kcpu *c = &h->cpus[hc->cpus[j]];
             mhz[k] += !c->vm && c->max_mhz >= req->min_mhz;
@@ -802,6 +811,25 @@ static ks_code try_candidates(const rctx *rc, hcand *cands, uint32_t n, uint32_t
         heap_down(cands, n, 0);
     }
     return KS_ENOCAPACITY;
+}
+
+/*
+ * A pool request prefilters every member: at thousands of members the walk is
+ * bound by memory latency (a host's hot fields, then its classes), so it asks
+ * for member i + 16's host and member i + 8's classes ahead of use (reading
+ * the classes pointer is a load: the host line must have arrived by then).
+ */
+static void prefetch_member(const ks_sched__pool *pool, uint32_t i)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    if (i + 16 < pool->n && pool->hosts[i + 16])
+        __builtin_prefetch(pool->hosts[i + 16]);
+    if (i + 8 < pool->n && pool->hosts[i + 8])
+        __builtin_prefetch(pool->hosts[i + 8]->classes);
+#else
+    (void)pool;
+    (void)i;
+#endif
 }
 
 static hcand *cands_buf(const ks_fleet *f, uint32_t n)
@@ -983,6 +1011,8 @@ ks_code ks_sched_place(ks_plan **out, const ks_fleet *f, const ks_vm_request *re
             for (uint32_t i = 0; i < n_c; i++) {
                 khost *h = pin ? (khost *)pin : pool->hosts[i];
                 uint64_t est;
+                if (!pin)
+                    prefetch_member(pool, i);
                 if (!h || (pin && pool && !ks_sched__pool_has(pool, h->id)))
                     continue;
                 if (!host_prefilter(&rc, h, &est))
