@@ -208,9 +208,10 @@ static void host_scan_flush(host_scan *s)
         if (h->row.state != KS_STORE_HOST_READY)
             ks_fleet_host_set_schedulable(c->api->fleet, h->row.id, false, NULL);
     } else {
+        /* Loaded from its full report after the scan: no store query while
+         * the cpus scan is open. */
         ks_log(KS_LOG_DEBUG, "index rebuild host='%s' from cpu rows failed error='%s', "
                              "loading its report", h->row.id, e.msg);
-        rebuild_host_from_report(c, h);
     }
     ks_report_free(h->head);
     h->head = NULL;
@@ -262,7 +263,8 @@ static ks_code rebuild_hosts(rebuild_ctx *c)
         rc = ks_err_set(c->err, KS_ENOMEM, "out of memory scanning cpus");
     if (rc == KS_OK)
         host_scan_flush(&s);
-    /* Hosts the scan never reached (no cpu rows): the report decides, as before. */
+    /* Hosts the scan never reached (no cpu rows) or whose rows did not fit
+     * their header: the full report decides, as before. */
     for (size_t i = 0; rc == KS_OK && i < s.n_hosts; i++)
         if (!s.hosts[i].done)
             rebuild_host_from_report(c, &s.hosts[i]);

@@ -8,7 +8,9 @@
  *
  * The store holds simulated hosts (hybrid and server fixtures, many with
  * defective and quarantined cores), some with a PMU and NUMA memory (only in
- * the report JSON), a draining host, a pool, and placed VMs (one with a PMU).
+ * the report JSON), one whose JSON names its kinds unlike its cpu rows (the
+ * fallback to the full report), a draining host, a pool, and placed VMs (some
+ * with a PMU).
  * ks_fleet_equal does not compare PMU or kind names, so the same requests are
  * also placed on both indexes afterwards and the plans compared as JSON.
  */
@@ -68,6 +70,41 @@ static void store_with_pmu(cs_fixture *f, uint32_t i)
     free(text);
     json_decref(j);
     ks_report_free(r);
+}
+
+/*
+ * Re-stores a hybrid host whose JSON names its kinds differently from the
+ * report the store's cpu rows come from: the rows then do not fit the
+ * report's header and kintsugid must fall back to the full report JSON.
+ * Returns false when host i is not hybrid.
+ */
+static bool store_mismatched_kinds(cs_fixture *f, uint32_t i)
+{
+    ks_err err = {0};
+    ks_report *r = NULL;
+    assert_int_equal(ks_fleetsim_host_report(&r, f->sim, i, KS_FLEETSIM_KINTSUGI, &err), KS_OK);
+    if (r->n_kinds == 0) {
+        ks_report_free(r);
+        return false;
+    }
+    r->host.generation += 20;
+    char saved[KS_REPORT_MAX_KINDS][KS_NAME_MAX];
+    for (uint32_t k = 0; k < r->n_kinds; k++) {
+        memcpy(saved[k], r->kinds[k].name, KS_NAME_MAX);
+        snprintf(r->kinds[k].name, KS_NAME_MAX, "Renamed%u", k);
+    }
+    json_t *j = ks_report_to_json(r);
+    assert_non_null(j);
+    char *text = dump(j);
+    for (uint32_t k = 0; k < r->n_kinds; k++)
+        memcpy(r->kinds[k].name, saved[k], KS_NAME_MAX);
+    assert_int_equal(ks_store_begin(f->store, &err), KS_OK);
+    assert_int_equal(ks_store_host_put_report(f->store, r, text, 1, NULL, &err), KS_OK);
+    assert_int_equal(ks_store_commit(f->store, &err), KS_OK);
+    free(text);
+    json_decref(j);
+    ks_report_free(r);
+    return true;
 }
 
 static int collect_id(void *ctx, const ks_store_host_row *row)
@@ -177,6 +214,10 @@ static int setup(void **state)
                      KS_OK);
     for (uint32_t i = 0; i < N_HOSTS; i += 3)
         store_with_pmu(f, i);
+    bool mismatched = false;
+    for (uint32_t i = 1; i < N_HOSTS && !mismatched; i += 3)
+        mismatched = store_mismatched_kinds(f, i);
+    assert_true(mismatched);
     char drained[KS_ID_MAX];
     ks_fleetsim_host_id(drained, 5);
     assert_int_equal(ks_store_begin(f->store, &err), KS_OK);
