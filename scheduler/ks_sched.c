@@ -441,10 +441,39 @@ static void host_unlink(ks_fleet *f, khost *h)
     h->linked = false;
 }
 
+/* h's summary (see ks_sched__hsum) as of now. */
+static void hsum_of(const khost *h, ks_sched__hsum *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->schedulable = h->schedulable;
+    s->has_aa = h->n_aa > 0;
+    s->exact = h->n_classes <= KS_SCHED__SUM_CLASSES && h->n_cpus <= UINT16_MAX;
+    if (!s->exact)
+        return;
+    s->n_classes = (uint8_t)h->n_classes;
+    for (unsigned k = 0; k < 2; k++) {
+        s->free_kind[k] = (uint16_t)h->free_kind[k];
+        s->iso_free_kind[k] = (uint16_t)h->iso_free_kind[k];
+        s->blocked_kind[k] = (uint16_t)h->blocked_kind[k];
+    }
+    for (uint32_t i = 0; i < h->n_classes; i++) {
+        s->c[i].cls = h->classes[i].cls;
+        s->c[i].n_free = (uint16_t)h->classes[i].n_free;
+        /* a clamped max_mhz only errs towards reading the host itself */
+        s->c[i].max_mhz =
+            (uint16_t)(h->classes[i].max_mhz > UINT16_MAX ? UINT16_MAX : h->classes[i].max_mhz);
+        if (h->classes[i].max_mhz >= UINT16_MAX)
+            s->exact = false;
+    }
+}
+
 /* Inserts h by its current free counts; capacity of the class lists was
- * reserved by host_reserve_links(), so this cannot fail. */
+ * reserved by host_reserve_links(), so this cannot fail.  Also refreshes h's
+ * summary, linked or not (every change to its counts ends here). */
 static void host_link(ks_fleet *f, khost *h)
 {
+    if (h->index < f->cap_hsum)
+        hsum_of(h, &f->hsum[h->index]);
     if (h->linked || !h->schedulable)
         return;
     for (unsigned k = 0; k < KS_SCHED__N_BUCKETS; k++) {
@@ -758,6 +787,8 @@ static void pool_free(ks_fleet *f, kpool *p)
     fa_free(f, p->members);
     fa_free(f, p->ptrs);
     fa_free(f, p->hosts);
+    fa_free(f, p->hix);
+    fa_free(f, p->rank);
     fa_free(f, p);
 }
 
@@ -774,6 +805,7 @@ static void pools_host_changed(ks_fleet *f, const char *id, khost *h, bool dirty
         if (!m)
             continue;
         p->hosts[m - p->members] = h;
+        p->hix[m - p->members] = h ? h->index : NONE;
         if (dirty)
             p->base_valid = false;
     }
@@ -807,6 +839,7 @@ void ks_fleet_free(ks_fleet *f)
     fa_free(f, f->sets);
     fa_free(f, f->set_slots);
     fa_free(f, f->hosts);
+    fa_free(f, f->hsum);
     smap_destroy(f, &f->host_map);
     smap_destroy(f, &f->vm_map);
     ks_sched__scratch *sc = f->sc;
@@ -1121,6 +1154,8 @@ ks_code ks_fleet_host_update(ks_fleet *f, const ks_report *r, ks_sched_affected 
             sc->host_stamp = ns;
             sc->host_cap = nc;
         }
+        if (!fa_grow(f, (void **)&f->hsum, &f->cap_hsum, f->n_hosts + 1, sizeof(ks_sched__hsum)))
+            goto oom_reserved;
         if (!smap_put(f, &f->host_map, h->id, h))
             goto oom_reserved;
         h->index = f->n_hosts;
@@ -1222,6 +1257,10 @@ ks_code ks_fleet_host_remove(ks_fleet *f, const char *host, ks_err *err)
     uint32_t ix = h->index;
     f->hosts[ix] = f->hosts[--f->n_hosts];
     f->hosts[ix]->index = ix;
+    if (ix != f->n_hosts) {
+        f->hsum[ix] = f->hsum[f->n_hosts];
+        pools_host_changed(f, f->hosts[ix]->id, f->hosts[ix], false);
+    }
     host_release_links(f, h);
     host_free(f, h);
     return KS_OK;
@@ -1518,6 +1557,12 @@ bool ks_sched__pool_has(const kpool *p, const char *host)
     return smap_get(&p->set, host) != NULL;
 }
 
+static int member_cmp(const void *a, const void *b, void *ctx)
+{
+    const kpool *p = ctx;
+    return strcmp(p->members[*(const uint32_t *)a], p->members[*(const uint32_t *)b]);
+}
+
 ks_code ks_fleet_pool_set(ks_fleet *f, const char *name, const char *const *hosts, size_t n,
                           ks_err *err)
 {
@@ -1536,7 +1581,9 @@ ks_code ks_fleet_pool_set(ks_fleet *f, const char *name, const char *const *host
     p->members = fa_array(f, n, KS_ID_MAX);
     p->ptrs = fa_array(f, n, sizeof(char *));
     p->hosts = fa_array(f, n, sizeof(khost *));
-    if (!p->members || !p->ptrs || !p->hosts)
+    p->hix = fa_array(f, n, sizeof(uint32_t));
+    p->rank = fa_array(f, n, sizeof(uint32_t));
+    if (!p->members || !p->ptrs || !p->hosts || !p->hix || !p->rank)
         goto oom;
     for (size_t i = 0; i < n; i++) {
         if (smap_get(&p->set, hosts[i]))
@@ -1544,10 +1591,21 @@ ks_code ks_fleet_pool_set(ks_fleet *f, const char *name, const char *const *host
         snprintf(p->members[p->n], KS_ID_MAX, "%s", hosts[i]);
         p->ptrs[p->n] = p->members[p->n];
         p->hosts[p->n] = smap_get(&f->host_map, hosts[i]);
+        p->hix[p->n] = p->hosts[p->n] ? p->hosts[p->n]->index : NONE;
         if (!smap_put(f, &p->set, p->members[p->n], p->members[p->n]))
             goto oom;
         p->n++;
     }
+    /* ranks by id, so candidate ties break in id order without reading ids */
+    uint32_t *order = fa_array(f, p->n, sizeof(uint32_t));
+    if (!order)
+        goto oom;
+    for (uint32_t i = 0; i < p->n; i++)
+        order[i] = i;
+    qsort_r(order, p->n, sizeof(uint32_t), member_cmp, p);
+    for (uint32_t i = 0; i < p->n; i++)
+        p->rank[order[i]] = i;
+    fa_free(f, order);
     for (uint32_t i = 0; i < f->n_pools; i++)
         if (strcmp(f->pools[i]->name, name) == 0) {
             pool_free(f, f->pools[i]);
@@ -1845,6 +1903,10 @@ ks_code ks_fleet_check(const ks_fleet *f, ks_err *err)
         const khost *h = f->hosts[i];
         if (h->index != i || smap_get(&f->host_map, h->id) != h)
             return ks_err_set(err, KS_EINTERNAL, "host '%s' misindexed", h->id);
+        ks_sched__hsum hs;
+        hsum_of(h, &hs);
+        if (i >= f->cap_hsum || memcmp(&hs, &f->hsum[i], sizeof(hs)) != 0)
+            return ks_err_set(err, KS_EINTERNAL, "host '%s' summary stale", h->id);
         if (h->linked != h->schedulable)
             return ks_err_set(err, KS_EINTERNAL, "host '%s' link state wrong", h->id);
         uint32_t fk[2] = {0, 0}, isof[2] = {0, 0}, blk[2] = {0, 0}, alloc = 0;
@@ -1907,9 +1969,25 @@ ks_code ks_fleet_check(const ks_fleet *f, ks_err *err)
     for (uint32_t i = 0; i < f->n_pools; i++) {
         const kpool *p = f->pools[i];
         for (uint32_t m = 0; m < p->n; m++)
-            if (p->hosts[m] != smap_get(&f->host_map, p->members[m]))
+            if (p->hosts[m] != smap_get(&f->host_map, p->members[m]) ||
+                p->hix[m] != (p->hosts[m] ? p->hosts[m]->index : NONE))
                 return ks_err_set(err, KS_EINTERNAL, "pool '%s' member '%s' stale", p->name,
                                   p->members[m]);
+        uint32_t *inv = malloc(((size_t)p->n + 1) * sizeof(uint32_t));
+        if (!inv)
+            return ks_err_set(err, KS_ENOMEM, "out of memory checking pool '%s'", p->name);
+        memset(inv, 0xff, ((size_t)p->n + 1) * sizeof(uint32_t));
+        bool ranks_ok = true;
+        for (uint32_t m = 0; m < p->n && ranks_ok; m++) {
+            ranks_ok = p->rank[m] < p->n && inv[p->rank[m]] == NONE;
+            if (ranks_ok)
+                inv[p->rank[m]] = m;
+        }
+        for (uint32_t r = 1; r < p->n && ranks_ok; r++)
+            ranks_ok = strcmp(p->members[inv[r - 1]], p->members[inv[r]]) < 0;
+        free(inv);
+        if (!ranks_ok)
+            return ks_err_set(err, KS_EINTERNAL, "pool '%s' ranks wrong", p->name);
         if (p->base_valid) {
             ks_featset base;
             uint32_t n;

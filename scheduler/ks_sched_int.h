@@ -145,10 +145,31 @@ typedef struct ks_sched__pool {
     const char **ptrs;
     ks_sched__smap set;            /* member id -> members[i] */
     struct ks_sched__host **hosts; /* per member: the indexed host, NULL when not reported */
+    uint32_t *hix;                 /* per member: its host's index, KS_SCHED__NONE when none */
+    uint32_t *rank;                /* per member: rank of its id among the members' (strcmp) */
     bool base_valid;               /* base/base_cpus reflect the members' current state */
     uint32_t base_cpus;
     ks_featset base;
 } ks_sched__pool;
+
+/*
+ * Per host (by index), one cache line of what a pool member's prefilter
+ * reads, kept by host_link (every allocation change ends there): a pool
+ * request then walks a compact array instead of touching each member host
+ * and its class array (two cache misses per member).  `exact` is false when
+ * the host has more classes than fit or counts beyond 16 bits: the walk then
+ * reads the host itself.
+ */
+#define KS_SCHED__SUM_CLASSES 4
+typedef struct ks_sched__hsum {
+    bool exact, schedulable, has_aa;
+    uint8_t n_classes;
+    uint16_t free_kind[2], iso_free_kind[2], blocked_kind[2];
+    struct {
+        uint32_t cls;
+        uint16_t n_free, max_mhz;
+    } c[KS_SCHED__SUM_CLASSES];
+} ks_sched__hsum;
 
 typedef struct ks_sched__shape {
     uint32_t n_performance, n_efficiency, n_any, min_mhz;
@@ -177,6 +198,8 @@ struct ks_fleet {
     ks_sched__smap host_map;
     ks_sched__host **hosts;
     uint32_t n_hosts, cap_hosts;
+    ks_sched__hsum *hsum; /* by host index, cap_hosts entries */
+    uint32_t cap_hsum;
     ks_sched__smap vm_map;
     /* interned feature sets */
     ks_featset *sets;

@@ -83,6 +83,7 @@ typedef struct hcand {
     khost *h;
     uint64_t est;
     uint32_t key;
+    uint32_t rank; /* pool member rank by id (NONE outside a pool walk) */
 } hcand;
 
 /* ------------------------------------------------------------------ */
@@ -199,6 +200,65 @@ static bool host_prefilter(const rctx *rc, const khost *h, uint64_t *est)
         s += (uint64_t)t * e[i].score;
     }
     *est = s;
+    return true;
+}
+
+/*
+ * host_prefilter from a host's summary alone (same answer, same estimate);
+ * false with *exact = false when the summary cannot answer (the caller then
+ * asks host_prefilter).
+ */
+static bool sum_prefilter(const rctx *rc, const ks_sched__hsum *s, uint64_t *est, bool *exact)
+{
+    *exact = s->exact && !(s->has_aa && rc->req->anti_affinity_group[0]);
+    if (!*exact || !s->schedulable)
+        return false;
+    uint32_t fk[2] = {s->free_kind[0], s->free_kind[1]};
+    if (rc->req->smt == KS_SMT_ISOLATE) {
+        uint32_t iso[2] = {s->iso_free_kind[0], s->iso_free_kind[1]};
+        if (!counts_fit(rc, iso))
+            return false;
+    } else {
+        uint32_t open_[2] = {fk[0] - s->blocked_kind[0], fk[1] - s->blocked_kind[1]};
+        if (!counts_fit(rc, open_))
+            return false;
+    }
+    hent e[KS_SCHED__SUM_CLASSES];
+    uint32_t n = 0, avail[2] = {0, 0};
+    for (uint32_t i = 0; i < s->n_classes; i++) {
+        uint32_t score;
+        if (s->c[i].n_free == 0 || s->c[i].max_mhz < rc->req->min_mhz ||
+            !cls_ok(rc, s->c[i].cls, &score))
+            continue;
+        uint8_t k = rc->f->classes[s->c[i].cls].kind;
+        if (rc->need[k] == 0 && rc->n_any == 0)
+            continue;
+        e[n].hc = i;
+        e[n].score = score;
+        e[n].n_free = s->c[i].n_free;
+        e[n].kind = k;
+        avail[k] += s->c[i].n_free;
+        n++;
+    }
+    if (!counts_fit(rc, avail))
+        return false;
+    sort_ents(e, n);
+    uint64_t sc = 0;
+    uint32_t rem[2] = {rc->need[0], rc->need[1]}, any = rc->n_any;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t left = e[i].n_free;
+        uint32_t t = rem[e[i].kind] < left ? rem[e[i].kind] : left;
+        rem[e[i].kind] -= t;
+        left -= t;
+        sc += (uint64_t)t * e[i].score;
+        e[i].n_free = left;
+    }
+    for (uint32_t i = 0; i < n && any; i++) {
+        uint32_t t = any < e[i].n_free ? any : e[i].n_free;
+        any -= t;
+        sc += (uint64_t)t * e[i].score;
+    }
+    *est = sc;
     return true;
 }
 
@@ -759,6 +819,8 @@ static int hcand_cmp(const void *a, const void *b)
         return x->est < y->est ? -1 : 1;
     if (x->key != y->key)
         return x->key < y->key ? -1 : 1;
+    if (x->rank != NONE && y->rank != NONE) /* same order as the ids' */
+        return x->rank < y->rank ? -1 : x->rank > y->rank;
     return strcmp(x->h->id, y->h->id);
 }
 
@@ -884,6 +946,7 @@ static ks_code search_fleet(const rctx *rc, uint32_t *picks, const khost **chose
                 cands[n].h = h;
                 cands[n].est = est;
                 cands[n].key = order_key(rc, h);
+                cands[n].rank = NONE;
                 n++;
             }
         }
@@ -904,6 +967,7 @@ static ks_code search_fleet(const rctx *rc, uint32_t *picks, const khost **chose
             cands[n].h = h;
             cands[n].est = est;
             cands[n].key = order_key(rc, h);
+            cands[n].rank = NONE;
             if (++n == BATCH) {
                 ks_code code = try_candidates(rc, cands, n, picks, chosen);
                 if (code != KS_ENOCAPACITY)
@@ -1011,15 +1075,31 @@ ks_code ks_sched_place(ks_plan **out, const ks_fleet *f, const ks_vm_request *re
             for (uint32_t i = 0; i < n_c; i++) {
                 khost *h = pin ? (khost *)pin : pool->hosts[i];
                 uint64_t est;
-                if (!pin)
-                    prefetch_member(pool, i);
                 if (!h || (pin && pool && !ks_sched__pool_has(pool, h->id)))
                     continue;
+                if (!pin) {
+                    /* the member's summary answers without reading the host */
+                    const ks_sched__hsum *s = &f->hsum[pool->hix[i]];
+                    bool exact;
+                    if (sum_prefilter(&rc, s, &est, &exact)) {
+                        uint32_t fr = (uint32_t)s->free_kind[0] + s->free_kind[1];
+                        cands[n].h = h;
+                        cands[n].est = est;
+                        cands[n].key = req->placement == KS_PLACE_SPREAD ? UINT32_MAX - fr : fr;
+                        cands[n].rank = pool->rank[i];
+                        n++;
+                        continue;
+                    }
+                    if (exact)
+                        continue;
+                    prefetch_member(pool, i);
+                }
                 if (!host_prefilter(&rc, h, &est))
                     continue;
                 cands[n].h = h;
                 cands[n].est = est;
                 cands[n].key = order_key(&rc, h);
+                cands[n].rank = pin ? NONE : pool->rank[i];
                 n++;
             }
             code = try_candidates(&rc, cands, n, picks, &chosen);

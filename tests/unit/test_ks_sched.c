@@ -625,6 +625,49 @@ static void test_sched__pool_baseline_cache(void **state)
     ks_fleet_free(f);
 }
 
+/* SPEC: DESIGN.md#scheduler - pool candidates that tie (same fit, same free
+ * count) are taken in host id order whatever the member order; an anti-
+ * affinity group still excludes a member (its summary defers to the host). */
+static void test_sched__pool_ties(void **state)
+{
+    (void)state;
+    tks_hspec hs[] = {{.id = "z9", .n_p = 4}, {.id = "a1", .n_p = 4}, {.id = "m5", .n_p = 4}};
+    ks_fleet *f = fleet_of(hs, 3);
+    const char *members[] = {"z9", "m5", "a1"};
+    assert_int_equal(ks_fleet_pool_set(f, "tie", members, 3, NULL), KS_OK);
+    ks_vm_request a = tks_req("a", 4, 0, 0, NULL);
+    snprintf(a.pool, sizeof(a.pool), "tie");
+    snprintf(a.anti_affinity_group, sizeof(a.anti_affinity_group), "g");
+    assert_int_equal(place(f, &a, NULL), KS_OK);
+    assert_string_equal(ks_fleet_vm_get_plan(f, "a")->host, "a1");
+    ks_vm_request b = tks_req("b", 1, 0, 0, NULL);
+    snprintf(b.pool, sizeof(b.pool), "tie");
+    snprintf(b.anti_affinity_group, sizeof(b.anti_affinity_group), "g");
+    assert_int_equal(place(f, &b, NULL), KS_OK);
+    assert_string_equal(ks_fleet_vm_get_plan(f, "b")->host, "m5");
+    ks_vm_request c = tks_req("c", 1, 0, 0, NULL);
+    snprintf(c.pool, sizeof(c.pool), "tie");
+    snprintf(c.anti_affinity_group, sizeof(c.anti_affinity_group), "g");
+    assert_int_equal(place(f, &c, NULL), KS_OK);
+    assert_string_equal(ks_fleet_vm_get_plan(f, "c")->host, "z9");
+    /* without the group: m5 and z9 tie again (3 free each) */
+    ks_vm_request d = tks_req("d", 1, 0, 0, NULL);
+    snprintf(d.pool, sizeof(d.pool), "tie");
+    assert_int_equal(place(f, &d, NULL), KS_OK);
+    assert_string_equal(ks_fleet_vm_get_plan(f, "d")->host, "m5");
+    /* removing a member host re-indexes the last one (m5): the pool follows,
+     * and pack picks the fullest member that fits (m5: 2 free, z9: 3) */
+    assert_int_equal(ks_fleet_vm_remove(f, "a", NULL), KS_OK);
+    assert_int_equal(ks_fleet_host_remove(f, "a1", NULL), KS_OK);
+    ks_err err;
+    assert_int_equal(ks_fleet_check(f, &err), KS_OK);
+    ks_vm_request e = tks_req("e", 2, 0, 0, NULL);
+    snprintf(e.pool, sizeof(e.pool), "tie");
+    assert_int_equal(place(f, &e, NULL), KS_OK);
+    assert_string_equal(ks_fleet_vm_get_plan(f, "e")->host, "m5");
+    ks_fleet_free(f);
+}
+
 static void seeing_cb(void *ctx, const char *vm, const char *host)
 {
     char *list = ctx;
@@ -978,6 +1021,7 @@ int main(void)
         cmocka_unit_test(test_sched__pack_spread),
         cmocka_unit_test(test_sched__pools),
         cmocka_unit_test(test_sched__pool_baseline_cache),
+        cmocka_unit_test(test_sched__pool_ties),
         cmocka_unit_test(test_sched__bans),
         cmocka_unit_test(test_sched__defect_replan),
         cmocka_unit_test(test_sched__capacity),
