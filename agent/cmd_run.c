@@ -572,7 +572,10 @@ int ks_agent_cmd_run(int argc, char **argv)
         goto done;
     }
     /* The first report must be complete: an unreadable operator file here is fatal. */
-    a.generation = a.base->host.generation ? a.base->host.generation : 1;
+    /* Generations must keep increasing across agent restarts within one boot, or
+     * kintsugid would refuse the new agent's reports as older (409): start from
+     * the clock, in milliseconds, and count up from there. */
+    a.generation = now_us() / 1000u;
     if (build_report(&a.current, &a, true, &err) != KS_OK) {
         fprintf(stderr, "kintsugi-agent run: %s%s%s\n", err.field[0] ? err.field : "",
                 err.field[0] ? ": " : "", err.msg);

@@ -51,6 +51,54 @@ static ks_code record_running_vms(ks_api *api, const ks_report *r, uint64_t now,
     return KS_OK;
 }
 
+typedef struct missing_ctx {
+    const ks_report *r;
+    json_t *names; /* VMs the agent should run but does not report */
+} missing_ctx;
+
+static int collect_missing(void *ctx, const ks_store_vm_row *row)
+{
+    missing_ctx *m = ctx;
+    if (row->applied_generation == 0)
+        return 0; /* never applied yet: the pusher is on it */
+    for (uint32_t i = 0; i < m->r->n_vms; i++)
+        if (strcmp(m->r->vms[i].name, row->name) == 0)
+            return 0;
+    json_array_append_new(m->names, json_string(row->name));
+    return 0;
+}
+
+/*
+ * Reconciliation, the other way round: a VM whose plan this host's agent had
+ * applied but which its report no longer lists is gone from the host (the agent
+ * restarted and stopped its VMs, the VMM died).  Its applied generation goes back
+ * to 0 so the plan is pushed again and the agent starts it.  Only for agents that
+ * serve plans (agent_url set): a report without one cannot run VMs at all.
+ * Names are appended to `missing`.
+ */
+static ks_code reset_missing_vms(ks_api *api, const ks_report *r, uint64_t now, json_t *missing,
+                                 ks_err *err)
+{
+    if (!r->host.agent_url[0])
+        return KS_OK;
+    ks_store_vm_filter f = KS_STORE_VM_FILTER_INIT;
+    f.host_id = r->host.id;
+    missing_ctx m = {.r = r, .names = missing};
+    ks_code rc = ks_store_vm_list(api->store, &f, collect_missing, &m, err);
+    size_t i;
+    json_t *name;
+    json_array_foreach(missing, i, name)
+    {
+        if (rc != KS_OK)
+            break;
+        rc = ks_store_vm_set_applied(api->store, json_string_value(name), 0, NULL, now, err);
+        if (rc == KS_OK)
+            rc = ks_api__event(api, "vm.missing_on_host", r->host.id, json_string_value(name),
+                               json_pack("{s:s}", "action", "plan pushed again"), err);
+    }
+    return rc;
+}
+
 void ks_api_h_host_report(ks_api_req *req)
 {
     ks_api *api = req->api;
@@ -59,7 +107,7 @@ void ks_api_h_host_report(ks_api_req *req)
     ks_report *r = NULL;
     ks_sched_affected affected;
     ks_sched_affected_init(&affected);
-    json_t *replans = json_array(), *unknown_vms = NULL;
+    json_t *replans = json_array(), *unknown_vms = NULL, *missing = json_array();
     bool locked = false;
     if (!ks_api__valid_param(req, id, "host id"))
         goto out;
@@ -96,6 +144,8 @@ void ks_api_h_host_report(ks_api_req *req)
     unknown_vms = json_array();
     if (rc == KS_OK && !res.unchanged)
         rc = record_running_vms(api, r, now, unknown_vms, &err);
+    if (rc == KS_OK && !res.unchanged)
+        rc = reset_missing_vms(api, r, now, missing, &err);
     if (rc == KS_OK)
         rc = ks_store_commit(api->store, &err);
     else
@@ -106,6 +156,12 @@ void ks_api_h_host_report(ks_api_req *req)
     bool replan_ok = true;
     if (!res.unchanged) {
         ks_api_pusher_host_changed(api->pusher, id);
+        size_t mi;
+        json_t *mv;
+        json_array_foreach(missing, mi, mv)
+        {
+            ks_api_pusher_apply(api->pusher, json_string_value(mv), id);
+        }
         rc = ks_fleet_host_update(api->fleet, r, &affected, &err);
         if (rc != KS_OK) {
             /* The store took it; the index did not.  Surface it: the agent retries. */
@@ -140,11 +196,12 @@ void ks_api_h_host_report(ks_api_req *req)
                                              "host_cpu", affected.items[i].host_cpu, "vcpu",
                                              affected.items[i].vcpu, "reason",
                                              affected.items[i].reason));
-    json_t *body = json_pack("{s:s,s:I,s:s,s:b,s:b,s:b,s:o,s:O,s:b,s:o}", "host", id,
+    json_t *body = json_pack("{s:s,s:I,s:s,s:b,s:b,s:b,s:o,s:O,s:b,s:o,s:O}", "host", id,
                              "generation", (json_int_t)r->host.generation, "boot_id",
                              r->host.boot_id, "created", res.created, "unchanged", res.unchanged,
                              "boot_changed", res.boot_changed, "affected", aff, "replans",
-                             replans, "replans_complete", replan_ok, "unknown_vms", unknown_vms);
+                             replans, "replans_complete", replan_ok, "unknown_vms", unknown_vms,
+                             "missing_vms", missing);
     unknown_vms = NULL; /* taken by json_pack's "o" */
     ks_api_send_json(req, res.created ? 201 : 200, body);
     goto out;
@@ -156,6 +213,7 @@ fail:
 out:
     json_decref(replans);
     json_decref(unknown_vms);
+    json_decref(missing);
     ks_sched_affected_destroy(&affected);
     ks_report_free(r);
 }

@@ -819,7 +819,75 @@ static void test_e2e_qemu__ban_reports_needs_restart(void **state)
     json_decref(kvm);
 }
 
-/* 4. SIGTERM stops each agent cleanly and its QEMU with it. */
+/*
+ * 4. An agent restart stops its VMs (SIGTERM stops QEMU); the new agent's report
+ *    no longer lists e2e-mv, so kintsugid resets its applied generation, pushes
+ *    the plan again, and the VM runs again: a new QEMU, pinned as planned.
+ */
+static void test_e2e_qemu__agent_restart_restarts_its_vm(void **state)
+{
+    e2e *e = *state;
+    pid_t old = e->mv_pid;
+    assert_true(old > 0 && proc_exists(old));
+    int st = agent_stop(&e->smp);
+    if (st != 0) {
+        dump_logs(e);
+        fail_msg("%s agent exit status %d", SMP, st);
+    }
+    wait_gone(e, old, "agent SIGTERM");
+
+    char *defects = ks_test_read_file(e->smp.defects, NULL);
+    assert_non_null(defects);
+    unlink(e->smp.log); /* agent_wait_ready reads the new agent's URL from its log */
+    e->smp.url[0] = '\0';
+    e->smp.port = 0;
+    agent_start(e, &e->smp, SMP, e->fx_smp, defects);
+    free(defects);
+    agent_wait_ready(e, &e->smp);
+
+    uint64_t deadline = kd_mono_ms() + WAIT_MS;
+    long status = 0;
+    while (kd_mono_ms() < deadline) {
+        resp r;
+        status = agent_vm_get(&e->smp, "e2e-mv", &r);
+        resp_free(&r);
+        if (status == 200)
+            break;
+        kd_nap_ms(50);
+    }
+    if (status != 200) {
+        dump_logs(e);
+        fail_msg("the restarted agent was not given e2e-mv again (last status %ld)", status);
+    }
+    resp r;
+    assert_int_equal(kd_http(&e->d, &r, "GET", "/v1/vms/e2e-mv", e->d.admin, NULL), 200);
+    uint64_t gen = (uint64_t)json_integer_value(json_object_get(r.json, "generation"));
+    resp_free(&r);
+    json_t *kvm = wait_applied(e, "e2e-mv", gen);
+    pid_t pid = 0;
+    json_t *avm = expect_pinned(e, &e->smp, "e2e-mv", kvm, &pid);
+    assert_true(pid != old);
+    note_qemu(e, pid);
+    e->mv_pid = pid;
+    json_decref(avm);
+    json_decref(kvm);
+
+    /* The event log says why the plan went out again. */
+    assert_int_equal(kd_http(&e->d, &r, "GET", "/v1/events?limit=1000", e->d.admin, NULL), 200);
+    bool seen = false;
+    size_t i;
+    json_t *ev;
+    json_array_foreach(json_object_get(r.json, "items"), i, ev)
+    {
+        const char *type = json_string_value(json_object_get(ev, "type"));
+        const char *vm = json_string_value(json_object_get(ev, "vm"));
+        seen |= type && vm && strcmp(type, "vm.missing_on_host") == 0 && strcmp(vm, "e2e-mv") == 0;
+    }
+    resp_free(&r);
+    assert_true(seen);
+}
+
+/* 5. SIGTERM stops each agent cleanly and its QEMU with it. */
 static void test_e2e_qemu__agents_stop_with_their_qemu(void **state)
 {
     e2e *e = *state;
@@ -840,6 +908,7 @@ int main(void)
         cmocka_unit_test(test_e2e_qemu__hybrid_shape_pins_and_delete_stops),
         cmocka_unit_test(test_e2e_qemu__defect_hides_then_replan_repins_online),
         cmocka_unit_test(test_e2e_qemu__ban_reports_needs_restart),
+        cmocka_unit_test(test_e2e_qemu__agent_restart_restarts_its_vm),
         cmocka_unit_test(test_e2e_qemu__agents_stop_with_their_qemu),
     };
     curl_global_init(CURL_GLOBAL_DEFAULT);
