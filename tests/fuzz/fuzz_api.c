@@ -244,8 +244,9 @@ static ks_plan *decode_plan(const json_t *doc, const char *vm)
 /*
  * After the input's requests: every live VM's plan must decode (the agent
  * decodes it), belong to that VM and host, give it the vCPUs its request
- * asked for, show the guest its required features and hide the forbidden
- * ones; and no host CPU may be pinned by two running VMs.
+ * asked for, show the guest its required features (unless banned) and hide
+ * the forbidden ones, running VMs must not see a banned feature; and no host
+ * CPU may be pinned by two running VMs.
  */
 static void check_fleet(ks_api *api)
 {
@@ -253,6 +254,19 @@ static void check_fleet(ks_api *api)
     snprintf(auth, sizeof(auth), "Bearer %s", tok_admin);
     ks_api_kv h = {"Authorization", auth};
     ks_api_response r;
+    /* Fleet-wide bans hide a feature from every VM, even one that requires it. */
+    ks_featset banned;
+    ks_featset_clear(&banned);
+    memset(&r, 0, sizeof(r));
+    ks_api_handle(api, "GET", "/v1/policies/feature-bans", &h, 1, NULL, 0, &r);
+    check_response(&r, "GET", "/v1/policies/feature-bans");
+    KS_FUZZ_CHECK(r.status == 200, "listing bans answers %d", r.status);
+    json_t *bans = json_loadb(r.body, r.body_len, 0, NULL);
+    KS_FUZZ_CHECK(ks_featset_from_json(&banned, json_object_get(bans, "banned"), "banned", NULL) ==
+                      KS_OK,
+                  "bans list without a valid 'banned' array: %.200s", r.body);
+    json_decref(bans);
+    ks_api_response_destroy(&r);
     memset(&r, 0, sizeof(r));
     ks_api_handle(api, "GET", "/v1/vms?limit=1000", &h, 1, NULL, 0, &r);
     check_response(&r, "GET", "/v1/vms?limit=1000");
@@ -288,13 +302,18 @@ static void check_fleet(ks_api *api)
         if (json_is_object(rj) && ks_vm_request_from_json(&vr, rj, NULL) == KS_OK) {
             KS_FUZZ_CHECK(ks_vm_request_vcpus(vr) == p->n_vcpus, "vm '%s' asked %u vcpus, got %u",
                           name, ks_vm_request_vcpus(vr), p->n_vcpus);
-            KS_FUZZ_CHECK_KNOWN("api-required-not-visible",
-                                ks_featset_subset(&vr->required, &p->visible),
-                                "vm '%s': a required feature is not visible to the guest", name);
+            ks_featset wanted;
+            ks_featset_andnot(&wanted, &vr->required, &banned);
+            KS_FUZZ_CHECK(ks_featset_subset(&wanted, &p->visible),
+                          "vm '%s': a required, unbanned feature is not visible to the guest",
+                          name);
             KS_FUZZ_CHECK(!ks_featset_intersects(&vr->forbidden, &p->visible),
                           "vm '%s': a forbidden feature is visible to the guest", name);
         }
         ks_vm_request_free(vr);
+        if (strcmp(state, "running") == 0)
+            KS_FUZZ_CHECK_KNOWN("api-ban-not-applied", !ks_featset_intersects(&banned, &p->visible),
+                                "running vm '%s' still sees a banned feature", name);
         for (uint32_t v = 0; strcmp(state, "running") == 0 && v < p->n_vcpus; v++) {
             for (size_t k = 0; k < n_pins; k++)
                 KS_FUZZ_CHECK_KNOWN("api-double-allocation",
