@@ -26,6 +26,11 @@
  *    when a member's contribution can change (a report changing its usable
  *    CPUs, drain/undrain, removal, appearance, membership); a pool request
  *    walks the pointers without a lookup per member and reuses the baseline.
+ *  - Per host index, a one-cache-line summary of what a prefilter reads
+ *    (ks_sched__hsum, refreshed in host_link); pools keep their members' host
+ *    indices and id ranks, so a pool request's member walk reads a compact
+ *    array instead of every member host: O(members) cheap reads + the hosts
+ *    it tries.
  *  - Anti-affinity: per host a short list of (group, VM count).
  *  - SMT isolation: per CPU the number of siblings held by isolate VMs
  *    (iso_block) and by any VM (busy_sibs); a non-isolate VM never takes a

@@ -10,8 +10,9 @@
  *  1. Validate; derive `needed` (features every chosen CPU must have usable):
  *     the request's required set, or for a pool VM the pool-visible set
  *     (cached pool baseline - forbidden - bans), which must contain `required`.
- *  2. Candidate hosts: the pinned host; or the pool's members (by cached
- *     pointer, prefetched: the walk is memory-bound); or, when the
+ *  2. Candidate hosts: the pinned host; or the pool's members (prefiltered
+ *     from the per-host summaries; a host the summary cannot answer for is
+ *     read, prefetched); or, when the
  *     eligible classes' host lists are short, their union; otherwise a walk of
  *     the free-count buckets (pack: from `need` up; spread: from the top
  *     down) in batches of BATCH hosts.
