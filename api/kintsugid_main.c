@@ -52,7 +52,8 @@ static const opt_def opts_table[O__COUNT] = {
                   "address to listen on; port 0 picks a free port; IPv6 as [::1]:7420"},
     [O_PORT_FILE] = {"port-file", "KS_PORT_FILE", OPT_STR, NULL, 0, 0, "PATH",
                      "write the bound port number to PATH once listening"},
-    [O_DB] = {"db", "KS_DB", OPT_STR, "./kintsugi.db", 0, 0, "PATH", "SQLite database file"},
+    [O_DB] = {"db", "KS_DB", OPT_STR, "./kintsugi.db", 0, 0, "PATH|URL",
+              "SQLite database file, or a postgresql:// URL (several replicas)"},
     [O_DB_SYNC_FULL] = {"db-sync-full", "KS_DB_SYNC_FULL", OPT_BOOL, "0", 0, 1, NULL,
                         "fsync every commit (synchronous=FULL) for power-loss durability"},
     [O_THREADS] = {"threads", "KS_THREADS", OPT_U64, "4", 1, 256, "N", "HTTP worker threads"},
@@ -102,6 +103,9 @@ static void usage(FILE *f)
                "                 [--description TEXT] [--db PATH]\n"
                "       kintsugid token list [--db PATH]\n"
                "       kintsugid token delete ID [--db PATH]\n"
+               "       kintsugid migrate --from STORE --to STORE   (copy a fleet, e.g.\n"
+               "                 --from sqlite:/var/lib/kintsugi/kintsugi.db --to postgresql://...)\n"
+               "       kintsugid backup PATH [--db STORE]   (consistent copy as a SQLite file)\n"
                "\n"
                "The Kintsugi scheduler daemon: REST API (/v1), SQLite store, fleet index.\n"
                "\nOptions (environment variable in brackets; flags override it):\n");
@@ -693,10 +697,102 @@ done:
     return ret;
 }
 
+/* ---- store sub-commands: migrate, backup ---- */
+
+/* Opens a store for a sub-command; reports on stderr.  URLs are not printed
+ * back: they may hold a password. */
+static int open_cli_store(ks_store **out, const char *what, const char *url)
+{
+    ks_err err = {0};
+    if (ks_store_open(out, url, NULL, &err) != KS_OK) {
+        fprintf(stderr, "kintsugid: cannot open the %s store: %s\n", what, err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* kintsugid migrate --from STORE --to STORE: ks_store_copy into an empty store. */
+static int cmd_migrate(int argc, char **argv)
+{
+    const char *from = NULL, *to = NULL;
+    for (int a = 2; a < argc; a++) {
+        if (strcmp(argv[a], "--from") == 0 && a + 1 < argc) {
+            from = argv[++a];
+        } else if (strcmp(argv[a], "--to") == 0 && a + 1 < argc) {
+            to = argv[++a];
+        } else if (strcmp(argv[a], "--help") == 0 || strcmp(argv[a], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "kintsugid migrate: unexpected argument '%s'\n", argv[a]);
+            return 2;
+        }
+    }
+    if (!from || !to) {
+        fprintf(stderr, "usage: kintsugid migrate --from STORE --to STORE\n");
+        return 2;
+    }
+    ks_store *src = NULL, *dst = NULL;
+    ks_err err = {0};
+    uint64_t rows = 0;
+    int ret = 1;
+    if (open_cli_store(&src, "source", from) != 0 || open_cli_store(&dst, "target", to) != 0)
+        goto done;
+    if (ks_store_copy(&rows, dst, src, &err) != KS_OK) {
+        fprintf(stderr, "kintsugid migrate: %s\n", err.msg);
+        ret = err.code == KS_ECONFLICT ? 2 : 1;
+        goto done;
+    }
+    printf("copied %llu rows from the %s store to the %s store\n", (unsigned long long)rows,
+           ks_store_backend(src), ks_store_backend(dst));
+    ret = 0;
+done:
+    ks_store_close(dst);
+    ks_store_close(src);
+    return ret;
+}
+
+/* kintsugid backup PATH [--db STORE]: ks_store_backup (a SQLite file). */
+static int cmd_backup(int argc, char **argv)
+{
+    const char *path = NULL, *db = getenv("KS_DB");
+    for (int a = 2; a < argc; a++) {
+        if (strcmp(argv[a], "--db") == 0 && a + 1 < argc)
+            db = argv[++a];
+        else if (argv[a][0] != '-' && !path)
+            path = argv[a];
+        else {
+            fprintf(stderr, "kintsugid backup: unexpected argument '%s'\n", argv[a]);
+            return 2;
+        }
+    }
+    if (!path) {
+        fprintf(stderr, "usage: kintsugid backup PATH [--db STORE]\n");
+        return 2;
+    }
+    ks_store *s = NULL;
+    ks_err err = {0};
+    if (open_cli_store(&s, "database", db && db[0] ? db : "./kintsugi.db") != 0)
+        return 1;
+    int ret = 0;
+    if (ks_store_backup(s, path, &err) != KS_OK) {
+        fprintf(stderr, "kintsugid backup: %s\n", err.msg);
+        ret = 1;
+    } else {
+        printf("backup of the %s store written to %s\n", ks_store_backend(s), path);
+    }
+    ks_store_close(s);
+    return ret;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "token") == 0)
         return cmd_token(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "migrate") == 0)
+        return cmd_migrate(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "backup") == 0)
+        return cmd_backup(argc, argv);
     int lc = load_config(argc, argv, 1, false);
     if (lc != 0)
         return lc < 0 ? 2 : 0;

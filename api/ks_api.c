@@ -490,7 +490,9 @@ static ks_code rebuild_index(ks_api *api, ks_err *err)
 {
     rebuild_ctx c = {.api = api, .err = err};
     uint64_t t0 = ks_api_mono_us();
-    ks_code rc = rebuild_hosts(&c);
+    ks_code rc = ks_api__changes_start(api, err);
+    if (rc == KS_OK)
+        rc = rebuild_hosts(&c);
     uint64_t t_hosts = ks_api_mono_us();
     id_list pools = {0};
     if (rc == KS_OK)
@@ -601,8 +603,14 @@ static void *bg_main(void *arg)
     uint64_t period_us = 1000000;
     if (api->opts.lost_after_us && api->opts.lost_after_us / 4 < period_us)
         period_us = api->opts.lost_after_us / 4 > 50000 ? api->opts.lost_after_us / 4 : 50000;
+    /* Replicas follow each other's changes four times a second; the lost-host
+     * sweep keeps its own period. */
+    uint64_t sweep_us = period_us;
+    if (api->replicated && period_us > 250000)
+        period_us = 250000;
     api->last_snapshot_us = ks_api_mono_us();
     api->last_expire_us = api->last_snapshot_us;
+    api->last_sweep_us = 0;
     pthread_mutex_lock(&api->bg_mu);
     while (!api->bg_stop) {
         struct timespec ts;
@@ -615,14 +623,22 @@ static void *bg_main(void *arg)
             break;
         pthread_mutex_unlock(&api->bg_mu);
         pthread_mutex_lock(&api->lock);
-        if (api->opts.lost_after_us)
-            ks_api__mark_lost_hosts(api);
+        ks_err serr = {0};
+        if (ks_api__sync_changes(api, &serr) != KS_OK)
+            ks_log(KS_LOG_WARN, "change feed error='%s', retrying", serr.msg);
+        /* Singleton jobs: only the leader replica runs them. */
+        bool leader = ks_api__is_leader(api);
         uint64_t now = ks_api_mono_us();
-        if (now - api->last_expire_us >= KS_API_EXPIRE_PERIOD_US) {
+        if (leader && api->opts.lost_after_us && now - api->last_sweep_us >= sweep_us) {
+            api->last_sweep_us = now;
+            ks_api__mark_lost_hosts(api);
+        }
+        if (leader && now - api->last_expire_us >= KS_API_EXPIRE_PERIOD_US) {
+            ks_api__prune_changes(api, ks_api_now_us() - KS_API_IDEM_TTL_US);
             api->last_expire_us = now;
             expire_old_rows(api);
         }
-        if (api->opts.snapshot_interval_us &&
+        if (leader && api->opts.snapshot_interval_us &&
             now - api->last_snapshot_us >= api->opts.snapshot_interval_us) {
             api->last_snapshot_us = now;
             ks_api__capacity_snapshot(api);

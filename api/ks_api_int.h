@@ -137,6 +137,11 @@ struct ks_api {
     uint64_t started_us;         /* wall clock at ks_api_new() */
     uint64_t last_snapshot_us;
     uint64_t last_expire_us;
+    uint64_t last_sweep_us;
+    /* several replicas on one store (ks_api_replica.c) */
+    bool replicated;             /* the store is shared (PostgreSQL): follow its change feed */
+    bool leader;                 /* holds the store's leadership (singleton jobs) */
+    int64_t change_cursor;       /* change feed position already applied to the index */
     /* rate limiter: small table of token buckets keyed by principal */
     pthread_mutex_t rl_mu;
     struct {
@@ -233,6 +238,22 @@ void ks_api__capacity_snapshot(ks_api *api);
 /* Store -> fleet: one pool's members; all ban policies (lock held). */
 ks_code ks_api__sync_pool(ks_api *api, const char *name, ks_err *err);
 ks_code ks_api__sync_bans(ks_api *api, ks_err *err);
+
+/* ---- several replicas on one store (ks_api_replica.c); api->lock held ---- */
+/* Notes whether the store is shared and takes the change feed position; call
+ * before loading the index so that no change falls in between. */
+ks_code ks_api__changes_start(ks_api *api, ks_err *err);
+/* Applies the other replicas' changes since the last call to the index. */
+ks_code ks_api__sync_changes(ks_api *api, ks_err *err);
+/* Loads the VMs of `host` the index does not know yet (after a lost race). */
+ks_code ks_api__sync_host(ks_api *api, const char *host, ks_err *err);
+/* Deletes change feed rows older than `older_than_us` (wall clock); a replica
+ * further behind must restart to reload its index. */
+void ks_api__prune_changes(ks_api *api, uint64_t older_than_us);
+/* True when this replica runs the singleton jobs (always on SQLite). */
+bool ks_api__is_leader(ks_api *api);
+/* Placement attempts when another replica takes the chosen CPUs first. */
+#define KS_API_PLACE_TRIES 8
 
 /* The OpenAPI document text (ks_api_openapi.c). */
 extern const char ks_api_openapi_json[];

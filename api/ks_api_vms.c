@@ -110,6 +110,14 @@ void ks_api_h_vm_create(ks_api_req *req)
         ks_err_clear(&err);
     }
 
+    int attempt = 0;
+    if (api->replicated) {
+        /* Start from what the other replicas committed: fewer lost races. */
+        ks_err se = {0};
+        if (ks_api__sync_changes(api, &se) != KS_OK)
+            ks_log(KS_LOG_WARN, "change feed error='%s' req=%s", se.msg, req->request_id);
+    }
+place:;
     uint64_t t0 = ks_api_mono_us();
     rc = ks_sched_place(&plan, api->fleet, vr, &why, &err);
     if (rc != KS_OK) {
@@ -165,6 +173,29 @@ void ks_api_h_vm_create(ks_api_req *req)
         rc = ks_store_commit(api->store, &err);
     else
         ks_api__rollback(api, rc);
+    /* Another replica took one of these CPUs first (the store's UNIQUE
+     * constraint): learn its changes and choose again, a bounded number of
+     * times; after that the conflict goes to the client (409). */
+    if (rc == KS_ECONFLICT && api->replicated && ++attempt < KS_API_PLACE_TRIES) {
+        ks_err se = {0};
+        if (ks_api__sync_host(api, plan->host, &se) != KS_OK ||
+            ks_api__sync_changes(api, &se) != KS_OK)
+            ks_log(KS_LOG_WARN, "replica sync error='%s' req=%s", se.msg, req->request_id);
+        ks_plan_free(plan);
+        plan = NULL;
+        free(request_text);
+        free(plan_text);
+        free(response_text);
+        free(allocs);
+        request_text = plan_text = response_text = NULL;
+        allocs = NULL;
+        json_decref(vm_doc);
+        vm_doc = NULL;
+        ks_log(KS_LOG_DEBUG, "placement conflict vm='%s' attempt=%d req=%s, retrying", vr->name,
+               attempt, req->request_id);
+        ks_err_clear(&err);
+        goto place;
+    }
     if (rc != KS_OK)
         goto fail;
     ks_err e = {0};

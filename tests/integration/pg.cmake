@@ -18,3 +18,25 @@ else()
     add_test(NAME test_pg_replicas COMMAND sh -c "echo 'libpq-dev is required' >&2; exit 1")
     set_tests_properties(test_pg_replicas PROPERTIES LABELS "integration;pg")
 endif()
+
+# Three real kintsugid replicas on one PostgreSQL behind parallel HTTP clients;
+# the leader is killed and another takes over its jobs.
+if(KS_PG_LIBPQ_FOUND)
+    ks_add_integration_test(test_pg_api_replicas
+                            SOURCES ${CMAKE_SOURCE_DIR}/tests/integration/test_pg_api_replicas.c
+                            LIBS ks-common PkgConfig::KS_PG_LIBPQ PkgConfig::JANSSON
+                                 Threads::Threads
+                            DEPENDS kintsugid LABELS pg TIMEOUT 900)
+    set_tests_properties(test_pg_api_replicas PROPERTIES FIXTURES_REQUIRED pg_cluster
+                         ENVIRONMENT "${KS_TEST_ENV};KS_PG_DIR=${KS_PG_TEST_DIR}")
+endif()
+
+# kintsugid migrate / backup between SQLite and PostgreSQL with the real binary.
+if(KS_PG_LIBPQ_FOUND)
+    ks_add_integration_test(test_pg_migrate
+                            SOURCES ${CMAKE_SOURCE_DIR}/tests/integration/test_pg_migrate.c
+                            LIBS ks-common PkgConfig::KS_PG_LIBPQ PkgConfig::JANSSON
+                            DEPENDS kintsugid LABELS pg TIMEOUT 600)
+    set_tests_properties(test_pg_migrate PROPERTIES FIXTURES_REQUIRED pg_cluster
+                         ENVIRONMENT "${KS_TEST_ENV};KS_PG_DIR=${KS_PG_TEST_DIR}")
+endif()
