@@ -1051,9 +1051,10 @@ static bool lex_vcpus(const char *p, const char *end, ks_plan_vcpu *out, uint32_
             const char *k = p + 1;
             size_t kl = (size_t)(ke - k) - 1;
             int key = -1;
+            /* Length first: a key with an embedded NUL ("id\0zz") must not match "id",
+             * and must not make us read past the end of a known key. */
             for (int i = 0; plan_vcpu_keys[i] && key < 0; i++)
-                if (plan_vcpu_keys[i][0] == k[0] && strncmp(plan_vcpu_keys[i], k, kl) == 0 &&
-                    plan_vcpu_keys[i][kl] == '\0')
+                if (strlen(plan_vcpu_keys[i]) == kl && memcmp(plan_vcpu_keys[i], k, kl) == 0)
                     key = i;
             if (key < 0 || (seen & (1u << key)))
                 return false;
