@@ -52,6 +52,7 @@ if [ "$quick" = 1 ]; then
     reclaim_args=(--hosts 1000 --trace-steps 5000)
     api_args=(--hosts 200 --requests 10000 --clients 32)
     place_bench_args=(--hosts 1000 --ops 20000)
+    pg_args=(--replicas 1,2,3 --vms 600)
     agent_runs=1
 else
     fleetsim_args=(--hosts 10000 --trace-steps 20000)
@@ -59,6 +60,7 @@ else
     reclaim_args=(--hosts 10000 --trace-steps 50000)
     api_args=(--hosts 1000 --requests 40000 --clients 32)
     place_bench_args=(--hosts 1000,10000)
+    pg_args=(--replicas 1,2,3 --vms 3000)
     agent_runs=5
 fi
 
@@ -87,6 +89,12 @@ if [ -x "$B/place_bench" ]; then
 fi
 if [ -x "$B/agent_report" ]; then
     run agent_report "$B/agent_report" --runs "$agent_runs"
+fi
+# PostgreSQL replicas next to SQLite (bench_pg starts a throwaway cluster; it
+# needs the server from Debian's postgresql package, a test dependency).
+if [ -x "$B/bench_pg" ]; then
+    ./scripts/deps.sh --test
+    run bench_pg "$B/bench_pg" "${pg_args[@]}"
 fi
 
 echo
