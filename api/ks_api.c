@@ -577,6 +577,9 @@ done:
 }
 
 #define KS_API_EXPIRE_PERIOD_US (600ull * 1000000)
+/* Replicas: how often the leader re-queues plans no replica delivered, and how
+ * old such a plan must be (younger ones are still in their replica's queue). */
+#define KS_API_PUSH_SWEEP_US (5ull * 1000000)
 #define KS_API_IDEM_TTL_US (24ull * 3600 * 1000000)
 
 /* Idempotency keys are kept one day: long enough for any client retry loop. */
@@ -637,6 +640,10 @@ static void *bg_main(void *arg)
             ks_api__prune_changes(api, ks_api_now_us() - KS_API_IDEM_TTL_US);
             api->last_expire_us = now;
             expire_old_rows(api);
+        }
+        if (leader && api->replicated && now - api->last_push_sweep_us >= KS_API_PUSH_SWEEP_US) {
+            api->last_push_sweep_us = now;
+            ks_api_pusher_sweep(api->pusher, ks_api_now_us() - KS_API_PUSH_SWEEP_US);
         }
         if (leader && api->opts.snapshot_interval_us &&
             now - api->last_snapshot_us >= api->opts.snapshot_interval_us) {

@@ -138,6 +138,7 @@ struct ks_api {
     uint64_t last_snapshot_us;
     uint64_t last_expire_us;
     uint64_t last_sweep_us;
+    uint64_t last_push_sweep_us; /* leader: last re-queue of undelivered plans */
     /* several replicas on one store (ks_api_replica.c) */
     bool replicated;             /* the store is shared (PostgreSQL): follow its change feed */
     bool leader;                 /* holds the store's leadership (singleton jobs) */

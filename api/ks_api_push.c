@@ -492,12 +492,37 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+typedef struct unapplied_ctx {
+    ks_api_pusher *p;
+    uint64_t older_than_us; /* UINT64_MAX: any age */
+} unapplied_ctx;
+
+/* Called with p->mu held. */
 static int queue_unapplied(void *ctx, const ks_store_vm_row *row)
 {
-    ks_api_pusher *p = ctx;
-    if (row->applied_generation < row->generation && !row->apply_error[0])
-        enqueue(p, PUSH_APPLY, row->name, row->host_id, NULL);
+    unapplied_ctx *u = ctx;
+    if (row->applied_generation < row->generation && !row->apply_error[0] &&
+        row->updated_us < u->older_than_us && !queued_apply(u->p, row->name))
+        enqueue(u->p, PUSH_APPLY, row->name, row->host_id, NULL);
     return 0;
+}
+
+void ks_api_pusher_sweep(ks_api_pusher *p, uint64_t older_than_us)
+{
+    if (!p)
+        return;
+    ks_err err = {0};
+    ks_store_vm_filter f = KS_STORE_VM_FILTER_INIT;
+    unapplied_ctx u = {.p = p, .older_than_us = older_than_us};
+    size_t before = ks_api_pusher_pending(p);
+    pthread_mutex_lock(&p->mu);
+    ks_code rc = ks_store_vm_list(p->api->store, &f, queue_unapplied, &u, &err);
+    size_t after = p->n_items + p->in_flight;
+    pthread_mutex_unlock(&p->mu);
+    if (rc != KS_OK)
+        ks_log(KS_LOG_WARN, "plan push sweep failed error='%s', retrying later", err.msg);
+    else if (after > before)
+        ks_log(KS_LOG_INFO, "plan push sweep queued=%zu undelivered plans", after - before);
 }
 
 ks_code ks_api_pusher_start(ks_api_pusher **out, ks_api *api, const char *token, ks_err *err)
@@ -523,8 +548,9 @@ ks_code ks_api_pusher_start(ks_api_pusher **out, ks_api *api, const char *token,
         snprintf(p->auth_header, cap, "Authorization: Bearer %s", token);
     }
     ks_store_vm_filter f = KS_STORE_VM_FILTER_INIT;
+    unapplied_ctx u = {.p = p, .older_than_us = UINT64_MAX};
     pthread_mutex_lock(&p->mu);
-    ks_code rc = ks_store_vm_list(api->store, &f, queue_unapplied, p, err);
+    ks_code rc = ks_store_vm_list(api->store, &f, queue_unapplied, &u, err);
     pthread_mutex_unlock(&p->mu);
     if (rc != KS_OK) {
         ks_api_pusher_stop(p);

@@ -25,6 +25,7 @@
 #define KS_API_PUSH_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "ks_err.h"
 
@@ -59,6 +60,17 @@ void ks_api_pusher_host_changed(ks_api_pusher *p, const char *host);
  */
 void ks_api_agent_url(ks_api_pusher *p, struct ks_api *api, const char *host, char *out,
                       size_t cap);
+
+/*
+ * Replicas (several kintsugid on one PostgreSQL): each replica pushes the plans
+ * it commits, and the leader sweeps for plans nobody delivered - their replica
+ * died before pushing, or runs with plan push off.  Queues every VM whose plan
+ * is not applied, not flagged with an apply error, and unchanged since before
+ * `older_than_us` (wall clock), so fresh placements are left to their replica.
+ * A plan sent twice is harmless: the agent answers an equal plan of the same
+ * generation with 200.  The caller holds the fleet lock.  NULL-safe on p.
+ */
+void ks_api_pusher_sweep(ks_api_pusher *p, uint64_t older_than_us);
 
 /* Items waiting or being delivered (for /metrics and tests). */
 size_t ks_api_pusher_pending(ks_api_pusher *p);

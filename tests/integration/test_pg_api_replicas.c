@@ -281,6 +281,96 @@ static void test_pg_api__replicas(void **state) {
   pg_exec("postgres", "DROP DATABASE IF EXISTS " DB " WITH (FORCE)");
 }
 
+/*
+ * Plan pushes are a leader job too: a plan its replica never delivered (that
+ * replica died first, or runs with --no-plan-push as here) is pushed by the
+ * leader's sweep.  Replica 0 pushes and leads; replica 1 places but never
+ * pushes; a real agent (dry-run driver) must still get the plan.
+ */
+static void test_pg_api__leader_pushes_undelivered_plans(void **state) {
+  (void)state;
+  pg_exec("postgres", "DROP DATABASE IF EXISTS " DB " WITH (FORCE)");
+  pg_exec("postgres", "CREATE DATABASE " DB);
+  assert_true(mkdir(g_dir, 0700) == 0 || access(g_dir, F_OK) == 0);
+  static const char *const lead_args[] = {"--lost-after", "3600", NULL};
+  static const char *const quiet_args[] = {"--lost-after", "3600",
+                                           "--no-plan-push", NULL};
+  start_replica(0, lead_args);
+  uint64_t deadline = kd_mono_ms() + 20000;
+  while (!log_has(&reps[0], "is now the leader") && kd_mono_ms() < deadline)
+    kd_nap_ms(50);
+  assert_true(log_has(&reps[0], "is now the leader"));
+  start_replica(1, quiet_args);
+
+  /* The agent reports through replica 0 and serves plans (dry-run driver). */
+  char token[128], bin[600], server[64], fixture[700], state_dir[700], log[700];
+  kd_token(&reps[0], "agent", "sweep-h1", token, sizeof(token));
+  ks_test_path(bin, sizeof(bin), "%s/agent/kintsugi-agent", ks_test_build_dir());
+  ks_test_path(server, sizeof(server), "http://127.0.0.1:%u", reps[0].port);
+  ks_test_path(fixture, sizeof(fixture),
+               "%s/hwloc-x86/Intel-Haswell-2xXeon-E5-2680v3.tar.bz2",
+               ks_test_fixtures_dir());
+  ks_test_path(state_dir, sizeof(state_dir), "%s/agent-state", g_dir);
+  ks_test_path(log, sizeof(log), "%s/agent.log", g_dir);
+  char *argv[] = {bin, (char *)"run", (char *)"--server", server,
+                  (char *)"--token", token, (char *)"--fixture", fixture,
+                  (char *)"--host-id", (char *)"sweep-h1", (char *)"--listen",
+                  (char *)"127.0.0.1:0", (char *)"--insecure-no-auth",
+                  (char *)"--driver", (char *)"dry-run", (char *)"--state-dir",
+                  state_dir, (char *)"--heartbeat", (char *)"1", NULL};
+  pid_t agent = fork();
+  assert_true(agent >= 0);
+  if (agent == 0) {
+    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
+    }
+    execv(argv[0], argv);
+    _exit(127);
+  }
+
+  /* Replica 1 learns the host from the feed, then places on it. */
+  resp r;
+  long s = 0;
+  deadline = kd_mono_ms() + 20000;
+  while (kd_mono_ms() < deadline) {
+    s = kd_http(&reps[1], &r, "POST", "/v1/vms", reps[0].admin,
+                "{\"name\":\"swept-1\",\"vcpus\":1,\"host\":\"sweep-h1\"}");
+    resp_free(&r);
+    if (s == 201)
+      break;
+    kd_nap_ms(100);
+  }
+  if (s != 201) {
+    kill(agent, SIGKILL);
+    waitpid(agent, NULL, 0);
+    fail_msg("POST /v1/vms through replica 1: %ld", s);
+  }
+  /* Nobody but the leader's sweep can deliver it. */
+  json_int_t applied = 0;
+  deadline = kd_mono_ms() + 30000;
+  while (kd_mono_ms() < deadline) {
+    if (kd_http(&reps[0], &r, "GET", "/v1/vms/swept-1", reps[0].admin, NULL) ==
+        200)
+      applied = json_integer_value(json_object_get(r.json, "applied_generation"));
+    resp_free(&r);
+    if (applied >= 1)
+      break;
+    kd_nap_ms(100);
+  }
+  kill(agent, SIGTERM);
+  waitpid(agent, NULL, 0);
+  if (applied < 1)
+    fail_msg("the leader never delivered swept-1's plan (applied %lld)",
+             (long long)applied);
+  assert_true(log_has(&reps[0], "plan push sweep queued"));
+  for (int i = 0; i < 2; i++)
+    assert_int_equal(kd_stop(&reps[i]), 0);
+  ks_test_rmdir(g_dir);
+  pg_exec("postgres", "DROP DATABASE IF EXISTS " DB " WITH (FORCE)");
+}
+
 /* Whatever happened, no replica outlives the test. */
 static int teardown(void **state) {
   (void)state;
@@ -306,7 +396,9 @@ int main(void) {
   ks_test_mkdtemp(g_dir, sizeof(g_dir));
   curl_global_init(CURL_GLOBAL_DEFAULT);
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test_teardown(test_pg_api__replicas, teardown)};
+      cmocka_unit_test_teardown(test_pg_api__replicas, teardown),
+      cmocka_unit_test_teardown(test_pg_api__leader_pushes_undelivered_plans,
+                                teardown)};
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   curl_global_cleanup();
   return rc;
