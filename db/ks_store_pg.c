@@ -1307,20 +1307,28 @@ static ks_code pg_host_set_state(ks_store *s, const char *id, ks_store_host_stat
     return write_one(pg(s), ST_HOST_SET_STATE, &a, "host", id, err);
 }
 
-static ks_code pg_host_delete(ks_store *s, const char *id, ks_err *err)
+/* Deletes row `id` of a host or pool (`what`) under its row lock, refused while
+ * VMs use it. */
+static ks_code delete_if_no_vms(pg_store *p, int lock_st, int count_st, int delete_st,
+                                const char *what, const char *id, ks_err *err)
 {
-    pg_store *p = pg(s);
     pgp a = {0};
     p_text(&a, id);
-    ks_code rc = write_one(p, ST_HOST_LOCK, &a, "host", id, err);
+    ks_code rc = write_one(p, lock_st, &a, what, id, err);
     int64_t n_vms = 0;
     if (rc == KS_OK)
-        rc = count_by(&n_vms, p, ST_HOST_VM_COUNT, id, err);
+        rc = count_by(&n_vms, p, count_st, id, err);
     if (rc != KS_OK)
         return rc;
     if (n_vms > 0)
-        return ks_err_set(err, KS_ECONFLICT, "host '%s' has %lld vms", id, (long long)n_vms);
-    return write_one(p, ST_HOST_DELETE, &a, "host", id, err);
+        return ks_err_set(err, KS_ECONFLICT, "%s '%s' has %lld vms", what, id, (long long)n_vms);
+    return write_one(p, delete_st, &a, what, id, err);
+}
+
+static ks_code pg_host_delete(ks_store *s, const char *id, ks_err *err)
+{
+    return delete_if_no_vms(pg(s), ST_HOST_LOCK, ST_HOST_VM_COUNT, ST_HOST_DELETE, "host", id,
+                            err);
 }
 
 static void p_host_filter(pgp *a, const ks_store_host_filter *f)
@@ -1777,18 +1785,8 @@ static ks_code pg_pool_list(ks_store *s, ks_store_pool_cb cb, void *ctx, ks_err 
 
 static ks_code pg_pool_delete(ks_store *s, const char *name, ks_err *err)
 {
-    pg_store *p = pg(s);
-    pgp a = {0};
-    p_text(&a, name);
-    ks_code rc = write_one(p, ST_POOL_LOCK, &a, "pool", name, err);
-    int64_t n_vms = 0;
-    if (rc == KS_OK)
-        rc = count_by(&n_vms, p, ST_POOL_VM_COUNT, name, err);
-    if (rc != KS_OK)
-        return rc;
-    if (n_vms > 0)
-        return ks_err_set(err, KS_ECONFLICT, "pool '%s' has %lld vms", name, (long long)n_vms);
-    return write_one(p, ST_POOL_DELETE, &a, "pool", name, err);
+    return delete_if_no_vms(pg(s), ST_POOL_LOCK, ST_POOL_VM_COUNT, ST_POOL_DELETE, "pool", name,
+                            err);
 }
 
 /* Members are the one write whose constraint errors (a duplicate, an unknown

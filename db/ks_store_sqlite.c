@@ -1097,21 +1097,27 @@ static ks_code count_by(int64_t *out, sq_store *q, int id, const char *arg, ks_e
     return rc;
 }
 
-static ks_code sq_host_delete(ks_store *s, const char *id, ks_err *err)
+/* Deletes row `id` of a host or pool (`what`), refused while VMs use it. */
+static ks_code delete_if_no_vms(sq_store *q, int count_st, int delete_st, const char *what,
+                                const char *id, ks_err *err)
 {
-    sq_store *q = sq(s);
     int64_t n_vms = 0;
-    ks_code rc = count_by(&n_vms, q, ST_HOST_VM_COUNT, id, err);
+    ks_code rc = count_by(&n_vms, q, count_st, id, err);
     if (rc != KS_OK)
         return rc;
     if (n_vms > 0)
-        return ks_err_set(err, KS_ECONFLICT, "host '%s' has %lld vms", id, (long long)n_vms);
+        return ks_err_set(err, KS_ECONFLICT, "%s '%s' has %lld vms", what, id, (long long)n_vms);
     sqlite3_stmt *st = NULL;
-    rc = stmt(&st, q, ST_HOST_DELETE, err);
+    rc = stmt(&st, q, delete_st, err);
     if (rc != KS_OK)
         return rc;
     bind_text(st, 1, id);
-    return write_one(q, st, "host", id, err);
+    return write_one(q, st, what, id, err);
+}
+
+static ks_code sq_host_delete(ks_store *s, const char *id, ks_err *err)
+{
+    return delete_if_no_vms(sq(s), ST_HOST_VM_COUNT, ST_HOST_DELETE, "host", id, err);
 }
 
 static void bind_host_filter(sqlite3_stmt *st, const ks_store_host_filter *f)
@@ -1653,19 +1659,7 @@ static ks_code sq_pool_list(ks_store *s, ks_store_pool_cb cb, void *ctx, ks_err 
 
 static ks_code sq_pool_delete(ks_store *s, const char *name, ks_err *err)
 {
-    sq_store *q = sq(s);
-    int64_t n_vms = 0;
-    ks_code rc = count_by(&n_vms, q, ST_POOL_VM_COUNT, name, err);
-    if (rc != KS_OK)
-        return rc;
-    if (n_vms > 0)
-        return ks_err_set(err, KS_ECONFLICT, "pool '%s' has %lld vms", name, (long long)n_vms);
-    sqlite3_stmt *st = NULL;
-    rc = stmt(&st, q, ST_POOL_DELETE, err);
-    if (rc != KS_OK)
-        return rc;
-    bind_text(st, 1, name);
-    return write_one(q, st, "pool", name, err);
+    return delete_if_no_vms(sq(s), ST_POOL_VM_COUNT, ST_POOL_DELETE, "pool", name, err);
 }
 
 static ks_code sq_pool_members_set(ks_store *s, const char *name, const char *const *host_ids,
