@@ -18,6 +18,7 @@
 #include "ks_report.h"
 
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -248,26 +249,39 @@ static ks_code over_cap(ks_err *err, const char *what, uint32_t n, uint32_t cap)
     return ks_err_set(err, KS_EINVAL, "too many %s (%u, at most %u)", what, n, cap);
 }
 
+/*
+ * resize() for arrays whose elements own one heap pointer (at `owned_offset`):
+ * when shrinking, the dropped elements' pointers are freed only once the resize
+ * can no longer fail (a shrinking realloc may still fail).
+ */
+static ks_code resize_owning(void **arr, uint32_t *n, uint32_t new_n, size_t sz,
+                             size_t owned_offset, const char *what, ks_err *err)
+{
+    uint32_t old = *n;
+    void **keep = NULL;
+    if (new_n < old) {
+        keep = malloc((size_t)(old - new_n) * sizeof(*keep));
+        if (!keep)
+            return ks_err_set(err, KS_ENOMEM, "out of memory resizing %s", what);
+        for (uint32_t i = new_n; i < old; i++)
+            memcpy(&keep[i - new_n], (char *)*arr + (size_t)i * sz + owned_offset,
+                   sizeof(void *));
+    }
+    ks_code rc = resize(arr, n, new_n, sz, err);
+    if (rc == KS_OK && new_n < old)
+        for (uint32_t i = 0; i < old - new_n; i++)
+            free(keep[i]);
+    free(keep);
+    return rc;
+}
+
 ks_code ks_report_alloc_cpus(ks_report *r, uint32_t n, ks_err *err)
 {
     if (n > KS_REPORT_MAX_CPUS)
         return over_cap(err, "cpus", n, KS_REPORT_MAX_CPUS);
-    /* Shrinking: release the defects of the CPUs that go away, but only once
-     * the resize can no longer fail (shrinking realloc may still fail). */
     uint32_t old = r->n_cpus;
-    ks_defect **keep = NULL;
-    if (n < old) {
-        keep = malloc((size_t)(old - n) * sizeof(*keep));
-        if (!keep)
-            return ks_err_set(err, KS_ENOMEM, "out of memory resizing cpus");
-        for (uint32_t i = n; i < old; i++)
-            keep[i - n] = r->cpus[i].defects;
-    }
-    ks_code rc = resize((void **)&r->cpus, &r->n_cpus, n, sizeof(ks_cpu), err);
-    if (rc == KS_OK && n < old)
-        for (uint32_t i = 0; i < old - n; i++)
-            free(keep[i]);
-    free(keep);
+    ks_code rc = resize_owning((void **)&r->cpus, &r->n_cpus, n, sizeof(ks_cpu),
+                               offsetof(ks_cpu, defects), "cpus", err);
     if (rc != KS_OK)
         return rc;
     for (uint32_t i = old; i < n; i++) {
@@ -287,19 +301,8 @@ ks_code ks_report_alloc_caches(ks_report *r, uint32_t n, ks_err *err)
     if (n > KS_REPORT_MAX_CACHES)
         return over_cap(err, "caches", n, KS_REPORT_MAX_CACHES);
     uint32_t old = r->n_caches;
-    int32_t **keep = NULL;
-    if (n < old) {
-        keep = malloc((size_t)(old - n) * sizeof(*keep));
-        if (!keep)
-            return ks_err_set(err, KS_ENOMEM, "out of memory resizing caches");
-        for (uint32_t i = n; i < old; i++)
-            keep[i - n] = r->caches[i].cpus;
-    }
-    ks_code rc = resize((void **)&r->caches, &r->n_caches, n, sizeof(ks_cache), err);
-    if (rc == KS_OK && n < old)
-        for (uint32_t i = 0; i < old - n; i++)
-            free(keep[i]);
-    free(keep);
+    ks_code rc = resize_owning((void **)&r->caches, &r->n_caches, n, sizeof(ks_cache),
+                               offsetof(ks_cache, cpus), "caches", err);
     if (rc != KS_OK)
         return rc;
     for (uint32_t i = old; i < n; i++)
