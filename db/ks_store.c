@@ -313,6 +313,23 @@ bool ks_store_in_txn(const ks_store *s)
     return s && s->in_txn;
 }
 
+ks_code ks_store_set_commit_veto(ks_store *s, bool (*veto)(void *ctx), void *ctx, ks_err *err)
+{
+    CHECK_STORE(s, err);
+    if (!s->ops->set_commit_veto)
+        return ks_err_set(err, KS_EUNSUPPORTED, "%s: no commit fault injection", s->ops->name);
+    return s->ops->set_commit_veto(s, veto, ctx, err);
+}
+
+ks_code ks_store_savepoint(ks_store *s, ks_store_sp_action action, ks_err *err)
+{
+    CHECK_WRITE(s, err);
+    CHECK_ARG(action == KS_STORE_SP_MARK || action == KS_STORE_SP_KEEP ||
+                  action == KS_STORE_SP_UNDO,
+              err, "unknown savepoint action");
+    return s->ops->savepoint(s, action, err);
+}
+
 ks_code ks_store_backup(ks_store *s, const char *path, ks_err *err)
 {
     CHECK_STORE(s, err);

@@ -90,11 +90,18 @@ typedef struct ks_store_options {
     bool sync_full;           /* synchronous=FULL (power-loss durable commits); default NORMAL */
     uint32_t busy_timeout_ms; /* wait for a lock held by another connection; default 5000 */
     bool read_only;           /* open an existing, current database for reading only */
+    /* SQLite: WAL checkpoints run on a background thread of the handle (its
+     * own connection, PASSIVE, every 100 ms) instead of inside the COMMIT
+     * that crosses 1000 WAL pages, so commits stay a WAL append and no
+     * request pays for a checkpoint's copy and fsync.  COMMIT still
+     * checkpoints when the WAL passes 64 MiB (the thread fell behind).
+     * Ignored by PostgreSQL and read-only handles. */
+    bool background_checkpoint;
 } ks_store_options;
 
 #define KS_STORE_OPTIONS_INIT                                                                      \
     {                                                                                              \
-        false, 5000, false                                                                         \
+        false, 5000, false, false                                                                  \
     }
 
 /*
@@ -129,6 +136,28 @@ ks_code ks_store_commit(ks_store *s, ks_err *err);
 /* Discards the open transaction; a no-op returning KS_OK when none is open. */
 ks_code ks_store_rollback(ks_store *s, ks_err *err);
 bool ks_store_in_txn(const ks_store *s);
+
+/*
+ * Savepoints inside the open transaction, for callers that put several
+ * independent units of work in one transaction (kintsugid's group commit):
+ * a unit that fails is undone alone.  One level only.
+ *   KS_STORE_SP_MARK      starts the unit;
+ *   KS_STORE_SP_KEEP      ends it, keeping its writes in the transaction;
+ *   KS_STORE_SP_UNDO      ends it, discarding its writes.
+ * KS_EINTERNAL without an open transaction.  KS_EIO when the whole
+ * transaction was already lost (SQLite rolls back on I/O errors): the caller
+ * must roll back.
+ */
+typedef enum { KS_STORE_SP_MARK, KS_STORE_SP_KEEP, KS_STORE_SP_UNDO } ks_store_sp_action;
+ks_code ks_store_savepoint(ks_store *s, ks_store_sp_action action, ks_err *err);
+
+/*
+ * Fault injection for tests: while set, every COMMIT asks veto(ctx) and a
+ * true answer turns it into a rollback, so ks_store_commit() fails (and
+ * rolls back) as it would on a full disk.  NULL clears it.  KS_EUNSUPPORTED on
+ * PostgreSQL.
+ */
+ks_code ks_store_set_commit_veto(ks_store *s, bool (*veto)(void *ctx), void *ctx, ks_err *err);
 
 /*
  * Online backup of the whole database to a new file at `path` (replaced if it

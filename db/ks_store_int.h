@@ -48,6 +48,9 @@ typedef struct ks_store_ops {
     ks_code (*begin)(ks_store *s, ks_err *err);
     ks_code (*commit)(ks_store *s, ks_err *err);
     ks_code (*rollback)(ks_store *s, ks_err *err);
+    ks_code (*savepoint)(ks_store *s, ks_store_sp_action action, ks_err *err);
+    ks_code (*set_commit_veto)(ks_store *s, bool (*veto)(void *ctx), void *ctx,
+                               ks_err *err); /* NULL: unsupported */
     ks_code (*backup)(ks_store *s, const char *path, ks_err *err);
     ks_code (*integrity_check)(ks_store *s, ks_err *err);
     ks_code (*query_int)(int64_t *out, ks_store *s, const char *sql, ks_err *err);

@@ -808,6 +808,20 @@ static ks_code pg_rollback(ks_store *s, ks_err *err)
     return exec_simple(p, "ROLLBACK", "rollback", err);
 }
 
+static ks_code pg_savepoint(ks_store *s, ks_store_sp_action action, ks_err *err)
+{
+    pg_store *p = pg(s);
+    if (PQtransactionStatus(p->c) == PQTRANS_IDLE)
+        return ks_err_set(err, KS_EIO, "transaction was rolled back by an earlier error");
+    static const char *const sql[] = {[KS_STORE_SP_MARK] = "SAVEPOINT ks_unit",
+                                      [KS_STORE_SP_KEEP] = "RELEASE SAVEPOINT ks_unit",
+                                      [KS_STORE_SP_UNDO] = "ROLLBACK TO SAVEPOINT ks_unit"};
+    ks_code rc = exec_simple(p, sql[action], "savepoint", err);
+    if (rc == KS_OK && action == KS_STORE_SP_UNDO)
+        rc = exec_simple(p, sql[KS_STORE_SP_KEEP], "savepoint", err);
+    return rc;
+}
+
 static ks_code pg_commit(ks_store *s, ks_err *err)
 {
     pg_store *p = pg(s);
@@ -2401,6 +2415,7 @@ static const ks_store_ops pg_ops = {
     .begin = pg_begin,
     .commit = pg_commit,
     .rollback = pg_rollback,
+    .savepoint = pg_savepoint,
     .backup = pg_backup,
     .integrity_check = pg_integrity_check,
     .query_int = pg_query_int,

@@ -19,9 +19,11 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -51,6 +53,9 @@ enum {
     ST_BEGIN,
     ST_COMMIT,
     ST_ROLLBACK,
+    ST_SP_MARK,
+    ST_SP_KEEP,
+    ST_SP_UNDO,
     ST_HOST_HEAD,
     ST_HOST_UPSERT,
     ST_REPORT_UPSERT,
@@ -127,6 +132,9 @@ static const char *const sql_text[ST__COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
+    [ST_SP_MARK] = "SAVEPOINT ks_unit",
+    [ST_SP_KEEP] = "RELEASE ks_unit",
+    [ST_SP_UNDO] = "ROLLBACK TO ks_unit",
     [ST_HOST_HEAD] = "SELECT boot_id, generation FROM hosts WHERE id = ?1",
     [ST_HOST_UPSERT] =
         "INSERT INTO hosts (id, hostname, arch, vendor, model_name, state, boot_id, generation, "
@@ -260,11 +268,23 @@ static const char *const sql_text[ST__COUNT] = {
     [ST_BEGIN_READ] = "BEGIN DEFERRED",
 };
 
+/* options.background_checkpoint: a thread with its own connection. */
+typedef struct sq_checkpointer {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stop;
+    sqlite3 *db;
+} sq_checkpointer;
+
 typedef struct sq_store {
     ks_store base; /* first: a ks_store * is a sq_store * */
     sqlite3 *db;
     sqlite3_stmt *st[ST__COUNT];
     sqlite3_stmt *raw_ins[KS_STORE__N_TABLES]; /* ks_store_copy inserts, prepared on first use */
+    sq_checkpointer *ckpt;                     /* NULL unless background_checkpoint */
+    bool (*veto)(void *ctx);                   /* ks_store_set_commit_veto */
+    void *veto_ctx;
 } sq_store;
 
 static sq_store *sq(ks_store *s)
@@ -472,9 +492,78 @@ static ks_code sq_int_pragma(int64_t *out, sq_store *q, const char *sql, ks_err 
     return code;
 }
 
+#define CHECKPOINT_PERIOD_NS 100000000L
+
+static void *checkpoint_main(void *arg)
+{
+    sq_checkpointer *c = arg;
+    pthread_mutex_lock(&c->mu);
+    while (!c->stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += CHECKPOINT_PERIOD_NS;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+        if (c->stop)
+            break;
+        pthread_mutex_unlock(&c->mu);
+        /* PASSIVE: copies what no reader still needs, never waits for the
+         * writer; a busy or failed round is retried at the next period. */
+        sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        pthread_mutex_lock(&c->mu);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+static void checkpointer_stop(sq_checkpointer *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->stop = true;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    pthread_join(c->thread, NULL);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+    sqlite3_close_v2(c->db);
+    free(c);
+}
+
+static ks_code checkpointer_start(sq_checkpointer **out, const char *path, ks_err *err)
+{
+    sq_checkpointer *c = calloc(1, sizeof(*c));
+    if (!c)
+        return ks_err_set(err, KS_ENOMEM, "out of memory");
+    int src = sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (src != SQLITE_OK) {
+        ks_code rc = ks_err_set(err, map_rc(src), "open '%s' for checkpoints: %s", path,
+                                c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(src));
+        sqlite3_close_v2(c->db);
+        free(c);
+        return rc;
+    }
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    if (pthread_create(&c->thread, NULL, checkpoint_main, c) != 0) {
+        pthread_mutex_destroy(&c->mu);
+        pthread_cond_destroy(&c->cv);
+        sqlite3_close_v2(c->db);
+        free(c);
+        return ks_err_set(err, KS_EINTERNAL, "cannot start the checkpoint thread");
+    }
+    *out = c;
+    return KS_OK;
+}
+
 static void sq_close(ks_store *s)
 {
     sq_store *q = sq(s);
+    checkpointer_stop(q->ckpt);
     for (int i = 0; i < ST__COUNT; i++)
         sqlite3_finalize(q->st[i]);
     for (int i = 0; i < KS_STORE__N_TABLES; i++)
@@ -540,6 +629,41 @@ static ks_code sq_commit(ks_store *s, ks_err *err)
         return rc;
     }
     s->in_txn = false;
+    return KS_OK;
+}
+
+static ks_code sq_savepoint(ks_store *s, ks_store_sp_action action, ks_err *err)
+{
+    sq_store *q = sq(s);
+    if (sqlite3_get_autocommit(q->db))
+        return ks_err_set(err, KS_EIO, "transaction was rolled back by an earlier error");
+    static const int which[] = {[KS_STORE_SP_MARK] = ST_SP_MARK, [KS_STORE_SP_KEEP] = ST_SP_KEEP,
+                                [KS_STORE_SP_UNDO] = ST_SP_UNDO};
+    sqlite3_stmt *st = NULL;
+    ks_code rc = stmt(&st, q, which[action], err);
+    if (rc != KS_OK)
+        return rc;
+    int src = step_done(st);
+    stmt_done(st);
+    if (src != SQLITE_OK)
+        return sq_fail(q, src, "savepoint", err);
+    /* ROLLBACK TO keeps the savepoint open: end it, writes discarded. */
+    return action == KS_STORE_SP_UNDO ? sq_savepoint(s, KS_STORE_SP_KEEP, err) : KS_OK;
+}
+
+static int commit_hook(void *arg)
+{
+    sq_store *q = arg;
+    return q->veto && q->veto(q->veto_ctx) ? 1 : 0;
+}
+
+static ks_code sq_set_commit_veto(ks_store *s, bool (*veto)(void *ctx), void *ctx, ks_err *err)
+{
+    (void)err;
+    sq_store *q = sq(s);
+    q->veto = veto;
+    q->veto_ctx = ctx;
+    sqlite3_commit_hook(q->db, veto ? commit_hook : NULL, q);
     return KS_OK;
 }
 
@@ -2305,6 +2429,8 @@ static const ks_store_ops sqlite_ops = {
     .begin = sq_begin,
     .commit = sq_commit,
     .rollback = sq_rollback,
+    .savepoint = sq_savepoint,
+    .set_commit_veto = sq_set_commit_veto,
     .backup = sq_backup,
     .integrity_check = sq_integrity_check,
     .query_int = sq_query_int,
@@ -2462,6 +2588,11 @@ ks_code ks_store__sqlite_open(ks_store **out, const char *path, const ks_store_o
          * instead of keeping its high-water mark on disk. */
         if (rc == KS_OK)
             rc = sq_exec(q, "PRAGMA journal_size_limit = 67108864", "set WAL size limit", err);
+        /* 16384 pages = 64 MiB: only a safety net when the owner's
+         * background checkpoints fall behind (the default, 1000 pages, runs
+         * a checkpoint and its fsync inside every ~1000th page's COMMIT). */
+        if (rc == KS_OK && opts->background_checkpoint)
+            rc = sq_exec(q, "PRAGMA wal_autocheckpoint = 16384", "set WAL checkpoint", err);
         if (rc == KS_OK)
             rc = sq_int_pragma(&dummy, q, "PRAGMA foreign_keys", err);
         if (rc == KS_OK && dummy != 1)
@@ -2480,6 +2611,10 @@ ks_code ks_store__sqlite_open(ks_store **out, const char *path, const ks_store_o
         rc = sq_exec(q, "PRAGMA mmap_size = 268435456", "set mmap size", err);
     if (rc == KS_OK)
         rc = migrate(q, path, err);
+    /* An in-memory database has no WAL to checkpoint. */
+    if (rc == KS_OK && opts->background_checkpoint && !opts->read_only &&
+        strcmp(path, ":memory:") != 0)
+        rc = checkpointer_start(&q->ckpt, path, err);
     if (rc != KS_OK)
         goto done;
     *out = &q->base;
