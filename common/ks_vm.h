@@ -118,6 +118,10 @@ json_t *ks_plan_to_json(const ks_plan *p);
 /* KS_EINVAL with the JSON path on malformed input (duplicate host CPUs, vcpu ids
  * not 0..n-1, topology product smaller than n_vcpus, unknown features, ...). */
 ks_code ks_plan_from_json(ks_plan **out, const json_t *doc, ks_err *err);
+/* The same document as canonical text: exactly json_dumps(ks_plan_to_json(p),
+ * JSON_COMPACT | JSON_SORT_KEYS), built without jansson on the hot path
+ * (ks_vm_text.c).  Caller frees; NULL when out of memory.  Thread-safe. */
+char *ks_plan_to_text(const ks_plan *p);
 
 /*
  * Parses plan text and decodes it like ks_plan_from_json (same result, same

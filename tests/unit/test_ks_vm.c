@@ -481,6 +481,74 @@ static void test_vm__plan_invalid(void **state)
 }
 
 /* Byte mutations of valid documents: errors or valid values, never crashes or leaks. */
+static void assert_text_is_canonical(const ks_plan *p)
+{
+    json_t *doc = ks_plan_to_json(p);
+    assert_non_null(doc);
+    char *want = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(doc);
+    char *got = ks_plan_to_text(p);
+    assert_non_null(want);
+    assert_non_null(got);
+    assert_string_equal(got, want);
+    free(got);
+    free(want);
+}
+
+/* ks_plan_to_text writes exactly what jansson writes: over random plans,
+ * empty and NULL arrays, extreme numbers, and strings that only jansson
+ * handles (escapes, non-ASCII, invalid UTF-8), twice each (cache hit). */
+static void test_vm__plan_text_is_canonical(void **state)
+{
+    (void)state;
+    srand(7);
+    for (int round = 0; round < 400; round++) {
+        ks_plan *p = build_plan();
+        ks_featset_clear(&p->visible);
+        ks_featset_clear(&p->disable);
+        for (unsigned f = 0; f < (unsigned)ks_feature_count(); f++) {
+            if (rand() % 3 == 0)
+                ks_featset_set(&p->visible, f);
+            else if (rand() % 9 == 0)
+                ks_featset_set(&p->disable, f);
+        }
+        switch (round % 8) {
+        case 1:
+            p->generation = UINT64_MAX; /* clamped to INT64_MAX by both */
+            p->memory_mib = (uint64_t)INT64_MAX + 5;
+            p->vcpus[0].max_mhz = UINT32_MAX;
+            p->vcpus[1].host_cpu = INT32_MIN;
+            break;
+        case 2:
+            free(p->numa[0].vcpus);
+            free(p->numa[1].vcpus);
+            free(p->numa);
+            p->numa = NULL;
+            p->n_numa = 3; /* no array: written as [] by both */
+            free(p->pmu.allow_events);
+            p->pmu.allow_events = NULL;
+            break;
+        case 3:
+            snprintf(p->vcpus[2].kind_name, KS_NAME_MAX, "say \"hi\"\\\n");
+            break;
+        case 4:
+            snprintf(p->cpu_model, sizeof(p->cpu_model), "caf\xc3\xa9");
+            break;
+        case 5:
+            snprintf(p->pmu.allow_events[0], KS_NAME_MAX, "bad\xff\xfeutf8");
+            break;
+        case 6:
+            memset(p->vcpus[3].kind_name, 'k', KS_NAME_MAX); /* no NUL: bounded read */
+            break;
+        default:
+            break;
+        }
+        assert_text_is_canonical(p);
+        assert_text_is_canonical(p);
+        ks_plan_free(p);
+    }
+}
+
 static void test_vm__never_crashes(void **state)
 {
     (void)state;
@@ -619,6 +687,7 @@ int main(void)
         cmocka_unit_test(test_vm__request_invalid),
         cmocka_unit_test(test_vm__plan_round_trip),
         cmocka_unit_test(test_vm__plan_invalid),
+        cmocka_unit_test(test_vm__plan_text_is_canonical),
         cmocka_unit_test(test_vm__never_crashes),
         cmocka_unit_test(test_vm__schema_doc_examples),
     };

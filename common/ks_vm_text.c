@@ -1,0 +1,280 @@
+/*
+ * ks_vm_text.c - the plan document as text, written directly.
+ *
+ * kintsugid stores and returns the plan of every placement as canonical JSON
+ * (compact, keys sorted: what json_dumps(ks_plan_to_json(p), JSON_COMPACT |
+ * JSON_SORT_KEYS) gives).  Building it through jansson costs a few hundred
+ * small allocations per plan, most of them for the two feature-name arrays
+ * (~140 names each), and was the largest CPU cost of a placement after the
+ * SQLite commit.  This writer produces the same bytes with one growing buffer,
+ * and keeps the text of recently seen feature sets: a fleet's plans share a
+ * handful of them.  Anything it does not write byte-identically (strings that
+ * need escaping or are not plain ASCII) goes to the jansson path instead.
+ */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ks_feature.h"
+#include "ks_vm.h"
+
+typedef struct text_buf {
+    char *p;
+    size_t len, cap;
+    bool bad; /* out of memory, or a string this writer does not handle */
+} text_buf;
+
+static void tb_grow(text_buf *b, size_t more)
+{
+    if (b->bad || b->len + more + 1 <= b->cap)
+        return;
+    size_t cap = b->cap ? b->cap : 1024;
+    while (cap < b->len + more + 1)
+        cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p) {
+        b->bad = true;
+        return;
+    }
+    b->p = p;
+    b->cap = cap;
+}
+
+static void tb_put(text_buf *b, const char *s, size_t n)
+{
+    tb_grow(b, n);
+    if (b->bad)
+        return;
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void tb_lit(text_buf *b, const char *s)
+{
+    tb_put(b, s, strlen(s));
+}
+
+static void tb_int(text_buf *b, long long v)
+{
+    char num[24];
+    int n = snprintf(num, sizeof(num), "%lld", v);
+    tb_put(b, num, (size_t)n);
+}
+
+/* A JSON string of printable ASCII needing no escape; anything else is left
+ * to jansson (its escaping and UTF-8 repair rules). */
+static void tb_str(text_buf *b, const char *s, size_t cap)
+{
+    size_t n = strnlen(s, cap);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') {
+            b->bad = true;
+            return;
+        }
+    }
+    tb_put(b, "\"", 1);
+    tb_put(b, s, n);
+    tb_put(b, "\"", 1);
+}
+
+/* ---- feature-set text cache (process state, shared by all threads) ---- */
+
+#define FEATSET_CACHE_SLOTS 64
+
+/* Slots are replaced round-robin when full: plans of one fleet use a few
+ * sets, so a miss is the exception and needs no smarter policy. */
+static struct {
+    pthread_mutex_t mu;
+    struct {
+        ks_featset set;
+        char *text; /* owned; NULL = empty slot */
+        size_t len;
+    } slot[FEATSET_CACHE_SLOTS];
+    unsigned next;
+} featset_cache = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static char *featset_text(const ks_featset *s, size_t *len)
+{
+    text_buf b = {0};
+    tb_put(&b, "[", 1);
+    bool first = true;
+    for (int f = ks_featset_next(s, 0); f >= 0 && !b.bad; f = ks_featset_next(s, (unsigned)f + 1)) {
+        const char *name = ks_feature_name((unsigned)f);
+        if (!name) {
+            b.bad = true;
+            break;
+        }
+        if (!first)
+            tb_put(&b, ",", 1);
+        first = false;
+        tb_str(&b, name, KS_NAME_MAX);
+    }
+    tb_put(&b, "]", 1);
+    if (b.bad) {
+        free(b.p);
+        return NULL;
+    }
+    *len = b.len;
+    return b.p;
+}
+
+static void tb_featset(text_buf *b, const ks_featset *s)
+{
+    if (b->bad)
+        return;
+    pthread_mutex_lock(&featset_cache.mu);
+    for (unsigned i = 0; i < FEATSET_CACHE_SLOTS; i++) {
+        if (featset_cache.slot[i].text && ks_featset_equal(&featset_cache.slot[i].set, s)) {
+            tb_put(b, featset_cache.slot[i].text, featset_cache.slot[i].len);
+            pthread_mutex_unlock(&featset_cache.mu);
+            return;
+        }
+    }
+    pthread_mutex_unlock(&featset_cache.mu);
+    size_t len = 0;
+    char *text = featset_text(s, &len);
+    if (!text) {
+        b->bad = true;
+        return;
+    }
+    tb_put(b, text, len);
+    pthread_mutex_lock(&featset_cache.mu);
+    unsigned i = featset_cache.next++ % FEATSET_CACHE_SLOTS;
+    free(featset_cache.slot[i].text);
+    featset_cache.slot[i].set = *s;
+    featset_cache.slot[i].text = text;
+    featset_cache.slot[i].len = len;
+    pthread_mutex_unlock(&featset_cache.mu);
+}
+
+static void tb_names(text_buf *b, const char (*names)[KS_NAME_MAX], uint32_t n)
+{
+    tb_put(b, "[", 1);
+    for (uint32_t i = 0; names && i < n; i++) {
+        if (i)
+            tb_put(b, ",", 1);
+        tb_str(b, names[i], KS_NAME_MAX);
+    }
+    tb_put(b, "]", 1);
+}
+
+/* Keys in byte order, as JSON_SORT_KEYS writes them. */
+static void tb_vcpu(text_buf *b, const ks_plan_vcpu *v)
+{
+    tb_lit(b, "{\"cluster\":");
+    tb_int(b, v->cluster);
+    tb_lit(b, ",\"core\":");
+    tb_int(b, v->core);
+    tb_lit(b, ",\"die\":");
+    tb_int(b, v->die);
+    tb_lit(b, ",\"host_cpu\":");
+    tb_int(b, v->host_cpu);
+    tb_lit(b, ",\"id\":");
+    tb_int(b, v->id);
+    tb_lit(b, ",\"kind\":");
+    tb_str(b, ks_kind_class_to_str((ks_kind_class)v->kind_class), KS_NAME_MAX);
+    tb_lit(b, ",\"kind_name\":");
+    tb_str(b, v->kind_name, sizeof(v->kind_name));
+    tb_lit(b, ",\"l2_group\":");
+    tb_int(b, v->l2_group);
+    tb_lit(b, ",\"l3_group\":");
+    tb_int(b, v->l3_group);
+    tb_lit(b, ",\"max_mhz\":");
+    tb_int(b, v->max_mhz);
+    tb_lit(b, ",\"numa_node\":");
+    tb_int(b, v->numa_node);
+    tb_lit(b, ",\"socket\":");
+    tb_int(b, v->socket);
+    tb_lit(b, ",\"thread\":");
+    tb_int(b, v->thread);
+    tb_lit(b, "}");
+}
+
+static long long clamp_u64(uint64_t v)
+{
+    return v > (uint64_t)INT64_MAX ? INT64_MAX : (long long)v;
+}
+
+static void tb_plan(text_buf *b, const ks_plan *p)
+{
+    tb_lit(b, "{\"features\":{\"disable\":");
+    tb_featset(b, &p->disable);
+    tb_lit(b, ",\"enable\":");
+    tb_featset(b, &p->visible);
+    tb_lit(b, ",\"model\":");
+    tb_str(b, p->cpu_model, sizeof(p->cpu_model));
+    tb_lit(b, "},\"generation\":");
+    tb_int(b, clamp_u64(p->generation));
+    tb_lit(b, ",\"host\":");
+    tb_str(b, p->host, sizeof(p->host));
+    tb_lit(b, ",\"memory_mib\":");
+    tb_int(b, clamp_u64(p->memory_mib));
+    tb_lit(b, ",\"numa\":[");
+    for (uint32_t i = 0; p->numa && i < p->n_numa; i++) {
+        const ks_plan_numa *n = &p->numa[i];
+        tb_lit(b, i ? ",{\"host_node\":" : "{\"host_node\":");
+        tb_int(b, n->host_node);
+        tb_lit(b, ",\"memory_mib\":");
+        tb_int(b, clamp_u64(n->memory_mib));
+        tb_lit(b, ",\"node\":");
+        tb_int(b, n->node);
+        tb_lit(b, ",\"vcpus\":[");
+        for (uint32_t j = 0; n->vcpus && j < n->n_vcpus; j++) {
+            if (j)
+                tb_put(b, ",", 1);
+            tb_int(b, n->vcpus[j]);
+        }
+        tb_lit(b, "]}");
+    }
+    tb_lit(b, "],\"pmu\":{\"allow_events\":");
+    tb_names(b, (const char(*)[KS_NAME_MAX])p->pmu.allow_events,
+             p->pmu.allow_events ? p->pmu.n_allow : 0);
+    tb_lit(b, ",\"deny_events\":");
+    tb_names(b, (const char(*)[KS_NAME_MAX])p->pmu.deny_events,
+             p->pmu.deny_events ? p->pmu.n_deny : 0);
+    tb_lit(b, p->pmu.enabled ? ",\"enabled\":true" : ",\"enabled\":false");
+    tb_lit(b, ",\"fixed_counters\":");
+    tb_int(b, p->pmu.fixed_counters);
+    tb_lit(b, ",\"gp_counters\":");
+    tb_int(b, p->pmu.gp_counters);
+    tb_lit(b, ",\"version\":");
+    tb_int(b, p->pmu.version);
+    tb_lit(b, "},\"topology\":{\"clusters\":");
+    tb_int(b, p->topology.clusters);
+    tb_lit(b, ",\"cores\":");
+    tb_int(b, p->topology.cores);
+    tb_lit(b, ",\"dies\":");
+    tb_int(b, p->topology.dies);
+    tb_lit(b, ",\"sockets\":");
+    tb_int(b, p->topology.sockets);
+    tb_lit(b, ",\"threads\":");
+    tb_int(b, p->topology.threads);
+    tb_lit(b, "},\"vcpus\":[");
+    for (uint32_t i = 0; p->vcpus && i < p->n_vcpus; i++) {
+        if (i)
+            tb_put(b, ",", 1);
+        tb_vcpu(b, &p->vcpus[i]);
+    }
+    tb_lit(b, "],\"vm\":");
+    tb_str(b, p->vm, sizeof(p->vm));
+    tb_lit(b, "}");
+}
+
+char *ks_plan_to_text(const ks_plan *p)
+{
+    if (!p)
+        return NULL;
+    text_buf b = {0};
+    tb_plan(&b, p);
+    if (!b.bad)
+        return b.p;
+    free(b.p);
+    json_t *doc = ks_plan_to_json(p);
+    char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(doc);
+    return text;
+}
