@@ -56,7 +56,7 @@ static const opt_def opts_table[O__COUNT] = {
               "SQLite database file, or a postgresql:// URL (several replicas)"},
     [O_DB_SYNC_FULL] = {"db-sync-full", "KS_DB_SYNC_FULL", OPT_BOOL, "0", 0, 1, NULL,
                         "fsync every commit (synchronous=FULL) for power-loss durability"},
-    [O_THREADS] = {"threads", "KS_THREADS", OPT_U64, "4", 1, 256, "N", "HTTP worker threads"},
+    [O_THREADS] = {"threads", "KS_THREADS", OPT_U64, "16", 1, 256, "N", "HTTP worker threads"},
     [O_MAX_CONN] = {"max-connections", "KS_MAX_CONNECTIONS", OPT_U64, "256", 1, 65536, "N",
                     "simultaneous connections"},
     [O_CONN_TIMEOUT] = {"connection-timeout", "KS_CONNECTION_TIMEOUT", OPT_U64, "30", 1, 3600,
@@ -296,6 +296,7 @@ static int open_store(ks_store **out)
     ks_err err = {0};
     ks_store_options so = KS_STORE_OPTIONS_INIT;
     so.sync_full = arg_vals[O_DB_SYNC_FULL].num != 0;
+    so.background_checkpoint = true;
     if (ks_store_open(out, arg_vals[O_DB].str, &so, &err) != KS_OK) {
         ks_log(KS_LOG_ERROR, "cannot open store db='%s' error='%s'", arg_vals[O_DB].str, err.msg);
         return -1;

@@ -557,11 +557,13 @@ ks_code ks_api_new(ks_api **out, const ks_api_options *opts, struct ks_store *st
     pthread_mutex_init(&api->lock, NULL);
     pthread_mutex_init(&api->bg_mu, NULL);
     pthread_cond_init(&api->bg_cv, NULL);
+    pthread_cond_init(&api->group_cv, NULL);
     pthread_mutex_init(&api->rl_mu, NULL);
     pthread_mutex_init(&api->flight_mu, NULL);
     pthread_cond_init(&api->flight_cv, NULL);
     ks_metrics_init(&api->metrics);
     atomic_init(&api->next_request, 1);
+    atomic_init(&api->group_writers, 0);
     rc = ks_fleet_new(&api->fleet, err);
     if (rc != KS_OK)
         goto done;
@@ -587,7 +589,7 @@ static void expire_old_rows(ks_api *api)
 {
     ks_err err = {0};
     uint64_t n = 0, now = ks_api_now_us();
-    ks_code rc = ks_store_begin(api->store, &err);
+    ks_code rc = ks_api__begin(api, &err);
     if (rc == KS_OK)
         rc = ks_store_idem_expire(&n, api->store, now - KS_API_IDEM_TTL_US, &err);
     if (rc == KS_OK)
@@ -714,6 +716,7 @@ void ks_api_free(ks_api *api)
     pthread_mutex_destroy(&api->lock);
     pthread_mutex_destroy(&api->bg_mu);
     pthread_cond_destroy(&api->bg_cv);
+    pthread_cond_destroy(&api->group_cv);
     pthread_mutex_destroy(&api->rl_mu);
     pthread_mutex_destroy(&api->flight_mu);
     pthread_cond_destroy(&api->flight_cv);

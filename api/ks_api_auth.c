@@ -62,10 +62,14 @@ ks_code ks_api_token_digest(uint8_t out[32], const char *token, ks_err *err)
 void ks_api_etag_of(char out[80], const json_t *doc)
 {
     char *text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
-    uint8_t d[32] = {0};
-    if (text)
-        sha256(d, text, strlen(text), NULL);
+    ks_api_etag_of_text(out, text ? text : "");
     free(text);
+}
+
+void ks_api_etag_of_text(char out[80], const char *text)
+{
+    uint8_t d[32] = {0};
+    sha256(d, text, strlen(text), NULL);
     char hex[65];
     /* 128 bits are plenty to tell versions of one resource apart. */
     to_hex(hex, d, 16);

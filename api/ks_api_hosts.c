@@ -129,7 +129,7 @@ void ks_api_h_host_report(ks_api_req *req)
     bool existed = ks_store_host_get(&before, api->store, id, false, NULL) == KS_OK;
     ks_store_put_result res = {0};
     uint64_t now = ks_api_now_us();
-    rc = ks_store_begin(api->store, &err);
+    rc = ks_api__begin(api, &err);
     if (rc == KS_OK)
         rc = ks_store_host_put_report(api->store, r, req->call->body, now, &res, &err);
     if (rc == KS_OK && !res.unchanged) {
@@ -266,7 +266,7 @@ void ks_api_h_host_heartbeat(ks_api_req *req)
     ks_store_host_row row = {0};
     ks_code rc = ks_store_host_get(&row, api->store, id, false, &err);
     if (rc == KS_OK)
-        rc = ks_store_begin(api->store, &err);
+        rc = ks_api__begin(api, &err);
     if (rc == KS_OK)
         rc = ks_store_host_heartbeat(api->store, id, ks_api_now_us(), &err);
     bool revived = rc == KS_OK && row.state == KS_STORE_HOST_LOST;
@@ -578,7 +578,7 @@ void ks_api_h_host_drain(ks_api_req *req)
         rc = ks_store_host_get(&row, api->store, id, false, &err);
     bool change = rc == KS_OK && row.state != KS_STORE_HOST_DRAINING;
     if (change) {
-        rc = ks_store_begin(api->store, &err);
+        rc = ks_api__begin(api, &err);
         if (rc == KS_OK)
             rc = ks_store_host_set_state(api->store, id, KS_STORE_HOST_DRAINING, ks_api_now_us(),
                                          &err);
@@ -624,7 +624,7 @@ void ks_api_h_host_delete(ks_api_req *req)
         rc = ks_api_check_if_match(req, etag, &err);
     }
     if (rc == KS_OK)
-        rc = ks_store_begin(api->store, &err);
+        rc = ks_api__begin(api, &err);
     if (rc == KS_OK) {
         rc = ks_store_host_delete(api->store, id, &err);
         if (rc == KS_OK)
@@ -692,7 +692,7 @@ void ks_api__mark_lost_hosts(ks_api *api)
     if (ks_store_host_list(api->store, NULL, find_stale, &s, &err) != KS_OK)
         ks_log(KS_LOG_WARN, "lost-host sweep error='%s', ignoring", err.msg);
     for (size_t i = 0; i < s.n; i++) {
-        ks_code rc = ks_store_begin(api->store, &err);
+        ks_code rc = ks_api__begin(api, &err);
         if (rc == KS_OK)
             rc = ks_store_host_set_state(api->store, s.ids[i], KS_STORE_HOST_LOST, now, &err);
         if (rc == KS_OK)

@@ -143,6 +143,12 @@ struct ks_api {
     bool replicated;             /* the store is shared (PostgreSQL): follow its change feed */
     bool leader;                 /* holds the store's leadership (singleton jobs) */
     int64_t change_cursor;       /* change feed position already applied to the index */
+    /* group commit (ks_api_group.c), all under `lock` */
+    struct ks_api_unit *group_head; /* units of the open transaction not yet committed */
+    size_t group_units;
+    atomic_int group_writers;       /* writers announced, not yet in or out of a group */
+    pthread_cond_t group_cv;        /* a group's outcome is known */
+    uint64_t groups_committed, group_units_committed;
     /* rate limiter: small table of token buckets keyed by principal */
     pthread_mutex_t rl_mu;
     struct {
@@ -179,6 +185,8 @@ ks_code ks_api_query_limit(unsigned *out, const ks_api_req *req, unsigned def, u
                            ks_err *err);
 /* Strong ETag (quoted hex) of a JSON document: SHA-256 of its canonical dump. */
 void ks_api_etag_of(char out[80], const json_t *doc);
+/* The same for the canonical text of a document (what ks_api_etag_of hashes). */
+void ks_api_etag_of_text(char out[80], const char *text);
 /* Sends `doc` (stolen) as 200 with its ETag, or an empty 304 when the request's
  * If-None-Match names that ETag. */
 void ks_api_send_json_etag(ks_api_req *req, json_t *doc);
@@ -255,6 +263,49 @@ void ks_api__prune_changes(ks_api *api, uint64_t older_than_us);
 bool ks_api__is_leader(ks_api *api);
 /* Placement attempts when another replica takes the chosen CPUs first. */
 #define KS_API_PLACE_TRIES 8
+
+/* ---- group commit (ks_api_group.c) ----
+ *
+ * VM creates and deletes ("units") that run while other units wait for a
+ * commit share one store transaction, committed once for all of them: one
+ * WAL append instead of one per request.  Each unit runs inside a savepoint,
+ * so a unit that fails is undone alone.  A create reserves its CPUs in the
+ * index before the commit (so the next unit cannot pick them) and the
+ * reservation is withdrawn if the commit fails; a delete releases its CPUs
+ * only after the commit.  A unit is answered only after its group committed.
+ *
+ * Who commits: the writer that joins when no other announced writer is still
+ * on its way (api->group_writers == 0); the others wait.  So a lone request
+ * commits at once, exactly as before, and groups grow with concurrency.
+ * Other writers (any ks_api__begin) first commit the open group.  Readers
+ * holding the lock may see units of the open group before they commit.
+ * With a shared store (replicas) there are no groups: each unit commits
+ * alone, because another replica's conflict must fail only its own unit.
+ */
+typedef struct ks_api_unit {
+    struct ks_api_unit *next;
+    const char *reserved_vm; /* create: VM added to the index before the commit */
+    bool done;
+    ks_code rc;
+    ks_err err;
+} ks_api_unit;
+
+/* Before taking the lock in a create or delete handler. */
+void ks_api__unit_announce(ks_api *api);
+/* Lock held.  The announced writer will not start a unit after all. */
+void ks_api__unit_withdraw(ks_api *api);
+/* Lock held.  Opens the unit: the shared transaction (begun if none is open)
+ * and a savepoint.  On failure the unit is withdrawn. */
+ks_code ks_api__unit_begin(ks_api *api, ks_err *err);
+/* Lock held.  Ends the unit: rc != KS_OK undoes its writes and returns rc;
+ * otherwise keeps them, joins the group and returns when the group committed
+ * (KS_OK) or failed (its error in *err; u->reserved_vm left the index).  The
+ * lock is released while waiting. */
+ks_code ks_api__unit_end(ks_api *api, ks_api_unit *u, ks_code rc, ks_err *err);
+/* Lock held: commits the open group now (no-op when none). */
+void ks_api__group_flush(ks_api *api);
+/* Lock held: ks_store_begin after committing the open group. */
+ks_code ks_api__begin(ks_api *api, ks_err *err);
 
 /* The OpenAPI document text (ks_api_openapi.c). */
 extern const char ks_api_openapi_json[];

@@ -170,7 +170,7 @@ void ks_api_h_pool_create(ks_api_req *req)
     for (size_t k = 0; rc == KS_OK && k < members.n; k++)
         ptrs[k] = members.v[k];
     if (rc == KS_OK)
-        rc = ks_store_begin(api->store, &err);
+        rc = ks_api__begin(api, &err);
     if (rc == KS_OK) {
         rc = ks_store_pool_create(api->store, name, selector_text, ks_api_now_us(), &err);
         if (rc == KS_OK)
@@ -304,7 +304,7 @@ void ks_api_h_pool_delete(ks_api_req *req)
     if (!ks_api__valid_param(req, name, "pool name"))
         return;
     pthread_mutex_lock(&api->lock);
-    ks_code rc = ks_store_begin(api->store, &err);
+    ks_code rc = ks_api__begin(api, &err);
     if (rc == KS_OK) {
         rc = ks_store_pool_delete(api->store, name, &err);
         if (rc == KS_OK)
@@ -373,7 +373,7 @@ void ks_api_h_ban_create(ks_api_req *req)
     uint64_t now = ks_api_now_us();
     json_t *results = json_array();
     pthread_mutex_lock(&api->lock);
-    rc = ks_store_begin(api->store, &err);
+    rc = ks_api__begin(api, &err);
     if (rc == KS_OK) {
         rc = ks_store_policy_add(&id, api->store, KS_STORE_POLICY_FEATURE_BAN, features_text,
                                  reason, now, &err);
@@ -472,7 +472,7 @@ void ks_api_h_ban_delete(ks_api_req *req)
         return;
     }
     pthread_mutex_lock(&api->lock);
-    ks_code rc = ks_store_begin(api->store, &err);
+    ks_code rc = ks_api__begin(api, &err);
     if (rc == KS_OK) {
         rc = ks_store_policy_delete(api->store, id, &err);
         if (rc == KS_OK)
@@ -577,7 +577,7 @@ void ks_api__capacity_snapshot(ks_api *api)
 {
     ks_err err = {0};
     snap_ctx s = {.api = api, .now = ks_api_now_us(), .err = &err};
-    s.rc = ks_store_begin(api->store, &err);
+    s.rc = ks_api__begin(api, &err);
     if (s.rc == KS_OK) {
         s.prefix = "";
         ks_fleet_capacity(api->fleet, KS_CAPACITY_FLEET, snap_cb, &s);

@@ -318,7 +318,7 @@ static void record_applied(ks_api *api, const char *vm, uint64_t generation, con
     uint64_t applied = generation;
     if (error && ks_store_vm_get(&row, api->store, vm, false, NULL) == KS_OK)
         applied = row.applied_generation; /* a failure keeps what was applied before */
-    ks_code rc = ks_store_begin(api->store, &err);
+    ks_code rc = ks_api__begin(api, &err);
     if (rc == KS_OK)
         rc = ks_store_vm_set_applied(api->store, vm, applied, error, ks_api_now_us(), &err);
     if (rc == KS_OK)

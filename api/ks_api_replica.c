@@ -193,7 +193,7 @@ ks_code ks_api__sync_host(ks_api *api, const char *host, ks_err *err) {
 void ks_api__prune_changes(ks_api *api, uint64_t older_than_us) {
   ks_err err = {0};
   uint64_t n = 0;
-  ks_code rc = ks_store_begin(api->store, &err);
+  ks_code rc = ks_api__begin(api, &err);
   if (rc == KS_OK)
     rc = ks_store_changes_prune(&n, api->store, older_than_us, &err);
   if (rc == KS_OK)

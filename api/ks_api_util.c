@@ -41,7 +41,7 @@ ks_code ks_api__replan_vm(ks_api *api, const char *name, const char *why, json_t
     json_object_set_new(item, "vm", json_string(name));
     ks_code rc = ks_sched_replan(&np, api->fleet, name, &e);
     if (rc == KS_ENOCAPACITY) {
-        rc = ks_store_begin(api->store, err);
+        rc = ks_api__begin(api, err);
         if (rc == KS_OK)
             rc = ks_store_vm_set_state(api->store, name, KS_STORE_VM_NEEDS_MIGRATION,
                                        ks_api_now_us(), err);
@@ -74,7 +74,7 @@ ks_code ks_api__replan_vm(ks_api *api, const char *name, const char *why, json_t
     }
     for (uint32_t i = 0; i < np->n_vcpus; i++)
         allocs[i] = (ks_store_vcpu_alloc){np->vcpus[i].id, np->vcpus[i].host_cpu};
-    rc = ks_store_begin(api->store, err);
+    rc = ks_api__begin(api, err);
     if (rc == KS_OK)
         rc = ks_store_vm_update_plan(api->store, name, np->host, np->generation, plan_text,
                                      allocs, np->n_vcpus, ks_api_now_us(), err);
@@ -146,6 +146,65 @@ json_t *ks_api__vm_json(const ks_store_vm_row *row)
     json_object_set_new(o, "request", text_or_null(row->request_json));
     json_object_set_new(o, "plan", text_or_null(row->plan_json));
     return o;
+}
+
+/* Appends `s` as a JSON string, or null when empty; false when it needs
+ * escaping (left to jansson). */
+static bool put_str_or_null(char **p, size_t *left, const char *s)
+{
+    for (const char *c = s; *c; c++)
+        if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f || *c == '"' || *c == '\\')
+            return false;
+    int n = s[0] ? snprintf(*p, *left, "\"%s\"", s) : snprintf(*p, *left, "null");
+    if (n < 0 || (size_t)n >= *left)
+        return false;
+    *p += n;
+    *left -= (size_t)n;
+    return true;
+}
+
+char *ks_api__vm_text(const ks_store_vm_row *row)
+{
+    const char *req = row->request_json ? row->request_json : "null";
+    const char *plan = row->plan_json ? row->plan_json : "null";
+    size_t cap = strlen(req) + strlen(plan) + 3 * KS_ID_MAX + KS_TEXT_MAX + 512;
+    char *text = malloc(cap);
+    if (!text)
+        return NULL;
+    char *p = text;
+    size_t left = cap;
+    bool ok = true;
+#define PUT(...)                                                                                   \
+    do {                                                                                           \
+        int n_ = ok ? snprintf(p, left, __VA_ARGS__) : -1;                                         \
+        ok = n_ >= 0 && (size_t)n_ < left;                                                         \
+        if (ok) {                                                                                  \
+            p += n_;                                                                               \
+            left -= (size_t)n_;                                                                    \
+        }                                                                                          \
+    } while (0)
+    /* Keys in byte order, as JSON_SORT_KEYS writes them. */
+    PUT("{\"anti_affinity_group\":");
+    ok = ok && put_str_or_null(&p, &left, row->anti_affinity_group);
+    PUT(",\"applied_generation\":%lld,\"apply_error\":", (long long)row->applied_generation);
+    ok = ok && put_str_or_null(&p, &left, row->apply_error);
+    PUT(",\"created_us\":%lld,\"generation\":%lld,\"host\":", (long long)row->created_us,
+        (long long)row->generation);
+    ok = ok && put_str_or_null(&p, &left, row->host_id);
+    PUT(",\"name\":");
+    ok = ok && put_str_or_null(&p, &left, row->name);
+    PUT(",\"plan\":%s,\"pool\":", plan);
+    ok = ok && put_str_or_null(&p, &left, row->pool);
+    PUT(",\"request\":%s,\"state\":\"%s\",\"updated_us\":%lld,\"vcpus\":%u}", req,
+        ks_store_vm_state_to_str(row->state), (long long)row->updated_us, row->n_vcpus);
+#undef PUT
+    if (ok && row->host_id[0] && row->name[0])
+        return text;
+    free(text);
+    json_t *doc = ks_api__vm_json(row);
+    text = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(doc);
+    return text;
 }
 
 typedef struct cpu_counts {

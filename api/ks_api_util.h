@@ -22,6 +22,10 @@ ks_code ks_api__replan_vm(ks_api *api, const char *name, const char *why, json_t
                           ks_err *err);
 /* The API shapes (new references, NULL on ENOMEM). */
 json_t *ks_api__vm_json(const ks_store_vm_row *row);
+/* The same document as canonical text (json_dumps COMPACT | SORT_KEYS of
+ * ks_api__vm_json), for a row whose request_json and plan_json are themselves
+ * canonical, as the create handler writes them.  Caller frees; NULL on OOM. */
+char *ks_api__vm_text(const ks_store_vm_row *row);
 json_t *ks_api__host_json(ks_api *api, const ks_store_host_row *row);
 /* Sends 400 and returns false when `value` is not a valid id. */
 bool ks_api__valid_param(ks_api_req *req, const char *value, const char *what);

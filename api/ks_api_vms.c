@@ -3,8 +3,10 @@
  *
  * Placement (docs/api.md#vm-create), all under the fleet lock so two requests
  * can never pick the same CPU: decide (ks_sched_place, index untouched) ->
- * one store transaction (vm row, vCPU allocations - UNIQUE per host CPU -, the
- * event, and the idempotency record) -> commit -> ks_fleet_vm_add.
+ * one store unit (vm row, vCPU allocations - UNIQUE per host CPU -, the
+ * event, and the idempotency record) -> ks_fleet_vm_add (the CPUs are now
+ * reserved) -> group commit (ks_api_group.c) -> answer.  A failed commit
+ * withdraws the reservation.
  * Idempotency-Key: keys are scoped to the token; the same key with the same
  * request replays the stored 201, with another request it is 422.
  */
@@ -48,14 +50,14 @@ void ks_api_h_vm_create(ks_api_req *req)
 {
     ks_api *api = req->api;
     ks_err err = {0};
-    json_t *doc = NULL, *vm_doc = NULL;
+    json_t *doc = NULL;
     ks_vm_request *vr = NULL;
     ks_plan *plan = NULL;
     char *request_text = NULL, *plan_text = NULL, *response_text = NULL;
     ks_store_vcpu_alloc *allocs = NULL;
     ks_sched_explain why;
     ks_sched_explain_init(&why);
-    bool locked = false;
+    bool locked = false, announced = false;
     char idem_key[KS_TEXT_MAX] = "", hash[65] = "";
     ks_code rc = ks_api_body_json(&doc, req, &err);
     if (rc == KS_OK)
@@ -74,8 +76,10 @@ void ks_api_h_vm_create(ks_api_req *req)
         request_hash(hash, req);
     }
 
+    ks_api__unit_announce(api);
     pthread_mutex_lock(&api->lock);
     locked = true;
+    announced = true;
     if (idem_key[0]) {
         ks_store_idem_row prev = {0};
         rc = ks_store_idem_get(&prev, api->store, idem_key, &err);
@@ -99,6 +103,8 @@ void ks_api_h_vm_create(ks_api_req *req)
                                  "Idempotency-Key '%s' was used with a different request", key);
             }
             ks_store_idem_row_destroy(&prev);
+            ks_api__unit_withdraw(api);
+            announced = false;
             pthread_mutex_unlock(&api->lock);
             locked = false;
             if (!same)
@@ -123,6 +129,8 @@ place:;
     if (rc != KS_OK) {
         ks_metrics_placement(&api->metrics, false, ks_api_mono_us() - t0);
         if (rc == KS_ENOCAPACITY) {
+            ks_api__unit_withdraw(api);
+            announced = false;
             pthread_mutex_unlock(&api->lock);
             locked = false;
             json_t *details = json_pack("{s:I,s:o}", "hosts_considered",
@@ -136,7 +144,7 @@ place:;
         goto fail;
     }
     request_text = dump(ks_vm_request_to_json(vr));
-    plan_text = dump(ks_plan_to_json(plan));
+    plan_text = ks_plan_to_text(plan);
     allocs = calloc(plan->n_vcpus ? plan->n_vcpus : 1, sizeof(*allocs));
     if (!request_text || !plan_text || !allocs) {
         rc = ks_err_set(&err, KS_ENOMEM, "out of memory");
@@ -153,15 +161,16 @@ place:;
     snprintf(row.pool, sizeof(row.pool), "%s", vr->pool);
     snprintf(row.anti_affinity_group, sizeof(row.anti_affinity_group), "%s",
              vr->anti_affinity_group);
-    vm_doc = ks_api__vm_json(&row);
-    response_text = vm_doc ? json_dumps(vm_doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    response_text = ks_api__vm_text(&row);
     if (!response_text) {
         rc = ks_err_set(&err, KS_ENOMEM, "out of memory");
         goto fail;
     }
-    rc = ks_store_begin(api->store, &err);
-    if (rc == KS_OK)
-        rc = ks_store_vm_insert(api->store, &row, allocs, plan->n_vcpus, &err);
+    rc = ks_api__unit_begin(api, &err);
+    announced = false; /* from here on ks_api__unit_end or the begin failure settles it */
+    if (rc != KS_OK)
+        goto fail;
+    rc = ks_store_vm_insert(api->store, &row, allocs, plan->n_vcpus, &err);
     if (rc == KS_OK)
         rc = ks_api__event(api, "vm.placed", plan->host, vr->name,
                            json_pack("{s:I,s:i}", "generation", (json_int_t)plan->generation,
@@ -169,10 +178,12 @@ place:;
                            &err);
     if (rc == KS_OK && idem_key[0])
         rc = ks_store_idem_put(api->store, idem_key, hash, 201, response_text, now, &err);
-    if (rc == KS_OK)
-        rc = ks_store_commit(api->store, &err);
-    else
-        ks_api__rollback(api, rc);
+    /* Fails when a deletion of the same name waits for its commit: the
+     * index still holds that VM.  The client retries. */
+    ks_api_unit unit = {0};
+    if (rc == KS_OK && (rc = ks_fleet_vm_add(api->fleet, vr, plan, &err)) == KS_OK)
+        unit.reserved_vm = vr->name;
+    rc = ks_api__unit_end(api, &unit, rc, &err);
     /* Another replica took one of these CPUs first (the store's UNIQUE
      * constraint): learn its changes and choose again, a bounded number of
      * times; after that the conflict goes to the client (409). */
@@ -189,37 +200,33 @@ place:;
         free(allocs);
         request_text = plan_text = response_text = NULL;
         allocs = NULL;
-        json_decref(vm_doc);
-        vm_doc = NULL;
         ks_log(KS_LOG_DEBUG, "placement conflict vm='%s' attempt=%d req=%s, retrying", vr->name,
                attempt, req->request_id);
         ks_err_clear(&err);
+        ks_api__unit_announce(api);
+        announced = true;
         goto place;
     }
     if (rc != KS_OK)
         goto fail;
-    ks_err e = {0};
-    if (ks_fleet_vm_add(api->fleet, vr, plan, &e) != KS_OK)
-        ks_log(KS_LOG_ERROR, "index add after commit failed vm='%s' req=%s error='%s'", vr->name,
-               req->request_id, e.msg);
     ks_metrics_placement(&api->metrics, true, ks_api_mono_us() - t0);
     ks_api_pusher_apply(api->pusher, vr->name, plan->host);
     pthread_mutex_unlock(&api->lock);
     locked = false;
     ks_log(KS_LOG_INFO, "vm placed vm='%s' host='%s' vcpus=%u req=%s", vr->name, plan->host,
            plan->n_vcpus, req->request_id);
-    ks_api_etag_of(req->resp->etag, vm_doc);
+    ks_api_etag_of_text(req->resp->etag, response_text);
     snprintf(req->resp->location, sizeof(req->resp->location), "/v1/vms/%s", vr->name);
-    ks_api_send_json(req, 201, vm_doc);
-    vm_doc = NULL;
+    ks_api_send_text(req, 201, "application/json", response_text, strlen(response_text));
     goto out;
 fail:
+    if (announced)
+        ks_api__unit_withdraw(api);
     if (locked)
         pthread_mutex_unlock(&api->lock);
     locked = false;
     ks_api_send_error(req, &err);
 out:
-    json_decref(vm_doc);
     json_decref(doc);
     ks_vm_request_free(vr);
     ks_plan_free(plan);
@@ -361,6 +368,8 @@ void ks_api_h_vm_delete(ks_api_req *req)
     const char *name = req->params[0];
     if (!ks_api__valid_param(req, name, "vm name"))
         return;
+    /* The CPUs stay taken in the index until the deletion committed. */
+    ks_api__unit_announce(api);
     pthread_mutex_lock(&api->lock);
     ks_code rc = vm_doc(&doc, api, name, &err);
     if (rc == KS_OK) {
@@ -368,17 +377,19 @@ void ks_api_h_vm_delete(ks_api_req *req)
         ks_api_etag_of(etag, doc);
         rc = ks_api_check_if_match(req, etag, &err);
     }
-    if (rc == KS_OK)
-        rc = ks_store_begin(api->store, &err);
     if (rc == KS_OK) {
-        rc = ks_store_vm_delete(api->store, name, &err);
-        if (rc == KS_OK)
-            rc = ks_api__event(api, "vm.deleted", json_string_value(json_object_get(doc, "host")),
-                               name, NULL, &err);
-        if (rc == KS_OK)
-            rc = ks_store_commit(api->store, &err);
-        else
-            ks_api__rollback(api, rc);
+        rc = ks_api__unit_begin(api, &err);
+        if (rc == KS_OK) {
+            rc = ks_store_vm_delete(api->store, name, &err);
+            if (rc == KS_OK)
+                rc = ks_api__event(api, "vm.deleted",
+                                   json_string_value(json_object_get(doc, "host")), name, NULL,
+                                   &err);
+            ks_api_unit unit = {0};
+            rc = ks_api__unit_end(api, &unit, rc, &err);
+        }
+    } else {
+        ks_api__unit_withdraw(api);
     }
     if (rc == KS_OK) {
         ks_err e = {0};

@@ -19,3 +19,11 @@ if [ ! -x \"$tools/node_modules/.bin/swagger-cli\" ]; then
 fi
 \"$tools/node_modules/.bin/swagger-cli\" validate '${CMAKE_SOURCE_DIR}/api/openapi.json'")
 set_tests_properties(test_api_openapi_valid PROPERTIES LABELS "integration;api" TIMEOUT 600)
+
+# Group commit of creates and deletes, in process over a file store (needs the
+# fleet simulator library from bench/ for its hosts).
+if(KS_BUILD_BENCH)
+    ks_add_integration_test(test_api_group
+                            SOURCES ${CMAKE_SOURCE_DIR}/tests/integration/test_api_group.c
+                            LIBS ks-api ks-fleetsim ks-common LABELS api TIMEOUT 300)
+endif()
