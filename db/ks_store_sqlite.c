@@ -493,6 +493,8 @@ static ks_code sq_int_pragma(int64_t *out, sq_store *q, const char *sql, ks_err 
 }
 
 #define CHECKPOINT_PERIOD_NS 100000000L
+/* A WAL past this many pages (16 MiB) is restarted from the beginning. */
+#define CHECKPOINT_RESTART_PAGES 4096
 
 static void *checkpoint_main(void *arg)
 {
@@ -511,8 +513,15 @@ static void *checkpoint_main(void *arg)
             break;
         pthread_mutex_unlock(&c->mu);
         /* PASSIVE: copies what no reader still needs, never waits for the
-         * writer; a busy or failed round is retried at the next period. */
-        sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+         * writer; a busy or failed round is retried at the next period.
+         * Under a steady stream of commits the WAL never drains, so it
+         * would only grow: once it is long, RESTART briefly holds the
+         * writers back (the frames left after PASSIVE are few) so that the
+         * next commit writes at the start of the file again. */
+        int wal = 0, done = 0;
+        sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &wal, &done);
+        if (wal > CHECKPOINT_RESTART_PAGES)
+            sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
         pthread_mutex_lock(&c->mu);
     }
     pthread_mutex_unlock(&c->mu);
@@ -547,6 +556,8 @@ static ks_code checkpointer_start(sq_checkpointer **out, const char *path, ks_er
         free(c);
         return rc;
     }
+    /* RESTART waits this long for the writer's transaction to end. */
+    sqlite3_busy_timeout(c->db, 2000);
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv, NULL);
     if (pthread_create(&c->thread, NULL, checkpoint_main, c) != 0) {
@@ -2605,6 +2616,10 @@ ks_code ks_store__sqlite_open(ks_store **out, const char *path, const ks_store_o
             goto done;
     }
     rc = sq_exec(q, "PRAGMA cache_size = -32768", "set cache size", err);
+    /* Savepoints (group commit) keep the pages they change in a sub-journal:
+     * in memory, not in a temporary file per transaction. */
+    if (rc == KS_OK)
+        rc = sq_exec(q, "PRAGMA temp_store = MEMORY", "set temp store", err);
     /* Reads through a mapping skip a copy per page: the start-up CPU scan
      * reads the whole table.  Writes still go through the WAL. */
     if (rc == KS_OK)
