@@ -364,27 +364,33 @@ void ks_api_h_vm_delete(ks_api_req *req)
 {
     ks_api *api = req->api;
     ks_err err = {0};
-    json_t *doc = NULL;
     const char *name = req->params[0];
     if (!ks_api__valid_param(req, name, "vm name"))
         return;
+    /* The document (and its JSON) is read only to check an If-Match. */
+    bool if_match = ks_api_header(req, "If-Match") != NULL;
+    ks_store_vm_row row = {0};
     /* The CPUs stay taken in the index until the deletion committed. */
     ks_api__unit_announce(api);
     pthread_mutex_lock(&api->lock);
-    ks_code rc = vm_doc(&doc, api, name, &err);
-    if (rc == KS_OK) {
+    ks_code rc = ks_store_vm_get(&row, api->store, name, if_match, &err);
+    if (rc == KS_OK && if_match) {
         char etag[80];
-        ks_api_etag_of(etag, doc);
-        rc = ks_api_check_if_match(req, etag, &err);
+        json_t *doc = ks_api__vm_json(&row);
+        if (!doc)
+            rc = ks_err_set(&err, KS_ENOMEM, "out of memory");
+        else
+            ks_api_etag_of(etag, doc);
+        json_decref(doc);
+        if (rc == KS_OK)
+            rc = ks_api_check_if_match(req, etag, &err);
     }
     if (rc == KS_OK) {
         rc = ks_api__unit_begin(api, &err);
         if (rc == KS_OK) {
             rc = ks_store_vm_delete(api->store, name, &err);
             if (rc == KS_OK)
-                rc = ks_api__event(api, "vm.deleted",
-                                   json_string_value(json_object_get(doc, "host")), name, NULL,
-                                   &err);
+                rc = ks_api__event(api, "vm.deleted", row.host_id, name, NULL, &err);
             ks_api_unit unit = {0};
             rc = ks_api__unit_end(api, &unit, rc, &err);
         }
@@ -395,10 +401,10 @@ void ks_api_h_vm_delete(ks_api_req *req)
         ks_err e = {0};
         if (ks_fleet_vm_remove(api->fleet, name, &e) != KS_OK)
             ks_log(KS_LOG_ERROR, "index remove vm='%s' error='%s'", name, e.msg);
-        ks_api_pusher_delete(api->pusher, name, json_string_value(json_object_get(doc, "host")));
+        ks_api_pusher_delete(api->pusher, name, row.host_id);
     }
     pthread_mutex_unlock(&api->lock);
-    json_decref(doc);
+    ks_store_vm_row_destroy(&row);
     if (rc != KS_OK) {
         ks_api_send_error(req, &err);
         return;
