@@ -4,8 +4,10 @@
  * handler does (api/ks_api_vms.c): decide -> encode request and plan ->
  * BEGIN; vm row + vCPU allocations; "vm.placed" event; COMMIT -> index add.
  *
- * Invariant: the index only learns a placement after its transaction
- * committed (when a store is used), as in kintsugid.  Single threaded.
+ * With one transaction per placement the index learns a placement after its
+ * commit; in group_commit mode (kintsugid's group commit) it reserves the
+ * CPUs before the commit, and departures free theirs after it.  Single
+ * threaded.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +40,7 @@ void ks_fleetsim_replay_destroy(ks_fleetsim_replay *r)
     for (size_t i = 0; i < KS_FLEETSIM_MAX_SHAPES; i++)
         ks_fleetsim_samples_destroy(&r->shape_lat[i]);
     ks_fleetsim_samples_destroy(&r->place_lat);
+    ks_fleetsim_samples_destroy(&r->commit_lat);
 }
 
 static char *dump(json_t *doc)
@@ -52,7 +55,7 @@ static ks_code store_vm(ks_store *store, const ks_vm_request *req, const ks_plan
 {
     ks_code rc = KS_OK;
     char *request_text = dump(ks_vm_request_to_json(req));
-    char *plan_text = dump(ks_plan_to_json(plan));
+    char *plan_text = ks_plan_to_text(plan);
     ks_store_vcpu_alloc *allocs = calloc(plan->n_vcpus ? plan->n_vcpus : 1, sizeof(*allocs));
     if (!request_text || !plan_text || !allocs) {
         rc = ks_err_set(err, KS_ENOMEM, "out of memory");
@@ -88,12 +91,47 @@ done:
     return rc;
 }
 
-static ks_code commit(ks_fleetsim_replay *r, ks_store *store, ks_err *err)
+/* Units of the open group (group_commit mode). */
+typedef struct group {
+    uint32_t n;                   /* units */
+    uint32_t n_placed;            /* arrivals among them */
+    uint64_t *t0;                 /* per arrival: decision start */
+    uint32_t *departed;           /* per departure: VM number, freed after the commit */
+    uint32_t n_departed;
+} group;
+
+static ks_code commit(ks_fleetsim_replay *r, ks_store *store, ks_fleet *fleet, group *g,
+                      ks_err *err)
 {
     uint64_t t0 = ks_fleetsim_now_ns();
     ks_code rc = ks_store_commit(store, err);
-    r->commit_ns += ks_fleetsim_now_ns() - t0;
+    uint64_t t1 = ks_fleetsim_now_ns();
+    r->commit_ns += t1 - t0;
     r->n_commits++;
+    if (r->record_latency && !ks_fleetsim_samples_push(&r->commit_lat, t1 - t0))
+        return ks_err_set(err, KS_ENOMEM, "out of memory");
+    if (!g || rc != KS_OK)
+        return rc;
+    r->n_units += g->n;
+    r->place_ns += g->n ? (t1 - t0) * g->n_placed / g->n : 0;
+    for (uint32_t i = 0; i < g->n_placed; i++)
+        if (r->record_latency && !ks_fleetsim_samples_push(&r->place_lat, t1 - g->t0[i]))
+            rc = ks_err_set(err, KS_ENOMEM, "out of memory");
+    for (uint32_t i = 0; rc == KS_OK && i < g->n_departed; i++) {
+        char name[KS_ID_MAX];
+        ks_fleetsim_vm_name(name, g->departed[i]);
+        rc = ks_fleet_vm_remove(fleet, name, err);
+    }
+    g->n = g->n_placed = g->n_departed = 0;
+    return rc;
+}
+
+/* Opens a unit: the transaction when none is open, and in group mode a savepoint. */
+static ks_code unit_begin(ks_store *store, bool savepoint, ks_err *err)
+{
+    ks_code rc = ks_store_in_txn(store) ? KS_OK : ks_store_begin(store, err);
+    if (rc == KS_OK && savepoint)
+        rc = ks_store_savepoint(store, KS_STORE_SP_MARK, err);
     return rc;
 }
 
@@ -106,6 +144,15 @@ ks_code ks_fleetsim_replay_run(ks_fleetsim_replay *r, ks_fleet *fleet, uint32_t 
     ks_vm_request req;
     if (store_batch == 0)
         store_batch = 1;
+    bool grouped = r->group_commit && store;
+    group g = {0};
+    if (grouped) {
+        g.t0 = calloc(store_batch, sizeof(*g.t0));
+        g.departed = calloc(store_batch, sizeof(*g.departed));
+        if (!g.t0 || !g.departed)
+            rc = ks_err_set(err, KS_ENOMEM, "out of memory");
+    }
+    group *gp = grouped ? &g : NULL;
     uint32_t end = r->pos + n > t->n_events || r->pos + n < r->pos ? t->n_events : r->pos + n;
     for (; rc == KS_OK && r->pos < end; r->pos++) {
         const ks_fleetsim_event *ev = &t->events[r->pos];
@@ -114,16 +161,24 @@ ks_code ks_fleetsim_replay_run(ks_fleetsim_replay *r, ks_fleet *fleet, uint32_t 
                 continue;
             char name[KS_ID_MAX];
             ks_fleetsim_vm_name(name, ev->vm);
+            bool freed_later = false;
             if (store) {
-                rc = ks_store_in_txn(store) ? KS_OK : ks_store_begin(store, err);
+                rc = unit_begin(store, grouped, err);
                 if (rc == KS_OK)
                     rc = ks_store_vm_delete(store, name, err);
+                if (rc == KS_OK && grouped)
+                    rc = ks_store_savepoint(store, KS_STORE_SP_KEEP, err);
+                if (rc == KS_OK && grouped) {
+                    g.departed[g.n_departed++] = ev->vm;
+                    g.n++;
+                    freed_later = true;
+                }
                 if (rc == KS_OK && ++in_txn >= store_batch) {
-                    rc = commit(r, store, err);
+                    rc = commit(r, store, fleet, gp, err);
                     in_txn = 0;
                 }
             }
-            if (rc == KS_OK)
+            if (rc == KS_OK && !freed_later)
                 rc = ks_fleet_vm_remove(fleet, name, err);
             r->placed[ev->vm] = 0;
             r->departures++;
@@ -153,15 +208,41 @@ ks_code ks_fleetsim_replay_run(ks_fleetsim_replay *r, ks_fleet *fleet, uint32_t 
             rc = prc;
             break;
         }
+        if (rc == KS_OK && grouped) {
+            /* kintsugid: store the unit, reserve in the index, commit with
+             * the group; the placement counts once its group committed. */
+            rc = unit_begin(store, true, err);
+            if (rc == KS_OK)
+                rc = store_vm(store, &req, plan, err);
+            if (rc == KS_OK)
+                rc = ks_store_savepoint(store, KS_STORE_SP_KEEP, err);
+            if (rc == KS_OK)
+                rc = ks_fleet_vm_add(fleet, &req, plan, err);
+            if (rc == KS_OK) {
+                r->placed[ev->vm] = 1;
+                r->placed_ok++;
+                r->placed_vcpus += plan->n_vcpus;
+                r->place_ns += ks_fleetsim_now_ns() - t0;
+                g.t0[g.n_placed++] = t0;
+                g.n++;
+                if (++in_txn >= store_batch) {
+                    rc = commit(r, store, fleet, gp, err);
+                    in_txn = 0;
+                }
+            }
+            ks_plan_free(plan);
+            continue;
+        }
         if (rc == KS_OK && store) {
             rc = ks_store_in_txn(store) ? KS_OK : ks_store_begin(store, err);
             if (rc == KS_OK)
                 rc = store_vm(store, &req, plan, err);
-            /* One transaction per placement (kintsugid): the index learns the VM
-             * only after its commit.  Larger batches are the loader's mode: the
-             * index is updated before the batch commits. */
+            /* One transaction per placement (kintsugid without concurrency):
+             * the index learns the VM only after its commit.  Larger batches
+             * are the loader's mode: the index is updated before the batch
+             * commits. */
             if (rc == KS_OK && ++in_txn >= store_batch) {
-                rc = commit(r, store, err);
+                rc = commit(r, store, fleet, NULL, err);
                 in_txn = 0;
             }
         }
@@ -179,9 +260,11 @@ ks_code ks_fleetsim_replay_run(ks_fleetsim_replay *r, ks_fleet *fleet, uint32_t 
         ks_plan_free(plan);
     }
     if (rc == KS_OK && store && ks_store_in_txn(store))
-        rc = commit(r, store, err);
+        rc = commit(r, store, fleet, gp, err);
     if (rc != KS_OK && store)
         ks_store_rollback(store, NULL);
+    free(g.t0);
+    free(g.departed);
     return rc;
 }
 

@@ -227,7 +227,17 @@ typedef struct ks_fleetsim_replay {
     ks_fleetsim_samples decide_fail_lat;                   /* per arrival refused (no capacity) */
     ks_fleetsim_samples shape_lat[KS_FLEETSIM_MAX_SHAPES]; /* per arrival, by shape */
     ks_fleetsim_samples place_lat;                         /* per successful durable placement */
+    ks_fleetsim_samples commit_lat;                        /* per commit, when record_latency */
     bool record_latency;
+    /* Group commit as kintsugid does it (api/ks_api_group.c): store_batch
+     * units (arrivals and departures) share one commit, each in a savepoint;
+     * an arrival reserves its CPUs in the index before the commit, a
+     * departure frees them after it; a placement's latency runs from its
+     * decision to its group's commit, and each unit is charged its share of
+     * the commit time in place_ns.  Without it, store_batch > 1 is the
+     * loader's mode (no savepoints, latency without the commit). */
+    bool group_commit;
+    uint64_t n_units; /* units committed in group_commit mode */
 } ks_fleetsim_replay;
 
 ks_code ks_fleetsim_replay_init(ks_fleetsim_replay *r, const ks_fleetsim_trace *t, ks_err *err);
