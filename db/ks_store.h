@@ -93,9 +93,11 @@ typedef struct ks_store_options {
     /* SQLite: WAL checkpoints run on a background thread of the handle (its
      * own connection, PASSIVE, every 100 ms) instead of inside the COMMIT
      * that crosses 1000 WAL pages, so commits stay a WAL append and no
-     * request pays for a checkpoint's copy and fsync.  COMMIT still
-     * checkpoints when the WAL passes 64 MiB (the thread fell behind).
-     * Ignored by PostgreSQL and read-only handles. */
+     * request pays for a checkpoint's copy and fsync.  When commits never
+     * pause long enough for the WAL to drain, the commit after it passed
+     * 256 MiB restarts it (a pause of that one commit); COMMIT checkpoints
+     * inline only past 512 MiB (the thread fell behind).  Ignored by
+     * PostgreSQL and read-only handles. */
     bool background_checkpoint;
 } ks_store_options;
 

@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -275,6 +276,8 @@ typedef struct sq_checkpointer {
     pthread_cond_t cv;
     bool stop;
     sqlite3 *db;
+    char *path;               /* the database file; "-wal" appended for the WAL */
+    atomic_bool want_restart; /* the writer should restart the WAL after its commit */
 } sq_checkpointer;
 
 typedef struct sq_store {
@@ -493,8 +496,23 @@ static ks_code sq_int_pragma(int64_t *out, sq_store *q, const char *sql, ks_err 
 }
 
 #define CHECKPOINT_PERIOD_NS 100000000L
-/* A WAL past this many pages (16 MiB) is restarted from the beginning. */
-#define CHECKPOINT_RESTART_PAGES 4096
+/* A WAL past this many pages (256 MiB), which background checkpoints could
+ * not drain because commits never paused, is restarted from its beginning:
+ * a pause of one commit (~10-50 ms here) every few hundred thousand pages. */
+#define CHECKPOINT_RESTART_PAGES 65536
+
+/* fdatasync of a file by name; best effort (the checkpoint syncs anyway). */
+static void sync_file(const char *path, const char *suffix)
+{
+    char name[4096];
+    if (snprintf(name, sizeof(name), "%s%s", path, suffix) >= (int)sizeof(name))
+        return;
+    int fd = open(name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    (void)fdatasync(fd);
+    close(fd);
+}
 
 static void *checkpoint_main(void *arg)
 {
@@ -515,13 +533,19 @@ static void *checkpoint_main(void *arg)
         /* PASSIVE: copies what no reader still needs, never waits for the
          * writer; a busy or failed round is retried at the next period.
          * Under a steady stream of commits the WAL never drains, so it
-         * would only grow: once it is long, RESTART briefly holds the
-         * writers back (the frames left after PASSIVE are few) so that the
-         * next commit writes at the start of the file again. */
+         * only grows, until COMMIT checkpoints it inline (the safety net):
+         * a long stall.  Instead, once it is long, this thread copies and
+         * syncs what it can without holding anyone back, then asks the
+         * writer to RESTART the WAL right after its next commit (sq_commit),
+         * when little is left to copy and to sync. */
         int wal = 0, done = 0;
         sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &wal, &done);
-        if (wal > CHECKPOINT_RESTART_PAGES)
-            sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
+        if (wal > CHECKPOINT_RESTART_PAGES && !atomic_load(&c->want_restart)) {
+            sync_file(c->path, "-wal");
+            sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+            sync_file(c->path, "");
+            atomic_store(&c->want_restart, true);
+        }
         pthread_mutex_lock(&c->mu);
     }
     pthread_mutex_unlock(&c->mu);
@@ -540,30 +564,44 @@ static void checkpointer_stop(sq_checkpointer *c)
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);
     sqlite3_close_v2(c->db);
+    free(c->path);
     free(c);
 }
 
 static ks_code checkpointer_start(sq_checkpointer **out, const char *path, ks_err *err)
 {
     sq_checkpointer *c = calloc(1, sizeof(*c));
-    if (!c)
+    if (!c || !(c->path = strdup(path))) {
+        free(c);
         return ks_err_set(err, KS_ENOMEM, "out of memory");
+    }
     int src = sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
     if (src != SQLITE_OK) {
         ks_code rc = ks_err_set(err, map_rc(src), "open '%s' for checkpoints: %s", path,
                                 c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(src));
         sqlite3_close_v2(c->db);
+        free(c->path);
         free(c);
         return rc;
     }
-    /* RESTART waits this long for the writer's transaction to end. */
-    sqlite3_busy_timeout(c->db, 2000);
+    /* A connection that has read nothing does not know the database is in
+     * WAL mode: its checkpoints would do nothing. */
+    src = sqlite3_exec(c->db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL);
+    if (src != SQLITE_OK) {
+        ks_code rc = ks_err_set(err, map_rc(src), "open '%s' for checkpoints: %s", path,
+                                sqlite3_errmsg(c->db));
+        sqlite3_close_v2(c->db);
+        free(c->path);
+        free(c);
+        return rc;
+    }
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv, NULL);
     if (pthread_create(&c->thread, NULL, checkpoint_main, c) != 0) {
         pthread_mutex_destroy(&c->mu);
         pthread_cond_destroy(&c->cv);
         sqlite3_close_v2(c->db);
+        free(c->path);
         free(c);
         return ks_err_set(err, KS_EINTERNAL, "cannot start the checkpoint thread");
     }
@@ -640,6 +678,9 @@ static ks_code sq_commit(ks_store *s, ks_err *err)
         return rc;
     }
     s->in_txn = false;
+    /* Asked by the checkpoint thread: the WAL is long and mostly copied. */
+    if (q->ckpt && atomic_exchange(&q->ckpt->want_restart, false))
+        sqlite3_wal_checkpoint_v2(q->db, NULL, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
     return KS_OK;
 }
 
@@ -2599,11 +2640,11 @@ ks_code ks_store__sqlite_open(ks_store **out, const char *path, const ks_store_o
          * instead of keeping its high-water mark on disk. */
         if (rc == KS_OK)
             rc = sq_exec(q, "PRAGMA journal_size_limit = 67108864", "set WAL size limit", err);
-        /* 16384 pages = 64 MiB: only a safety net when the owner's
-         * background checkpoints fall behind (the default, 1000 pages, runs
-         * a checkpoint and its fsync inside every ~1000th page's COMMIT). */
+        /* 131072 pages = 512 MiB: only a safety net when the background
+         * checkpoints fall behind (the default, 1000 pages, runs a
+         * checkpoint and its fsync inside every ~1000th page's COMMIT). */
         if (rc == KS_OK && opts->background_checkpoint)
-            rc = sq_exec(q, "PRAGMA wal_autocheckpoint = 16384", "set WAL checkpoint", err);
+            rc = sq_exec(q, "PRAGMA wal_autocheckpoint = 131072", "set WAL checkpoint", err);
         if (rc == KS_OK)
             rc = sq_int_pragma(&dummy, q, "PRAGMA foreign_keys", err);
         if (rc == KS_OK && dummy != 1)
