@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #ifdef KS_HAVE_LIBPQ
@@ -234,6 +235,8 @@ static void put_ok(ks_store *s, const char *host, const char *boot, uint64_t gen
         fail_msg("put report of %s: %s", host, err.msg);
 }
 
+/* Inserts VM `name` on `host` with vCPU i on cpus[i]; inside the open
+ * transaction when there is one, else in its own. */
 static ks_code insert_vm(ks_store *s, const char *name, const char *host, const int32_t *cpus,
                          uint32_t n, ks_err *err)
 {
@@ -252,6 +255,8 @@ static ks_code insert_vm(ks_store *s, const char *name, const char *host, const 
         v[i].vcpu = (int32_t)i;
         v[i].cpu_id = cpus[i];
     }
+    if (ks_store_in_txn(s))
+        return ks_store_vm_insert(s, &vm, v, n, err);
     ks_code rc = ks_store_begin(s, err);
     if (rc != KS_OK)
         return rc;
@@ -766,6 +771,102 @@ static void test_store__rollback_leaves_nothing(void **state)
     assert_int_equal(ks_store_open(&f->s, f->path, NULL, &err), KS_OK);
     assert_int_equal(qint(f->s, "SELECT count(*) FROM hosts"), 0);
     ks_report_free(r);
+}
+
+/* A unit that fails inside a shared transaction is undone alone. */
+static void test_store__savepoints(void **state)
+{
+    fixture *f = *state;
+    ks_err err = {0};
+    put_ok(f->s, "h1", "b", 1, 8);
+    assert_int_equal(ks_store_savepoint(f->s, KS_STORE_SP_MARK, &err), KS_EINTERNAL);
+    assert_int_equal(ks_store_begin(f->s, &err), KS_OK);
+    static const int32_t a[] = {0, 1}, b[] = {1, 2}, c[] = {3};
+    assert_int_equal(ks_store_savepoint(f->s, KS_STORE_SP_MARK, &err), KS_OK);
+    assert_int_equal(insert_vm(f->s, "vm-a", "h1", a, 2, &err), KS_OK);
+    assert_int_equal(ks_store_savepoint(f->s, KS_STORE_SP_KEEP, &err), KS_OK);
+    /* cpu 1 is taken: this unit fails and is undone, vm-a stays */
+    assert_int_equal(ks_store_savepoint(f->s, KS_STORE_SP_MARK, &err), KS_OK);
+    assert_int_equal(ks_store_event_append(NULL, f->s, 1, "vm.placed", "h1", "vm-b", NULL, &err),
+                     KS_OK);
+    assert_int_equal(insert_vm(f->s, "vm-b", "h1", b, 2, &err), KS_ECONFLICT);
+    assert_int_equal(ks_store_savepoint(f->s, KS_STORE_SP_UNDO, &err), KS_OK);
+    assert_int_equal(ks_store_savepoint(f->s, KS_STORE_SP_MARK, &err), KS_OK);
+    assert_int_equal(insert_vm(f->s, "vm-c", "h1", c, 1, &err), KS_OK);
+    assert_int_equal(ks_store_savepoint(f->s, KS_STORE_SP_KEEP, &err), KS_OK);
+    assert_int_equal(ks_store_commit(f->s, &err), KS_OK);
+    assert_int_equal(qint(f->s, "SELECT count(*) FROM vms"), 2);
+    assert_int_equal(qint(f->s, "SELECT count(*) FROM vm_vcpus"), 3);
+    assert_int_equal(qint(f->s, "SELECT count(*) FROM events WHERE vm = 'vm-b'"), 0);
+    assert_int_equal(ks_store_savepoint(f->s, (ks_store_sp_action)7, &err), KS_EINTERNAL);
+}
+
+static bool veto_all(void *ctx)
+{
+    (*(int *)ctx)++;
+    return true;
+}
+
+/* The fault hook: a vetoed COMMIT fails, keeps nothing, and the store works after. */
+static void test_store__commit_veto(void **state)
+{
+    fixture *f = *state;
+    ks_err err = {0};
+    int asked = 0;
+    if (g_pg) {
+        assert_int_equal(ks_store_set_commit_veto(f->s, veto_all, &asked, &err), KS_EUNSUPPORTED);
+        return;
+    }
+    assert_int_equal(ks_store_set_commit_veto(f->s, veto_all, &asked, &err), KS_OK);
+    ks_report *r = make_report("h1", "b", 1, 4, 0, 0);
+    assert_int_not_equal(put(f->s, r, NULL, &err), KS_OK);
+    assert_int_equal(asked, 1);
+    assert_false(ks_store_in_txn(f->s));
+    assert_int_equal(qint(f->s, "SELECT count(*) FROM hosts"), 0);
+    assert_int_equal(ks_store_set_commit_veto(f->s, NULL, NULL, &err), KS_OK);
+    assert_int_equal(put(f->s, r, NULL, &err), KS_OK);
+    assert_int_equal(qint(f->s, "SELECT count(*) FROM hosts"), 1);
+    ks_report_free(r);
+}
+
+static long file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/* options.background_checkpoint: the WAL's pages reach the database file
+ * without any COMMIT checkpointing them (autocheckpoint is far away). */
+static void test_store__background_checkpoint(void **state)
+{
+    fixture *f = *state;
+    ks_err err = {0};
+    ks_store_options o = KS_STORE_OPTIONS_INIT;
+    o.background_checkpoint = true;
+    ks_store_close(f->s);
+    f->s = NULL;
+    if (g_pg) { /* ignored there */
+        assert_int_equal(ks_store_open(&f->s, f->path, &o, &err), KS_OK);
+        return;
+    }
+    char db[600];
+    ks_test_path(db, sizeof(db), "%s/ckpt.db", f->dir);
+    assert_int_equal(ks_store_open(&f->s, db, &o, &err), KS_OK);
+    long before = file_size(db);
+    char host[16];
+    for (int i = 0; i < 40; i++) {
+        snprintf(host, sizeof(host), "h%d", i);
+        put_ok(f->s, host, "b", 1, 64);
+    }
+    long after = before;
+    for (int tries = 0; tries < 100 && after <= before + 65536; tries++) {
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+        after = file_size(db);
+    }
+    if (after <= before + 65536)
+        fail_msg("database file %ld -> %ld bytes: nothing was checkpointed", before, after);
+    assert_int_equal(qint(f->s, "SELECT count(*) FROM hosts"), 40);
 }
 
 static void test_store__host_delete_with_vms_refused(void **state)
@@ -1909,6 +2010,9 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_store__migrate_empty_and_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__newer_schema_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store__savepoints, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store__commit_veto, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store__background_checkpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__urls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__writes_need_a_transaction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__host_put_get_generations, setup, teardown),
