@@ -378,14 +378,7 @@ static void *vm_decode_part(void *arg)
             continue;
         }
         const char *rq = pt->b->text + it->req_off, *pl = pt->b->text + it->plan_off;
-        json_error_t je;
-        json_t *rj = json_loadb(rq, it->req_len, 0, &je);
-        if (!rj) {
-            ks_err_set(&it->e, KS_EINVAL, "bad request json: %s", je.text);
-            continue;
-        }
-        it->rc = ks_vm_request_from_json(&it->req, rj, &it->e);
-        json_decref(rj);
+        it->rc = ks_vm_request_parse(&it->req, rq, it->req_len, &it->e);
         if (it->rc == KS_OK)
             it->rc = ks_plan_parse(&it->plan, pl, it->plan_len, pt->cache, &it->e);
     }
