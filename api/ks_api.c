@@ -31,6 +31,7 @@ void ks_api__http_stop(ks_api *api, uint64_t grace_us);
 
 typedef struct rebuild_ctx {
     ks_api *api;
+    ks_store *rd; /* where the hosts are read: a second handle, or api->store */
     ks_code rc;
     ks_err *err;
     uint32_t n_hosts, n_vms, n_skipped;
@@ -70,6 +71,25 @@ static int collect_member(void *ctx, const char *pool, const char *host_id)
 }
 
 /*
+ * A second read-only handle for a bulk scan (SQLite on a file only: a
+ * PostgreSQL replica keeps to its one connection), mapping the whole file:
+ * the start-up reads most of it once, and pages read through the mapping
+ * are not copied.  NULL when there is none to be had.
+ */
+static ks_store *open_bulk_reader(ks_store *store, ks_err *e)
+{
+    ks_store *rd = NULL;
+    int64_t mapped = 0;
+    if (strcmp(ks_store_backend(store), "sqlite") != 0 ||
+        ks_store_open_reader(&rd, store, e) != KS_OK)
+        return NULL;
+    /* SQLite caps it at its build's maximum (2 GiB by default) */
+    if (ks_store_query_int(&mapped, rd, "PRAGMA mmap_size = 2147418112", e) != KS_OK)
+        ks_log(KS_LOG_DEBUG, "index rebuild: no mmap error='%s'", e->msg);
+    return rd;
+}
+
+/*
  * Hosts are rebuilt from the cpus table (one sequential ks_store_cpu_scan, the
  * feature sets already decoded) rather than from each stored report's JSON:
  * decoding ~128 CPUs of JSON per host was most of a 10k-host start-up.  What
@@ -83,6 +103,26 @@ typedef struct host_slot {
     bool done;       /* indexed (or given up on) */
 } host_slot;
 
+/*
+ * The headers are read (a point query and ~45 KB of report text per host) on
+ * a thread of their own with its own handle while the cpus scan runs, ahead
+ * of it in the same (id) order; the scan waits for a host's header only when
+ * it gets there first.
+ */
+typedef struct head_reader {
+    ks_store *rd;
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    size_t n_done;  /* hosts[0 .. n_done) have their header (under mu) */
+    bool finished;  /* the thread has ended (under mu) */
+    bool stop;      /* the scan gave up (under mu) */
+    ks_code rc;     /* a failed query ends it; the rebuild then fails */
+    ks_err err;
+    struct host_scan *s;
+} head_reader;
+
 typedef struct host_scan {
     rebuild_ctx *c;
     host_slot *hosts;
@@ -91,6 +131,7 @@ typedef struct host_scan {
     size_t n_rows, cap_rows;
     char current[KS_ID_MAX];
     bool oom;
+    head_reader *hr; /* NULL: headers read before the scan */
 } host_scan;
 
 static int collect_host_row(void *ctx, const ks_store_host_row *row)
@@ -132,7 +173,7 @@ static void rebuild_host_from_report(rebuild_ctx *c, host_slot *h)
     ks_report *r = NULL;
     ks_err e = {0};
     h->done = true;
-    if (ks_store_host_get(&row, c->api->store, h->row.id, true, &e) != KS_OK ||
+    if (ks_store_host_get(&row, c->rd, h->row.id, true, &e) != KS_OK ||
         !row.report_json ||
         ks_report_parse(&r, row.report_json, strlen(row.report_json), &e) != KS_OK ||
         ks_fleet_host_update(c->api->fleet, r, NULL, &e) != KS_OK) {
@@ -190,6 +231,53 @@ static bool head_take_rows(ks_report *r, const ks_store_cpu_row *rows, size_t n,
     return true;
 }
 
+/* Reads host h's report and decodes its header into h->head (left NULL when
+ * it has none or it does not decode); fails only when the query does. */
+static ks_code head_read(ks_store *rd, host_slot *h, ks_err *err)
+{
+    ks_store_host_row row = {0};
+    ks_err e = {0};
+    ks_code rc = ks_store_host_get(&row, rd, h->row.id, true, err);
+    if (rc == KS_OK && row.report_json)
+        ks_report_parse_header(&h->head, row.report_json, strlen(row.report_json), &e);
+    ks_store_host_row_destroy(&row);
+    return rc;
+}
+
+static void *head_reader_main(void *arg)
+{
+    head_reader *hr = arg;
+    host_scan *s = hr->s;
+    ks_err e = {0};
+    ks_code rc = KS_OK;
+    bool stop = false;
+    for (size_t i = 0; rc == KS_OK && !stop && i < s->n_hosts; i++) {
+        rc = head_read(hr->rd, &s->hosts[i], &e);
+        pthread_mutex_lock(&hr->mu);
+        if (rc == KS_OK)
+            hr->n_done = i + 1;
+        stop = hr->stop;
+        pthread_cond_broadcast(&hr->cv);
+        pthread_mutex_unlock(&hr->mu);
+    }
+    pthread_mutex_lock(&hr->mu);
+    hr->finished = true;
+    hr->rc = rc;
+    hr->err = e;
+    pthread_cond_broadcast(&hr->cv);
+    pthread_mutex_unlock(&hr->mu);
+    return NULL;
+}
+
+/* Waits until hosts[i]'s header is read (or will never be). */
+static void head_wait(head_reader *hr, size_t i)
+{
+    pthread_mutex_lock(&hr->mu);
+    while (hr->n_done <= i && !hr->finished)
+        pthread_cond_wait(&hr->cv, &hr->mu);
+    pthread_mutex_unlock(&hr->mu);
+}
+
 static void host_scan_flush(host_scan *s)
 {
     if (!s->n_rows)
@@ -200,6 +288,8 @@ static void host_scan_flush(host_scan *s)
     s->n_rows = 0;
     if (!h || h->done)
         return; /* rows without a host row: nothing the daemon could index */
+    if (s->hr)
+        head_wait(s->hr, (size_t)(h - s->hosts));
     ks_err e = {0};
     if (h->head && strcmp(h->head->host.id, h->row.id) == 0 && head_take_rows(h->head, s->rows, n, &e) &&
         ks_fleet_host_update(c->api->fleet, h->head, NULL, &e) == KS_OK) {
@@ -240,29 +330,41 @@ static int scan_cpu_row(void *ctx, const ks_store_cpu_row *row)
 
 static ks_code rebuild_hosts(rebuild_ctx *c)
 {
-    ks_api *api = c->api;
     host_scan s = {.c = c};
-    ks_code rc = ks_store_host_list(api->store, NULL, collect_host_row, &s, c->err);
+    ks_code rc = ks_store_host_list(c->rd, NULL, collect_host_row, &s, c->err);
     if (rc == KS_OK && s.oom)
         rc = ks_err_set(c->err, KS_ENOMEM, "out of memory listing hosts");
     if (rc == KS_OK && s.n_hosts)
         qsort(s.hosts, s.n_hosts, sizeof(*s.hosts), host_slot_cmp);
-    for (size_t i = 0; rc == KS_OK && i < s.n_hosts; i++) {
-        ks_store_host_row row = {0};
-        ks_err e = {0};
-        rc = ks_store_host_get(&row, api->store, s.hosts[i].row.id, true, c->err);
-        if (rc != KS_OK)
-            break;
-        if (row.report_json)
-            ks_report_parse_header(&s.hosts[i].head, row.report_json, strlen(row.report_json), &e);
-        ks_store_host_row_destroy(&row);
+    head_reader hr = {.s = &s};
+    ks_err e = {0};
+    pthread_mutex_init(&hr.mu, NULL);
+    pthread_cond_init(&hr.cv, NULL);
+    if (rc == KS_OK && s.n_hosts && (hr.rd = open_bulk_reader(c->api->store, &e))) {
+        hr.started = pthread_create(&hr.thread, NULL, head_reader_main, &hr) == 0;
+        s.hr = hr.started ? &hr : NULL;
     }
+    for (size_t i = 0; rc == KS_OK && !hr.started && i < s.n_hosts; i++)
+        rc = head_read(c->rd, &s.hosts[i], c->err);
     if (rc == KS_OK)
-        rc = ks_store_cpu_scan(api->store, NULL, scan_cpu_row, &s, c->err);
+        rc = ks_store_cpu_scan(c->rd, NULL, scan_cpu_row, &s, c->err);
     if (rc == KS_OK && s.oom)
         rc = ks_err_set(c->err, KS_ENOMEM, "out of memory scanning cpus");
     if (rc == KS_OK)
         host_scan_flush(&s);
+    if (hr.started) {
+        pthread_mutex_lock(&hr.mu);
+        hr.stop = true;
+        pthread_mutex_unlock(&hr.mu);
+        pthread_join(hr.thread, NULL);
+        if (rc == KS_OK && hr.rc != KS_OK) {
+            rc = hr.rc;
+            *c->err = hr.err;
+        }
+    }
+    ks_store_close(hr.rd);
+    pthread_mutex_destroy(&hr.mu);
+    pthread_cond_destroy(&hr.cv);
     /* Hosts the scan never reached (no cpu rows) or whose rows did not fit
      * their header: the full report decides, as before. */
     for (size_t i = 0; rc == KS_OK && i < s.n_hosts; i++)
@@ -335,11 +437,19 @@ ks_code ks_api__sync_bans(ks_api *api, ks_err *err)
 
 /*
  * VMs: one sequential scan of the vm rows with their JSON (not a point query
- * per VM).  Rows are taken in batches; each batch's JSON is decoded by two
- * threads (the decode is most of the cost and independent per VM), then the
- * VMs are added to the fleet in scan order by this thread alone.
+ * per VM), in batches; their VMs are added to the fleet in scan order by the
+ * index thread alone.
+ *
+ * With a second read-only handle on the store (SQLite on a file), a loader
+ * thread reads the rows and decodes each from the store's buffers while the
+ * index thread still rebuilds the hosts; the index thread then adds the
+ * decoded batches.  Without one (an in-memory store), the scan runs after the
+ * hosts and each batch's text is copied and decoded by two threads.
  */
 #define KS_API_VM_BATCH 2048
+/* Decoded batches the loader may hold ahead of the index (~4 MB each):
+ * bounds the start-up's extra memory when the hosts are slow. */
+#define KS_API_VM_AHEAD 128
 
 typedef struct vm_item {
     char name[KS_ID_MAX];
@@ -352,14 +462,37 @@ typedef struct vm_item {
 } vm_item;
 
 typedef struct vm_batch {
-    rebuild_ctx *c;
-    vm_item items[KS_API_VM_BATCH];
+    struct vm_batch *next;
     size_t n;
     char *text; /* the rows' JSON, NUL-terminated one after another */
     size_t text_len, text_cap;
-    ks_plan_cache *cache[2];
     bool oom;
+    vm_item items[KS_API_VM_BATCH];
 } vm_batch;
+
+/* One VM's request and plan text (NULL: the row has none). */
+static void vm_item_decode(vm_item *it, const char *rq, size_t rq_len, const char *pl,
+                           size_t pl_len, ks_plan_cache *cache)
+{
+    it->rc = KS_EINVAL;
+    if (!rq || !pl) {
+        ks_err_set(&it->e, KS_EINVAL, "bad json");
+        return;
+    }
+    it->rc = ks_vm_request_parse(&it->req, rq, rq_len, &it->e);
+    if (it->rc == KS_OK)
+        it->rc = ks_plan_parse(&it->plan, pl, pl_len, cache, &it->e);
+}
+
+static void vm_decode(vm_batch *b, size_t from, size_t to, ks_plan_cache *cache)
+{
+    for (size_t i = from; i < to; i++) {
+        vm_item *it = &b->items[i];
+        bool has = it->req_off != SIZE_MAX && it->plan_off != SIZE_MAX;
+        vm_item_decode(it, has ? b->text + it->req_off : NULL, it->req_len,
+                       has ? b->text + it->plan_off : NULL, it->plan_len, cache);
+    }
+}
 
 typedef struct vm_part {
     vm_batch *b;
@@ -370,25 +503,7 @@ typedef struct vm_part {
 static void *vm_decode_part(void *arg)
 {
     vm_part *pt = arg;
-    for (size_t i = pt->from; i < pt->to; i++) {
-        vm_item *it = &pt->b->items[i];
-        it->rc = KS_EINVAL;
-        if (it->req_off == SIZE_MAX || it->plan_off == SIZE_MAX) {
-            ks_err_set(&it->e, KS_EINVAL, "bad json");
-            continue;
-        }
-        const char *rq = pt->b->text + it->req_off, *pl = pt->b->text + it->plan_off;
-        json_error_t je;
-        json_t *rj = json_loadb(rq, it->req_len, 0, &je);
-        if (!rj) {
-            ks_err_set(&it->e, KS_EINVAL, "bad request json: %s", je.text);
-            continue;
-        }
-        it->rc = ks_vm_request_from_json(&it->req, rj, &it->e);
-        json_decref(rj);
-        if (it->rc == KS_OK)
-            it->rc = ks_plan_parse(&it->plan, pl, it->plan_len, pt->cache, &it->e);
-    }
+    vm_decode(pt->b, pt->from, pt->to, pt->cache);
     return NULL;
 }
 
@@ -415,17 +530,23 @@ static size_t vm_batch_put(vm_batch *b, const char *t, size_t *len)
     return b->text_len - n;
 }
 
-static void vm_batch_flush(vm_batch *b)
+/* Appends one row's name and text; false when out of memory. */
+static bool vm_batch_put_row(vm_batch *b, const ks_store_vm_row *row)
 {
-    rebuild_ctx *c = b->c;
-    vm_part parts[2] = {{b, 0, b->n / 2, b->cache[0]}, {b, b->n / 2, b->n, b->cache[1]}};
-    pthread_t th;
-    bool threaded = b->n >= 64 && pthread_create(&th, NULL, vm_decode_part, &parts[1]) == 0;
-    if (!threaded)
-        parts[0].to = b->n;
-    vm_decode_part(&parts[0]);
-    if (threaded)
-        pthread_join(th, NULL);
+    vm_item *it = &b->items[b->n];
+    memset(it, 0, sizeof(*it));
+    snprintf(it->name, sizeof(it->name), "%s", row->name);
+    it->req_off = vm_batch_put(b, row->request_json, &it->req_len);
+    it->plan_off = vm_batch_put(b, row->plan_json, &it->plan_len);
+    if (b->oom)
+        return false;
+    b->n++;
+    return true;
+}
+
+/* Adds a decoded batch's VMs to the fleet, in order, and empties it. */
+static void vm_batch_add(rebuild_ctx *c, vm_batch *b)
+{
     for (size_t i = 0; i < b->n; i++) {
         vm_item *it = &b->items[i];
         if (it->rc == KS_OK)
@@ -441,58 +562,267 @@ static void vm_batch_flush(vm_batch *b)
         }
         ks_vm_request_free(it->req);
         ks_plan_free(it->plan);
+        it->req = NULL;
+        it->plan = NULL;
     }
     b->n = 0;
     b->text_len = 0;
 }
 
-static int rebuild_vm_row(void *ctx, const ks_store_vm_row *row)
+/* NULL-safe; frees what a batch never added still holds. */
+static void vm_batch_free(vm_batch *b)
 {
-    vm_batch *b = ctx;
-    vm_item *it = &b->items[b->n];
-    memset(it, 0, sizeof(*it));
-    snprintf(it->name, sizeof(it->name), "%s", row->name);
-    it->req_off = vm_batch_put(b, row->request_json, &it->req_len);
-    it->plan_off = vm_batch_put(b, row->plan_json, &it->plan_len);
-    if (b->oom)
+    if (!b)
+        return;
+    for (size_t i = 0; i < b->n; i++) {
+        ks_vm_request_free(b->items[i].req);
+        ks_plan_free(b->items[i].plan);
+    }
+    free(b->text);
+    free(b);
+}
+
+/* ---- without a second handle: scan after the hosts, two decode threads ---- */
+
+typedef struct vm_here {
+    rebuild_ctx *c;
+    vm_batch *b;
+    ks_plan_cache *cache[2];
+} vm_here;
+
+static void vm_here_flush(vm_here *h)
+{
+    vm_batch *b = h->b;
+    vm_part parts[2] = {{b, 0, b->n / 2, h->cache[0]}, {b, b->n / 2, b->n, h->cache[1]}};
+    pthread_t th;
+    bool threaded = b->n >= 64 && pthread_create(&th, NULL, vm_decode_part, &parts[1]) == 0;
+    if (!threaded)
+        parts[0].to = b->n;
+    vm_decode_part(&parts[0]);
+    if (threaded)
+        pthread_join(th, NULL);
+    vm_batch_add(h->c, b);
+}
+
+static int vm_here_row(void *ctx, const ks_store_vm_row *row)
+{
+    vm_here *h = ctx;
+    if (!vm_batch_put_row(h->b, row))
         return 1;
-    if (++b->n == KS_API_VM_BATCH)
-        vm_batch_flush(b);
+    if (h->b->n == KS_API_VM_BATCH)
+        vm_here_flush(h);
     return 0;
 }
 
-static ks_code rebuild_vms(rebuild_ctx *c)
+static ks_code rebuild_vms_here(rebuild_ctx *c)
 {
     ks_store_vm_filter f = KS_STORE_VM_FILTER_INIT;
     f.with_json = true;
-    vm_batch *b = calloc(1, sizeof(*b));
+    vm_here h = {.c = c};
     ks_code rc = KS_OK;
-    if (!b)
+    if (!(h.b = calloc(1, sizeof(*h.b))))
         return ks_err_set(c->err, KS_ENOMEM, "out of memory");
-    b->c = c;
-    rc = ks_plan_cache_new(&b->cache[0], c->err);
+    rc = ks_plan_cache_new(&h.cache[0], c->err);
     if (rc == KS_OK)
-        rc = ks_plan_cache_new(&b->cache[1], c->err);
+        rc = ks_plan_cache_new(&h.cache[1], c->err);
     if (rc == KS_OK)
-        rc = ks_store_vm_list(c->api->store, &f, rebuild_vm_row, b, c->err);
-    if (rc == KS_OK && b->oom)
+        rc = ks_store_vm_list(c->api->store, &f, vm_here_row, &h, c->err);
+    if (rc == KS_OK && h.b->oom)
         rc = ks_err_set(c->err, KS_ENOMEM, "out of memory loading vms");
     if (rc == KS_OK)
-        vm_batch_flush(b);
-    ks_plan_cache_free(b->cache[0]);
-    ks_plan_cache_free(b->cache[1]);
-    free(b->text);
-    free(b);
+        vm_here_flush(&h);
+    ks_plan_cache_free(h.cache[0]);
+    ks_plan_cache_free(h.cache[1]);
+    vm_batch_free(h.b);
     return rc;
+}
+
+/* ---- with a second handle: the loader thread ---- */
+
+typedef struct vm_loader {
+    rebuild_ctx *c;
+    ks_store *reader; /* the loader's own read-only handle */
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    /* under mu: */
+    vm_batch *head, *tail; /* decoded, in scan order */
+    size_t n_queued;
+    vm_batch *spare; /* added batches, for reuse (no fresh pages per batch) */
+    bool stop;       /* the index thread gave up: end the scan */
+    bool done;       /* the scan has ended; rc and err say how */
+    ks_code rc;
+    ks_err err;
+    /* the loader's alone: */
+    vm_batch *filling;
+    bool oom;
+    ks_plan_cache *cache;
+} vm_loader;
+
+/* Queues the filled batch; false when the index thread gave up. */
+static bool loader_push(vm_loader *L)
+{
+    pthread_mutex_lock(&L->mu);
+    while (L->n_queued >= KS_API_VM_AHEAD && !L->stop)
+        pthread_cond_wait(&L->cv, &L->mu);
+    bool ok = !L->stop;
+    if (ok) {
+        vm_batch *b = L->filling;
+        L->filling = NULL;
+        if (L->tail)
+            L->tail->next = b;
+        else
+            L->head = b;
+        L->tail = b;
+        L->n_queued++;
+        pthread_cond_broadcast(&L->cv);
+    }
+    pthread_mutex_unlock(&L->mu);
+    return ok;
+}
+
+/* Each row is decoded as it is read, from the store's own buffers: no copy. */
+static int loader_row(void *ctx, const ks_store_vm_row *row)
+{
+    vm_loader *L = ctx;
+    if (!L->filling) {
+        pthread_mutex_lock(&L->mu);
+        L->filling = L->spare;
+        if (L->spare)
+            L->spare = L->spare->next;
+        pthread_mutex_unlock(&L->mu);
+        if (!L->filling && !(L->filling = malloc(sizeof(*L->filling)))) {
+            L->oom = true;
+            return 1;
+        }
+        L->filling->next = NULL;
+        L->filling->n = 0;
+        L->filling->text = NULL;
+    }
+    vm_item *it = &L->filling->items[L->filling->n++];
+    it->req = NULL;
+    it->plan = NULL;
+    it->e.code = KS_OK;
+    it->e.field[0] = it->e.msg[0] = '\0';
+    snprintf(it->name, sizeof(it->name), "%s", row->name);
+    const char *rq = row->request_json, *pl = row->plan_json;
+    vm_item_decode(it, rq, rq ? strlen(rq) : 0, pl, pl ? strlen(pl) : 0, L->cache);
+    if (L->filling->n == KS_API_VM_BATCH && !loader_push(L))
+        return 1; /* told to stop */
+    return 0;
+}
+
+static void *loader_main(void *arg)
+{
+    vm_loader *L = arg;
+    ks_store_vm_filter f = KS_STORE_VM_FILTER_INIT;
+    ks_err e = {0};
+    f.with_json = true;
+    ks_code rc = ks_store_vm_list(L->reader, &f, loader_row, L, &e);
+    if (rc == KS_OK && L->oom)
+        rc = ks_err_set(&e, KS_ENOMEM, "out of memory loading vms");
+    if (rc == KS_OK && L->filling && L->filling->n)
+        loader_push(L); /* the last, partial batch (refused only when told to stop) */
+    pthread_mutex_lock(&L->mu);
+    L->done = true;
+    L->rc = rc;
+    L->err = e;
+    pthread_cond_broadcast(&L->cv);
+    pthread_mutex_unlock(&L->mu);
+    return NULL;
+}
+
+/* Starts the loader when a second handle can be had; else L->started stays false. */
+static void vm_loader_start(vm_loader *L, rebuild_ctx *c)
+{
+    ks_err e = {0};
+    memset(L, 0, sizeof(*L));
+    L->c = c;
+    pthread_mutex_init(&L->mu, NULL);
+    pthread_cond_init(&L->cv, NULL);
+    if (!(L->reader = open_bulk_reader(c->api->store, &e)) ||
+        ks_plan_cache_new(&L->cache, &e) != KS_OK ||
+        pthread_create(&L->thread, NULL, loader_main, L) != 0) {
+        ks_log(KS_LOG_DEBUG, "index rebuild: vms loaded after the hosts (%s)",
+               e.msg[0] ? e.msg : "not sqlite");
+        return;
+    }
+    L->started = true;
+}
+
+/* The index thread, hosts done: adds the decoded batches in scan order. */
+static ks_code vm_loader_consume(vm_loader *L)
+{
+    rebuild_ctx *c = L->c;
+    pthread_mutex_lock(&L->mu);
+    for (;;) {
+        vm_batch *b = L->head;
+        if (!b) {
+            if (L->done)
+                break;
+            pthread_cond_wait(&L->cv, &L->mu);
+            continue;
+        }
+        L->head = b->next;
+        if (!L->head)
+            L->tail = NULL;
+        L->n_queued--;
+        pthread_cond_broadcast(&L->cv);
+        pthread_mutex_unlock(&L->mu);
+        vm_batch_add(c, b);
+        pthread_mutex_lock(&L->mu);
+        b->next = L->spare;
+        L->spare = b;
+    }
+    ks_code rc = L->rc;
+    if (rc != KS_OK)
+        *c->err = L->err;
+    pthread_mutex_unlock(&L->mu);
+    return rc;
+}
+
+/* Stops the loader (when still running) and frees what it holds. */
+static void vm_loader_finish(vm_loader *L)
+{
+    if (L->started) {
+        pthread_mutex_lock(&L->mu);
+        L->stop = true;
+        pthread_cond_broadcast(&L->cv);
+        pthread_mutex_unlock(&L->mu);
+        pthread_join(L->thread, NULL);
+    }
+    while (L->head) {
+        vm_batch *b = L->head;
+        L->head = b->next;
+        vm_batch_free(b);
+    }
+    while (L->spare) {
+        vm_batch *b = L->spare;
+        L->spare = b->next;
+        vm_batch_free(b);
+    }
+    vm_batch_free(L->filling);
+    ks_plan_cache_free(L->cache);
+    ks_store_close(L->reader);
+    pthread_mutex_destroy(&L->mu);
+    pthread_cond_destroy(&L->cv);
 }
 
 static ks_code rebuild_index(ks_api *api, ks_err *err)
 {
     rebuild_ctx c = {.api = api, .err = err};
+    vm_loader loader;
+    ks_err e = {0};
     uint64_t t0 = ks_api_mono_us();
     ks_code rc = ks_api__changes_start(api, err);
+    /* after the change cursor: what the scans miss, the feed replays */
+    vm_loader_start(&loader, &c);
+    ks_store *host_reader = open_bulk_reader(api->store, &e);
+    c.rd = host_reader ? host_reader : api->store;
     if (rc == KS_OK)
         rc = rebuild_hosts(&c);
+    ks_store_close(host_reader);
     uint64_t t_hosts = ks_api_mono_us();
     id_list pools = {0};
     if (rc == KS_OK)
@@ -504,14 +834,16 @@ static ks_code rebuild_index(ks_api *api, ks_err *err)
         rc = ks_api__sync_bans(api, err);
     uint64_t t_vms = ks_api_mono_us();
     if (rc == KS_OK)
-        rc = rebuild_vms(&c);
+        rc = loader.started ? vm_loader_consume(&loader) : rebuild_vms_here(&c);
+    vm_loader_finish(&loader);
     uint64_t t1 = ks_api_mono_us();
     if (rc == KS_OK)
         ks_log(KS_LOG_INFO,
                "index rebuilt hosts=%u vms=%u skipped=%u duration_us=%llu hosts_us=%llu "
-               "vms_us=%llu",
+               "vms_us=%llu vm_loader=%d",
                c.n_hosts, c.n_vms, c.n_skipped, (unsigned long long)(t1 - t0),
-               (unsigned long long)(t_hosts - t0), (unsigned long long)(t1 - t_vms));
+               (unsigned long long)(t_hosts - t0), (unsigned long long)(t1 - t_vms),
+               loader.started);
     return rc;
 }
 

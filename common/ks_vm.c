@@ -18,11 +18,9 @@
 #include <string.h>
 
 #include "ks_json_util.h"
+#include "ks_vm_int.h"
 
-#define KS_VM_DEFAULT_MEMORY_MIB 1024
-#define KS_VM_MAX_MEMORY_MIB (UINT64_C(1) << 32) /* 4 PiB: far above any host, below overflow */
-#define KS_VM_MAX_MHZ 1000000u
-#define KS_VM_MAX_EVENTS 256
+/* limits and defaults (KS_VM_MAX_MEMORY_MIB, ...): ks_vm_int.h */
 
 #define PATH(buf, parent, key) ks_json__path_key((buf), sizeof(buf), (parent), (key))
 #define IDX(buf, parent, i) ks_json__path_idx((buf), sizeof(buf), (parent), (i))
@@ -943,10 +941,19 @@ void ks_plan_cache_free(ks_plan_cache *c)
     free(c);
 }
 
+/* Eight bytes a step (a ~2 KB features member per plan): FNV-style mixing of
+ * 64-bit words, then of the tail bytes.  Only ever compared with itself. */
 static uint64_t text_hash(const char *s, size_t n)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (size_t i = 0; i < n; i++)
+    uint64_t h = 1469598103934665603ull ^ n;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        h = (h ^ w) * 1099511628211ull;
+        h ^= h >> 29;
+    }
+    for (; i < n; i++)
         h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
     return h;
 }
@@ -961,6 +968,34 @@ static plan_feat_entry *plan_cache_slot(ks_plan_cache *c, const char *t, size_t 
         if (e->hash == h && e->len == n && memcmp(e->text, t, n) == 0)
             return e;
     }
+}
+
+/* The cached decode of the features member text [fs, fs + flen), decoding and
+ * adding it when new; NULL when it does not decode (or the cache is full). */
+static const plan_feat_entry *plan_cache_get(ks_plan_cache *c, const char *fs, size_t flen)
+{
+    uint64_t h = text_hash(fs, flen);
+    plan_feat_entry *e = plan_cache_slot(c, fs, flen, h);
+    if (!e || e->text)
+        return e;
+    json_error_t je;
+    ks_plan tmp;
+    memset(&tmp, 0, sizeof(tmp));
+    json_t *fj = json_loadb(fs, flen, 0, &je);
+    bool ok = fj && decode_plan_features(&tmp, fj, NULL) == KS_OK;
+    json_decref(fj);
+    char *copy = ok ? malloc(flen ? flen : 1) : NULL;
+    if (!copy)
+        return NULL;
+    memcpy(copy, fs, flen);
+    e->text = copy;
+    e->len = flen;
+    e->hash = h;
+    memcpy(e->cpu_model, tmp.cpu_model, sizeof(e->cpu_model));
+    e->visible = tmp.visible;
+    e->disable = tmp.disable;
+    c->n++;
+    return e;
 }
 
 /* Finds the top-level members "features" and "vcpus" of an object's text in
@@ -1030,7 +1065,8 @@ static bool lex_int(const char **pp, const char *end, int64_t *out)
  * without escapes.  Anything else returns false (the plain decoder then
  * judges it).  Values are range-checked later by pre_vcpus_valid.
  */
-static bool lex_vcpus(const char *p, const char *end, ks_plan_vcpu *out, uint32_t *n_out)
+static bool lex_vcpus(const char *p, const char *end, ks_plan_vcpu *out, uint32_t *n_out,
+                      const char **after)
 {
     uint32_t n = 0;
     p = ks_json__skip_ws(p, end);
@@ -1051,10 +1087,12 @@ static bool lex_vcpus(const char *p, const char *end, ks_plan_vcpu *out, uint32_
             const char *k = p + 1;
             size_t kl = (size_t)(ke - k) - 1;
             int key = -1;
-            /* Length first: a key with an embedded NUL ("id\0zz") must not match "id",
-             * and must not make us read past the end of a known key. */
+            /* Length before bytes: a key with an embedded NUL ("id\0zz") must not
+             * match "id", nor make us read past the end of a known key.  The first
+             * byte first: strlen only for the few keys that share it. */
             for (int i = 0; plan_vcpu_keys[i] && key < 0; i++)
-                if (strlen(plan_vcpu_keys[i]) == kl && memcmp(plan_vcpu_keys[i], k, kl) == 0)
+                if (kl && plan_vcpu_keys[i][0] == k[0] && strlen(plan_vcpu_keys[i]) == kl &&
+                    memcmp(plan_vcpu_keys[i], k, kl) == 0)
                     key = i;
             if (key < 0 || (seen & (1u << key)))
                 return false;
@@ -1130,6 +1168,8 @@ static bool lex_vcpus(const char *p, const char *end, ks_plan_vcpu *out, uint32_
     if (p >= end || *p != ']' || n == 0)
         return false;
     *n_out = n;
+    if (after)
+        *after = p + 1;
     return true;
 }
 
@@ -1158,34 +1198,15 @@ ks_code ks_plan_parse(ks_plan **out, const char *text, size_t len, ks_plan_cache
     const char *fs = NULL, *fe = NULL, *vs = NULL, *ve = NULL;
     if (!text)
         return ks_err_set_field(err, KS_EINVAL, "", "no plan text");
+    if (cache && ks_vm__plan_fast(out, text, len, cache))
+        return KS_OK;
     if (!cache || !find_members(text, len, &fs, &fe, &vs, &ve))
         return plan_parse_plain(out, text, len, err);
-    size_t flen = (size_t)(fe - fs);
-    uint64_t h = text_hash(fs, flen);
-    plan_feat_entry *e = plan_cache_slot(cache, fs, flen, h);
+    const plan_feat_entry *e = plan_cache_get(cache, fs, (size_t)(fe - fs));
     if (!e || !cache->vcpus)
         return plan_parse_plain(out, text, len, err);
-    if (!e->text) {
-        json_error_t je;
-        ks_plan tmp;
-        memset(&tmp, 0, sizeof(tmp));
-        json_t *fj = json_loadb(fs, flen, 0, &je);
-        bool ok = fj && decode_plan_features(&tmp, fj, NULL) == KS_OK;
-        json_decref(fj);
-        char *copy = ok ? malloc(flen ? flen : 1) : NULL;
-        if (!copy)
-            return plan_parse_plain(out, text, len, err);
-        memcpy(copy, fs, flen);
-        e->text = copy;
-        e->len = flen;
-        e->hash = h;
-        memcpy(e->cpu_model, tmp.cpu_model, sizeof(e->cpu_model));
-        e->visible = tmp.visible;
-        e->disable = tmp.disable;
-        cache->n++;
-    }
     uint32_t n_pre = 0;
-    if (!lex_vcpus(vs, ve, cache->vcpus, &n_pre))
+    if (!lex_vcpus(vs, ve, cache->vcpus, &n_pre, NULL))
         return plan_parse_plain(out, text, len, err);
     /* the text with both members stubbed, spans in text order */
     const char *s1 = fs, *e1 = fe, *s2 = vs, *e2 = ve, *t1 = fstub, *t2 = vstub;
@@ -1222,4 +1243,51 @@ ks_code ks_plan_parse(ks_plan **out, const char *text, size_t len, ks_plan_cache
     p->disable = e->disable;
     *out = p;
     return KS_OK;
+}
+
+/* ---- for the text decoders of ks_vm_fast.c (ks_vm_int.h) ---- */
+
+bool ks_vm__lex_vcpus(const char *p, const char *end, ks_plan_vcpu *out, uint32_t *n_out,
+                      const char **after)
+{
+    return lex_vcpus(p, end, out, n_out, after);
+}
+
+bool ks_vm__pre_vcpus_valid(const ks_plan *p, const ks_plan_vcpu *pre)
+{
+    return pre_vcpus_valid(p, pre);
+}
+
+ks_plan_vcpu *ks_vm__cache_vcpus(ks_plan_cache *c)
+{
+    return c->vcpus;
+}
+
+bool ks_vm__cache_features(ks_plan_cache *c, const char *fs, const char *end, const char **after,
+                           char *model, size_t model_cap, ks_featset *visible,
+                           ks_featset *disable)
+{
+    const plan_feat_entry *e = NULL;
+    if (fs >= end || *fs != '{')
+        return false;
+    /* Usually the member ends at its first '}' (names hold none): its bytes
+     * equal to a cached member's are that member, which is a whole object.
+     * Otherwise find its end lexically. */
+    const char *cand = memchr(fs, '}', (size_t)(end - fs));
+    if (cand) {
+        size_t n = (size_t)(cand + 1 - fs);
+        plan_feat_entry *s = plan_cache_slot(c, fs, n, text_hash(fs, n));
+        e = s && s->text ? s : NULL;
+    }
+    if (!e) {
+        const char *fe = ks_json__skip_value(fs, end);
+        e = fe ? plan_cache_get(c, fs, (size_t)(fe - fs)) : NULL;
+    }
+    if (!e || model_cap < sizeof(e->cpu_model))
+        return false;
+    *after = fs + e->len;
+    memcpy(model, e->cpu_model, sizeof(e->cpu_model));
+    *visible = e->visible;
+    *disable = e->disable;
+    return true;
 }

@@ -136,4 +136,12 @@ void ks_plan_cache_free(ks_plan_cache *c); /* NULL-safe */
 ks_code ks_plan_parse(ks_plan **out, const char *text, size_t len, ks_plan_cache *cache,
                       ks_err *err);
 
+/*
+ * Parses request text and decodes it like ks_vm_request_from_json (same
+ * result, same errors; text that is not JSON: KS_EINVAL "invalid JSON at line
+ * L column C: ...").  The plain text the store keeps is decoded without
+ * building JSON values (ks_vm_fast.c).  Reentrant.
+ */
+ks_code ks_vm_request_parse(ks_vm_request **out, const char *text, size_t len, ks_err *err);
+
 #endif

@@ -240,7 +240,20 @@ static ks_code changed(ks_code rc, ks_store *s, ks_store_change_kind kind, const
 
 /* ---- open / close / transactions --------------------------------------- */
 
+static ks_code store_open(ks_store **out, const char *url, const ks_store_options *opts,
+                          ks_err *err);
+
 ks_code ks_store_open(ks_store **out, const char *url, const ks_store_options *opts, ks_err *err)
+{
+    ks_code rc = store_open(out, url, opts, err);
+    /* kept for ks_store_open_reader; without it that one just says no */
+    if (rc == KS_OK)
+        (*out)->url = strdup(url);
+    return rc;
+}
+
+static ks_code store_open(ks_store **out, const char *url, const ks_store_options *opts,
+                          ks_err *err)
 {
     ks_store_options defaults = KS_STORE_OPTIONS_INIT;
     CHECK_ARG(out && url && url[0], err, "no store url");
@@ -271,10 +284,26 @@ ks_code ks_store_open_readonly(ks_store **out, const char *url, ks_err *err)
     return ks_store_open(out, url, &o, err);
 }
 
+ks_code ks_store_open_reader(ks_store **out, const ks_store *s, ks_err *err)
+{
+    CHECK_ARG(out && s, err, "no store");
+    const char *u = s->url;
+    if (!u)
+        return ks_err_set(err, KS_EUNSUPPORTED, "store url unknown: no second handle");
+    const char *path = strncmp(u, "sqlite:", 7) == 0 ? u + 7 : u;
+    /* an in-memory or temporary SQLite database exists only in its handle */
+    if (!strstr(u, "://") && (!path[0] || strcmp(path, ":memory:") == 0))
+        return ks_err_set(err, KS_EUNSUPPORTED, "in-memory store: no second handle");
+    return ks_store_open_readonly(out, u, err);
+}
+
 void ks_store_close(ks_store *s)
 {
-    if (s)
+    if (s) {
+        char *url = s->url;
         s->ops->close(s);
+        free(url);
+    }
 }
 
 const char *ks_store_backend(const ks_store *s)

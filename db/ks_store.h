@@ -119,6 +119,12 @@ ks_code ks_store_open(ks_store **out, const char *url, const ks_store_options *o
 /* Same as ks_store_open() with read_only = true (a second handle for readers). */
 ks_code ks_store_open_readonly(ks_store **out, const char *url, ks_err *err);
 
+/* A second, read-only handle on the store s was opened on (same URL), for
+ * another thread: a handle is not thread-safe.  KS_EUNSUPPORTED when there
+ * is none to be had (an in-memory SQLite database).  Close it with
+ * ks_store_close(). */
+ks_code ks_store_open_reader(ks_store **out, const ks_store *s, ks_err *err);
+
 /* NULL-safe.  Rolls back an open transaction, finalizes every statement. */
 void ks_store_close(ks_store *s);
 

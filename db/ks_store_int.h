@@ -163,6 +163,7 @@ struct ks_store {
     const ks_store_ops *ops;
     bool in_txn; /* a transaction opened by ks_store_begin() is open */
     bool read_only;
+    char *url;   /* as opened (ks_store_open_reader); set and freed by ks_store.c */
 };
 
 /* The SQLite backend: `path` is the file (URL prefix removed). */

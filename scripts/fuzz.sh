@@ -13,7 +13,9 @@
 # build-fuzz/fuzz-artifacts/<harness>/, the log under build-fuzz/fuzz-logs/).
 # New interesting inputs accumulate in build-fuzz/fuzz-work/<harness>/ and are
 # reused by the next run.  KS_FUZZ_ALLOW=id,... tolerates known findings (see
-# tests/fuzz/ks_fuzz.h); KS_AGENT=path names a kintsugi-agent for the seeds.
+# tests/fuzz/ks_fuzz.h); KS_AGENT=path names a kintsugi-agent for the seeds;
+# KS_FUZZ_RUNS=N also stops each harness after N executions (libFuzzer -runs),
+# for a run that must reach a number of executions within a time cap.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-30}
@@ -22,6 +24,8 @@ case "$secs" in '' | *[!0-9]*) echo "fuzz.sh: SECONDS must be a number" >&2; exi
 if [ $# -gt 0 ]; then harnesses=("$@"); else harnesses=(report vm_request plan feature api); fi
 build=${KS_FUZZ_BUILD_DIR:-build-fuzz}
 jobs=${KS_FUZZ_JOBS:-2}
+runs=${KS_FUZZ_RUNS:-}
+case "$runs" in *[!0-9]*) echo "fuzz.sh: KS_FUZZ_RUNS must be a number" >&2; exit 2 ;; esac
 
 ./scripts/deps.sh --test
 # -Werror is off here only: clang warns about things gcc does not, and a
@@ -57,7 +61,7 @@ for h in "${harnesses[@]}"; do
     mkdir -p "$work" "$art" "$(dirname "$log")"
     rc=0
     "$build/tests/fuzz/fuzz_$h" "$work" "$build/fuzz-corpus/$h" \
-        -max_total_time="$secs" -rss_limit_mb=2048 -timeout=25 -print_final_stats=1 \
+        -max_total_time="$secs" ${runs:+-runs="$runs"} -rss_limit_mb=2048 -timeout=25 -print_final_stats=1 \
         -dict="tests/fuzz/dict/$h.dict" -artifact_prefix="$art/" >"$log" 2>&1 || rc=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)

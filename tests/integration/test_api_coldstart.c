@@ -13,6 +13,12 @@
  * with a PMU).
  * ks_fleet_equal does not compare PMU or kind names, so the same requests are
  * also placed on both indexes afterwards and the plans compared as JSON.
+ *
+ * Some VMs' texts are stored spelled otherwise (indented, keys in insertion
+ * order, an escaped name): the text decoders must take them or hand them to
+ * the plain decoder, with the same index either way.  The rebuild runs on the
+ * file store (hosts and VMs read by threads on second handles) and on an
+ * in-memory copy (no second handle: everything on the one).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -151,8 +157,26 @@ static void build_reference(cs_fixture *f)
     assert_int_equal(ks_fleet_pool_set(f->ref, KS_FLEETSIM_POOL, members, n, &err), KS_OK);
 }
 
-/* Places a VM on the reference index and commits it to the store. */
-static bool place_and_store(cs_fixture *f, const ks_vm_request *req)
+/* Text with the first `"key":"` string value's first byte as a \u escape. */
+static char *escape_first(char *text, const char *key)
+{
+    char pat[64];
+    snprintf(pat, sizeof(pat), "\"%s\":\"", key);
+    char *at = strstr(text, pat);
+    assert_non_null(at);
+    size_t pre = (size_t)(at - text) + strlen(pat), len = strlen(text);
+    char *out = malloc(len + 6);
+    assert_non_null(out);
+    memcpy(out, text, pre);
+    snprintf(out + pre, 7, "\\u%04x", (unsigned char)text[pre]);
+    memcpy(out + pre + 6, text + pre + 1, len - pre);
+    free(text);
+    return out;
+}
+
+/* Places a VM on the reference index and commits it to the store; its texts
+ * spelled per `spelling` (0: as kintsugid stores them). */
+static bool place_and_store(cs_fixture *f, const ks_vm_request *req, int spelling)
 {
     ks_err err = {0};
     ks_plan *plan = NULL;
@@ -162,6 +186,15 @@ static bool place_and_store(cs_fixture *f, const ks_vm_request *req)
     assert_non_null(rj);
     assert_non_null(pj);
     char *rt = dump(rj), *pt = dump(pj);
+    if (spelling == 1) { /* indented, insertion order: the text decoders' own path */
+        free(rt);
+        free(pt);
+        rt = json_dumps(rj, JSON_INDENT(2));
+        pt = json_dumps(pj, JSON_INDENT(3));
+    } else if (spelling == 2) { /* escapes: handed to the plain decoder */
+        rt = escape_first(rt, "name");
+        pt = escape_first(pt, "vm");
+    }
     ks_store_vm_row row;
     memset(&row, 0, sizeof(row));
     snprintf(row.name, sizeof(row.name), "%s", req->name);
@@ -234,7 +267,7 @@ static int setup(void **state)
         ks_fleetsim_make_request(&req, vm, vm % (uint32_t)n_shapes);
         if (vm % 17 == 0)
             req.pmu.enabled = true;
-        placed += place_and_store(f, &req);
+        placed += place_and_store(f, &req, vm % 11 == 3 ? 1 : vm % 13 == 5 ? 2 : 0);
     }
     assert_true(placed > N_VMS / 2);
     *state = f;
@@ -252,13 +285,12 @@ static int teardown(void **state)
     return 0;
 }
 
-static void test_rebuilt_index_equals_reports(void **state)
+static void check_rebuild(cs_fixture *f, ks_store *store)
 {
-    cs_fixture *f = *state;
     ks_err err = {0};
     ks_api_options o = KS_API_OPTIONS_INIT;
     ks_api *api = NULL;
-    assert_int_equal(ks_api_new(&api, &o, f->store, &err), KS_OK);
+    assert_int_equal(ks_api_new(&api, &o, store, &err), KS_OK);
     ks_err eq = {0};
     bool equal = ks_fleet_equal(api->fleet, f->ref, &eq);
     if (!equal)
@@ -300,6 +332,36 @@ static void test_rebuilt_index_equals_reports(void **state)
     assert_true(with_pmu > 0); /* the PMU came through from the report JSON */
     assert_true(ks_fleet_equal(api->fleet, f->ref, &eq));
     ks_api_free(api);
+}
+
+/* Starts from the file store: second handles, the loader and header threads. */
+static void test_rebuilt_index_equals_reports(void **state)
+{
+    cs_fixture *f = *state;
+    ks_store *rd = NULL;
+    ks_err err = {0};
+    /* the second handle is read-only */
+    assert_int_equal(ks_store_open_reader(&rd, f->store, &err), KS_OK);
+    assert_int_not_equal(ks_store_begin(rd, &err), KS_OK);
+    ks_store_close(rd);
+    check_rebuild(f, f->store);
+}
+
+/* An in-memory store has no second handle: everything is read on the one. */
+static void test_rebuild_in_memory(void **state)
+{
+    cs_fixture *f = *state;
+    ks_store *mem = NULL, *rd = NULL;
+    ks_err err = {0};
+    ks_store_options sto = KS_STORE_OPTIONS_INIT;
+    uint64_t rows = 0;
+    assert_int_equal(ks_store_open(&mem, ":memory:", &sto, &err), KS_OK);
+    assert_int_equal(ks_store_copy(&rows, mem, f->store, &err), KS_OK);
+    assert_true(rows > N_HOSTS);
+    assert_int_equal(ks_store_open_reader(&rd, mem, &err), KS_EUNSUPPORTED);
+    assert_null(rd);
+    check_rebuild(f, mem);
+    ks_store_close(mem);
 }
 
 /* A stored plan the cache path must refuse exactly as the plain decoder does. */
@@ -476,6 +538,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_rebuilt_index_equals_reports, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rebuild_in_memory, setup, teardown),
         cmocka_unit_test(test_plan_parse_matches_from_json),
         cmocka_unit_test(test_report_header),
     };
