@@ -224,7 +224,6 @@ fail:
         ks_api__unit_withdraw(api);
     if (locked)
         pthread_mutex_unlock(&api->lock);
-    locked = false;
     ks_api_send_error(req, &err);
 out:
     json_decref(doc);
