@@ -64,6 +64,13 @@ static void tb_int(text_buf *b, long long v)
     tb_put(b, num, (size_t)n);
 }
 
+/* `key` is the member's text up to its value, e.g. ",\"core\":". */
+static void tb_member_int(text_buf *b, const char *key, long long v)
+{
+    tb_lit(b, key);
+    tb_int(b, v);
+}
+
 /* A JSON string of printable ASCII needing no escape; anything else is left
  * to jansson (its escaping and UTF-8 repair rules). */
 static void tb_str(text_buf *b, const char *s, size_t cap)
@@ -165,32 +172,21 @@ static void tb_names(text_buf *b, const char (*names)[KS_NAME_MAX], uint32_t n)
 /* Keys in byte order, as JSON_SORT_KEYS writes them. */
 static void tb_vcpu(text_buf *b, const ks_plan_vcpu *v)
 {
-    tb_lit(b, "{\"cluster\":");
-    tb_int(b, v->cluster);
-    tb_lit(b, ",\"core\":");
-    tb_int(b, v->core);
-    tb_lit(b, ",\"die\":");
-    tb_int(b, v->die);
-    tb_lit(b, ",\"host_cpu\":");
-    tb_int(b, v->host_cpu);
-    tb_lit(b, ",\"id\":");
-    tb_int(b, v->id);
+    tb_member_int(b, "{\"cluster\":", v->cluster);
+    tb_member_int(b, ",\"core\":", v->core);
+    tb_member_int(b, ",\"die\":", v->die);
+    tb_member_int(b, ",\"host_cpu\":", v->host_cpu);
+    tb_member_int(b, ",\"id\":", v->id);
     tb_lit(b, ",\"kind\":");
     tb_str(b, ks_kind_class_to_str((ks_kind_class)v->kind_class), KS_NAME_MAX);
     tb_lit(b, ",\"kind_name\":");
     tb_str(b, v->kind_name, sizeof(v->kind_name));
-    tb_lit(b, ",\"l2_group\":");
-    tb_int(b, v->l2_group);
-    tb_lit(b, ",\"l3_group\":");
-    tb_int(b, v->l3_group);
-    tb_lit(b, ",\"max_mhz\":");
-    tb_int(b, v->max_mhz);
-    tb_lit(b, ",\"numa_node\":");
-    tb_int(b, v->numa_node);
-    tb_lit(b, ",\"socket\":");
-    tb_int(b, v->socket);
-    tb_lit(b, ",\"thread\":");
-    tb_int(b, v->thread);
+    tb_member_int(b, ",\"l2_group\":", v->l2_group);
+    tb_member_int(b, ",\"l3_group\":", v->l3_group);
+    tb_member_int(b, ",\"max_mhz\":", v->max_mhz);
+    tb_member_int(b, ",\"numa_node\":", v->numa_node);
+    tb_member_int(b, ",\"socket\":", v->socket);
+    tb_member_int(b, ",\"thread\":", v->thread);
     tb_lit(b, "}");
 }
 
@@ -207,21 +203,17 @@ static void tb_plan(text_buf *b, const ks_plan *p)
     tb_featset(b, &p->visible);
     tb_lit(b, ",\"model\":");
     tb_str(b, p->cpu_model, sizeof(p->cpu_model));
-    tb_lit(b, "},\"generation\":");
-    tb_int(b, clamp_u64(p->generation));
+    tb_member_int(b, "},\"generation\":", clamp_u64(p->generation));
     tb_lit(b, ",\"host\":");
     tb_str(b, p->host, sizeof(p->host));
-    tb_lit(b, ",\"memory_mib\":");
-    tb_int(b, clamp_u64(p->memory_mib));
+    tb_member_int(b, ",\"memory_mib\":", clamp_u64(p->memory_mib));
     tb_lit(b, ",\"numa\":[");
     for (uint32_t i = 0; p->numa && i < p->n_numa; i++) {
         const ks_plan_numa *n = &p->numa[i];
         tb_lit(b, i ? ",{\"host_node\":" : "{\"host_node\":");
         tb_int(b, n->host_node);
-        tb_lit(b, ",\"memory_mib\":");
-        tb_int(b, clamp_u64(n->memory_mib));
-        tb_lit(b, ",\"node\":");
-        tb_int(b, n->node);
+        tb_member_int(b, ",\"memory_mib\":", clamp_u64(n->memory_mib));
+        tb_member_int(b, ",\"node\":", n->node);
         tb_lit(b, ",\"vcpus\":[");
         for (uint32_t j = 0; n->vcpus && j < n->n_vcpus; j++) {
             if (j)
@@ -237,22 +229,14 @@ static void tb_plan(text_buf *b, const ks_plan *p)
     tb_names(b, (const char(*)[KS_NAME_MAX])p->pmu.deny_events,
              p->pmu.deny_events ? p->pmu.n_deny : 0);
     tb_lit(b, p->pmu.enabled ? ",\"enabled\":true" : ",\"enabled\":false");
-    tb_lit(b, ",\"fixed_counters\":");
-    tb_int(b, p->pmu.fixed_counters);
-    tb_lit(b, ",\"gp_counters\":");
-    tb_int(b, p->pmu.gp_counters);
-    tb_lit(b, ",\"version\":");
-    tb_int(b, p->pmu.version);
-    tb_lit(b, "},\"topology\":{\"clusters\":");
-    tb_int(b, p->topology.clusters);
-    tb_lit(b, ",\"cores\":");
-    tb_int(b, p->topology.cores);
-    tb_lit(b, ",\"dies\":");
-    tb_int(b, p->topology.dies);
-    tb_lit(b, ",\"sockets\":");
-    tb_int(b, p->topology.sockets);
-    tb_lit(b, ",\"threads\":");
-    tb_int(b, p->topology.threads);
+    tb_member_int(b, ",\"fixed_counters\":", p->pmu.fixed_counters);
+    tb_member_int(b, ",\"gp_counters\":", p->pmu.gp_counters);
+    tb_member_int(b, ",\"version\":", p->pmu.version);
+    tb_member_int(b, "},\"topology\":{\"clusters\":", p->topology.clusters);
+    tb_member_int(b, ",\"cores\":", p->topology.cores);
+    tb_member_int(b, ",\"dies\":", p->topology.dies);
+    tb_member_int(b, ",\"sockets\":", p->topology.sockets);
+    tb_member_int(b, ",\"threads\":", p->topology.threads);
     tb_lit(b, "},\"vcpus\":[");
     for (uint32_t i = 0; p->vcpus && i < p->n_vcpus; i++) {
         if (i)
