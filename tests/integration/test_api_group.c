@@ -179,6 +179,17 @@ static void restart(group_fixture *f)
     assert_int_equal(ks_api_new(&f->api, api_options(), f->store, &err), KS_OK);
 }
 
+/* A restarted API (index rebuilt from the store) shows what this one shows. */
+static void assert_restart_shows_the_same(group_fixture *f)
+{
+    char *before = views(f->api);
+    restart(f);
+    char *after = views(f->api);
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+}
+
 static void test_group__concurrent_units(void **state)
 {
     group_fixture *f = *state;
@@ -220,12 +231,7 @@ static void test_group__concurrent_units(void **state)
                                         &err),
                      KS_OK);
     assert_int_equal(twice, 0);
-    char *before = views(f->api);
-    restart(f);
-    char *after = views(f->api);
-    assert_string_equal(before, after);
-    free(before);
-    free(after);
+    assert_restart_shows_the_same(f);
 }
 
 typedef struct veto_state {
@@ -370,12 +376,7 @@ static void test_group__delete_then_create_same_name(void **state)
     assert_int_equal(atomic_load(&c[1].status), 409);
     /* Nothing of d-1 is left, in the index or the store. */
     assert_int_equal(call(f->api, "GET", "/v1/vms/d-1", NULL, NULL), 404);
-    char *before = views(f->api);
-    restart(f);
-    char *after = views(f->api);
-    assert_string_equal(before, after);
-    free(before);
-    free(after);
+    assert_restart_shows_the_same(f);
 }
 
 int main(void)
