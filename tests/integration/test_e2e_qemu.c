@@ -278,7 +278,7 @@ static void agent_assert_running(const e2e *e, agent_proc *ag)
 static void agent_wait_ready(e2e *e, agent_proc *ag)
 {
     uint64_t deadline = kd_mono_ms() + 30000;
-    char path[160];
+    char path[160], last_shown[256] = "(not ready)";
     ks_test_path(path, sizeof(path), "/v1/hosts/%s", ag->host);
     while (kd_mono_ms() < deadline) {
         agent_assert_running(e, ag);
@@ -306,18 +306,21 @@ static void agent_wait_ready(e2e *e, agent_proc *ag)
                                        ? json_string_value(json_object_get(r.json, "state"))
                                        : "",
                                    "ready") == 0;
+            /* After an agent restart the host is still ready with the old
+             * agent's URL until the new agent's first report is stored. */
             const char *shown = ready ? json_string_value(json_object_get(r.json, "agent_url")) : NULL;
-            if (ready && (!shown || strcmp(shown, ag->url) != 0))
-                fail_msg("host %s: kintsugid shows agent_url '%s', the agent serves '%s'",
-                         ag->host, shown ? shown : "(none)", ag->url);
+            snprintf(last_shown, sizeof(last_shown), "%s", shown ? shown : "(none)");
+            bool current = ready && shown && strcmp(shown, ag->url) == 0;
             resp_free(&r);
-            if (ready)
+            if (current)
                 return;
         }
         kd_nap_ms(50);
     }
     dump_logs(e);
-    fail_msg("agent for %s: no plan URL or host not ready in time (url '%s')", ag->host, ag->url);
+    fail_msg("agent for %s: no plan URL or host not ready with it in time (agent serves '%s', "
+             "kintsugid shows '%s')",
+             ag->host, ag->url, last_shown);
 }
 
 /* SIGTERM and a bounded wait; the exit status (-1 not running, -2 had to SIGKILL). */
