@@ -910,6 +910,7 @@ void ks_api_h_metrics(ks_api_req *req)
         ks_store_host_count(&hosts[s], api->store, &f, NULL);
     }
     size_t nh = ks_fleet_host_count(api->fleet), nvm = ks_fleet_vm_count(api->fleet);
+    uint64_t groups = api->groups_committed, units = api->group_units_committed;
     for (size_t i = 0; i < nh; i++) {
         ks_fleet_host_view v;
         if (ks_fleet_host_at(api->fleet, i, &v, NULL) == KS_OK)
@@ -933,6 +934,15 @@ void ks_api_h_metrics(ks_api_req *req)
                             "# TYPE ks_cpus_allocated gauge\nks_cpus_allocated %llu\n"
                             "# HELP ks_vms VMs in the index.\n# TYPE ks_vms gauge\nks_vms %llu\n",
                             (unsigned long long)sc.allocated, (unsigned long long)nvm);
+    off += (size_t)snprintf(extra + off, sizeof(extra) - off,
+                            "# HELP ks_commit_groups_total Group commits of VM creates and "
+                            "deletes.\n# TYPE ks_commit_groups_total counter\n"
+                            "ks_commit_groups_total %llu\n"
+                            "# HELP ks_commit_group_units_total VM creates and deletes committed "
+                            "in groups (units / groups = average group size).\n"
+                            "# TYPE ks_commit_group_units_total counter\n"
+                            "ks_commit_group_units_total %llu\n",
+                            (unsigned long long)groups, (unsigned long long)units);
     char *text = ks_metrics_format(&api->metrics, extra);
     if (!text) {
         ks_err err;

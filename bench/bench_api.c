@@ -67,8 +67,11 @@ static void die(const char *what, const ks_err *err)
 
 /* ---- starting kintsugid ---- */
 
+/* One GET: /healthz, or /metrics for the group commit counters. */
 typedef struct probe {
+    const char *path;
     long status;
+    double groups, units; /* ks_commit_groups_total, ks_commit_group_units_total */
 } probe;
 
 static bool probe_next(void *ctx, uint32_t slot, ks_fleetsim_http_req *req)
@@ -78,20 +81,31 @@ static bool probe_next(void *ctx, uint32_t slot, ks_fleetsim_http_req *req)
     if (p->status)
         return false;
     req->method = "GET";
-    snprintf(req->path, sizeof(req->path), "/healthz");
+    snprintf(req->path, sizeof(req->path), "%s", p->path ? p->path : "/healthz");
     p->status = -1;
     return true;
+}
+
+static double metric(const char *text, const char *name)
+{
+    char key[96];
+    snprintf(key, sizeof(key), "\n%s ", name);
+    const char *at = strstr(text, key);
+    return at ? strtod(at + strlen(key), NULL) : 0;
 }
 
 static void probe_done(void *ctx, uint32_t slot, int tag, long status, uint64_t lat,
                        const char *body, size_t len)
 {
+    probe *p = ctx;
     (void)slot;
     (void)tag;
     (void)lat;
-    (void)body;
-    (void)len;
-    ((probe *)ctx)->status = status;
+    p->status = status;
+    if (status == 200 && body && len) {
+        p->groups = metric(body, "ks_commit_groups_total");
+        p->units = metric(body, "ks_commit_group_units_total");
+    }
 }
 
 /* Starts kintsugid and fills url; polls the port file and /healthz (20 s deadline). */
@@ -278,7 +292,7 @@ int main(int argc, char **argv)
     ks_fleetsim_options o = KS_FLEETSIM_OPTIONS_INIT;
     const char *env_fx = getenv("KS_FIXTURES_DIR");
     const char *bin = getenv("KS_KINTSUGID") ? getenv("KS_KINTSUGID") : KS_BENCH_KINTSUGID;
-    uint64_t requests = 40000, clients = 32, threads = 4, v = 0;
+    uint64_t requests = 40000, clients = 32, threads = 16, v = 0; /* kintsugid's default */
     o.n_hosts = 1000;
     o.fixtures_dir = env_fx && *env_fx ? env_fx : KS_BENCH_FIXTURES_DIR;
     for (int i = 1; i < argc; i += 2) {
@@ -361,6 +375,11 @@ int main(int argc, char **argv)
     double post_p99 = ms(ks_fleetsim_quantile(vm.lat_post.v, vm.lat_post.n, 0.99));
     double del_p50 = ms(ks_fleetsim_quantile(vm.lat_delete.v, vm.lat_delete.n, 0.50));
     double del_p99 = ms(ks_fleetsim_quantile(vm.lat_delete.v, vm.lat_delete.n, 0.99));
+    probe mp = {.path = "/metrics"};
+    if (ks_fleetsim_http_run(url, NULL, 1, probe_next, probe_done, &mp, &err) != KS_OK ||
+        mp.status != 200)
+        die("GET /metrics", &err);
+    double group_avg = mp.groups > 0 ? mp.units / mp.groups : 0;
     stop_child();
 
     printf("\n== bench_api: kintsugid (%llu threads) on loopback, %llu keep-alive clients, "
@@ -378,6 +397,8 @@ int main(int argc, char **argv)
            vm_p99, ">=5000/10", vm_rps >= TARGET_RPS && vm_p99 <= TARGET_P99_MS ? "met" : "MISSED");
     printf("  %-38s %12s %10.2f %10.2f\n", "  POST /v1/vms", "", post_p50, post_p99);
     printf("  %-38s %12s %10.2f %10.2f\n", "  DELETE /v1/vms/{name}", "", del_p50, del_p99);
+    printf("  group commit: %.0f units in %.0f commits, %.1f per commit\n", mp.units, mp.groups,
+           group_avg);
     printf("  responses: %llu 2xx, %llu 409, %llu other, %llu transport failures; report "
            "failures %llu%s%s\n",
            (unsigned long long)vm.n_2xx, (unsigned long long)vm.n_409,
@@ -388,12 +409,14 @@ int main(int argc, char **argv)
            o.n_hosts, ingest_rate, ingest_p99, (unsigned long long)failed, base_ingest_rate);
     printf("bench=api clients=%llu threads=%llu requests=%zu req_per_s=%.0f%s p50_ms=%.2f "
            "p99_ms=%.2f%s post_p99_ms=%.2f delete_p99_ms=%.2f ok=%llu conflict=%llu other=%llu "
-           "transport_fail=%llu baseline_healthz_req_per_s=%.0f baseline_healthz_p99_ms=%.2f\n",
+           "transport_fail=%llu baseline_healthz_req_per_s=%.0f baseline_healthz_p99_ms=%.2f "
+           "units_per_commit=%.1f\n",
            (unsigned long long)clients, (unsigned long long)threads, vm.lat_all.n, vm_rps,
            vm_rps >= TARGET_RPS ? "" : "(MISSED)", vm_p50, vm_p99,
            vm_p99 <= TARGET_P99_MS ? "" : "(MISSED)", post_p99, del_p99,
            (unsigned long long)vm.n_2xx, (unsigned long long)vm.n_409,
-           (unsigned long long)vm.n_other, (unsigned long long)vm.n_fail, hz_rps, hz_p99);
+           (unsigned long long)vm.n_other, (unsigned long long)vm.n_fail, hz_rps, hz_p99,
+           group_avg);
     int status = vm.n_other || vm.n_fail || failed || vm.n_2xx == 0 ? 3 : 0;
     load_destroy(&hz, (uint32_t)clients);
     load_destroy(&vm, (uint32_t)clients);

@@ -223,6 +223,14 @@ static void test_group__concurrent_units(void **state)
                   deleted, refused, (unsigned long long)units, (unsigned long long)groups);
     assert_int_equal(units, created + deleted);
     assert_true(groups < units); /* some units shared a commit */
+    /* The same counters on /metrics. */
+    char *metrics = NULL, want[128];
+    assert_int_equal(call(f->api, "GET", "/metrics", NULL, &metrics), 200);
+    snprintf(want, sizeof(want), "\nks_commit_groups_total %llu\n", (unsigned long long)groups);
+    assert_non_null(strstr(metrics, want));
+    snprintf(want, sizeof(want), "\nks_commit_group_units_total %llu\n", (unsigned long long)units);
+    assert_non_null(strstr(metrics, want));
+    free(metrics);
 
     int64_t twice = -1;
     assert_int_equal(ks_store_query_int(&twice, f->store,
