@@ -56,7 +56,7 @@ static const opt_def opts_table[O__COUNT] = {
               "SQLite database file, or a postgresql:// URL (several replicas)"},
     [O_DB_SYNC_FULL] = {"db-sync-full", "KS_DB_SYNC_FULL", OPT_BOOL, "0", 0, 1, NULL,
                         "fsync every commit (synchronous=FULL) for power-loss durability"},
-    [O_THREADS] = {"threads", "KS_THREADS", OPT_U64, "16", 1, 256, "N", "HTTP worker threads"},
+    [O_THREADS] = {"threads", "KS_THREADS", OPT_U64, "32", 1, 256, "N", "HTTP worker threads"},
     [O_MAX_CONN] = {"max-connections", "KS_MAX_CONNECTIONS", OPT_U64, "256", 1, 65536, "N",
                     "simultaneous connections"},
     [O_CONN_TIMEOUT] = {"connection-timeout", "KS_CONNECTION_TIMEOUT", OPT_U64, "30", 1, 3600,

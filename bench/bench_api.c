@@ -292,7 +292,7 @@ int main(int argc, char **argv)
     ks_fleetsim_options o = KS_FLEETSIM_OPTIONS_INIT;
     const char *env_fx = getenv("KS_FIXTURES_DIR");
     const char *bin = getenv("KS_KINTSUGID") ? getenv("KS_KINTSUGID") : KS_BENCH_KINTSUGID;
-    uint64_t requests = 40000, clients = 32, threads = 16, v = 0; /* kintsugid's default */
+    uint64_t requests = 40000, clients = 32, threads = 32, v = 0; /* kintsugid's default */
     o.n_hosts = 1000;
     o.fixtures_dir = env_fx && *env_fx ? env_fx : KS_BENCH_FIXTURES_DIR;
     for (int i = 1; i < argc; i += 2) {
