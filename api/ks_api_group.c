@@ -12,6 +12,12 @@
 #include "ks_api_util.h"
 #include "ks_log.h"
 
+/* Bounds on one group: with clients that keep arriving (not a closed loop),
+ * "no announced writer left" might never come, and a group would wait and
+ * grow without end. */
+#define GROUP_MAX_UNITS 256
+#define GROUP_MAX_WAIT_US 5000
+
 static bool grouping(const ks_api *api)
 {
     return !api->replicated;
@@ -161,8 +167,15 @@ ks_code ks_api__unit_end(ks_api *api, ks_api_unit *u, ks_code rc, ks_err *err)
     while (*tail)
         tail = &(*tail)->next;
     *tail = u;
-    api->group_units++;
-    writer_done(api);
+    if (api->group_units++ == 0)
+        api->group_opened_us = ks_api_mono_us();
+    if (api->group_units >= GROUP_MAX_UNITS ||
+        ks_api_mono_us() - api->group_opened_us >= GROUP_MAX_WAIT_US) {
+        group_commit(api);
+        atomic_fetch_sub(&api->group_writers, 1);
+    } else {
+        writer_done(api);
+    }
     while (!u->done)
         pthread_cond_wait(&api->group_cv, &api->lock);
     if (u->rc != KS_OK)

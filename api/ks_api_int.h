@@ -146,6 +146,7 @@ struct ks_api {
     /* group commit (ks_api_group.c), all under `lock` */
     struct ks_api_unit *group_head; /* units of the open transaction not yet committed */
     size_t group_units;
+    uint64_t group_opened_us;       /* monotonic time the first unit joined */
     atomic_int group_writers;       /* writers announced, not yet in or out of a group */
     pthread_cond_t group_cv;        /* a group's outcome is known */
     uint64_t groups_committed, group_units_committed;
@@ -276,7 +277,9 @@ bool ks_api__is_leader(ks_api *api);
  *
  * Who commits: the writer that joins when no other announced writer is still
  * on its way (api->group_writers == 0); the others wait.  So a lone request
- * commits at once, exactly as before, and groups grow with concurrency.
+ * commits at once, exactly as before, and groups grow with concurrency.  A
+ * group is also committed by the unit that makes it 256 units or finds it
+ * 5 ms old, so arrivals that never pause cannot hold it open.
  * Other writers (any ks_api__begin) first commit the open group.  Readers
  * holding the lock may see units of the open group before they commit.
  * With a shared store (replicas) there are no groups: each unit commits

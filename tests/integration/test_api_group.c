@@ -387,6 +387,44 @@ static void test_group__delete_then_create_same_name(void **state)
     assert_restart_shows_the_same(f);
 }
 
+/* A group is committed once it is 5 ms old even while a writer that
+ * announced itself has not joined (arrivals that never pause). */
+static void test_group__old_group_commits(void **state)
+{
+    group_fixture *f = *state;
+    one_call c[2];
+    memset(c, 0, sizeof(c));
+    pthread_t th[2];
+    ks_api__unit_announce(f->api); /* a writer that never comes */
+    for (int i = 0; i < 2; i++) {
+        c[i].api = f->api;
+        c[i].method = "POST";
+        snprintf(c[i].url, sizeof(c[i].url), "/v1/vms");
+        char name[16];
+        snprintf(name, sizeof(name), "o-%d", i);
+        vm_body(c[i].body, sizeof(c[i].body), name, 1);
+    }
+    assert_int_equal(pthread_create(&th[0], NULL, one_call_main, &c[0]), 0);
+    for (int tries = 0; tries < 5000; tries++) {
+        pthread_mutex_lock(&f->api->lock);
+        size_t in = f->api->group_units;
+        pthread_mutex_unlock(&f->api->lock);
+        if (in == 1)
+            break;
+        sleep_ms(2);
+    }
+    sleep_ms(10);
+    assert_int_equal(atomic_load(&c[0].status), 0); /* still waiting for its group */
+    assert_int_equal(pthread_create(&th[1], NULL, one_call_main, &c[1]), 0);
+    pthread_join(th[1], NULL);
+    pthread_join(th[0], NULL);
+    assert_int_equal(atomic_load(&c[0].status), 201);
+    assert_int_equal(atomic_load(&c[1].status), 201);
+    pthread_mutex_lock(&f->api->lock);
+    ks_api__unit_withdraw(f->api);
+    pthread_mutex_unlock(&f->api->lock);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -395,6 +433,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_group__delete_then_create_same_name, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_group__old_group_commits, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
