@@ -100,7 +100,8 @@ static ks_store *open_bulk_reader(ks_store *store, ks_err *e)
 typedef struct host_slot {
     ks_store_host_row row;
     ks_report *head; /* header-only report; NULL when unreadable */
-    bool done;       /* indexed (or given up on) */
+    bool taken;      /* its rows were scanned (the scan's) */
+    bool done;       /* indexed (the index thread's) */
 } host_slot;
 
 /*
@@ -132,6 +133,16 @@ typedef struct host_scan {
     char current[KS_ID_MAX];
     bool oom;
     head_reader *hr; /* NULL: headers read before the scan */
+    /* With a scan thread: hosts whose header took their rows, for the index
+     * thread to add (indexes into hosts, in scan order; under mu). */
+    bool threaded;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    size_t *ready;
+    size_t n_ready, n_added;
+    bool finished;
+    ks_code rc; /* the scan's */
+    ks_err err;
 } host_scan;
 
 static int collect_host_row(void *ctx, const ks_store_host_row *row)
@@ -278,31 +289,61 @@ static void head_wait(head_reader *hr, size_t i)
     pthread_mutex_unlock(&hr->mu);
 }
 
-static void host_scan_flush(host_scan *s)
+/* Indexes a host whose header took its rows (the index thread). */
+static void host_index(rebuild_ctx *c, host_slot *h)
 {
-    if (!s->n_rows)
-        return;
-    rebuild_ctx *c = s->c;
-    host_slot *h = host_slot_find(s, s->current);
-    size_t n = s->n_rows;
-    s->n_rows = 0;
-    if (!h || h->done)
-        return; /* rows without a host row: nothing the daemon could index */
-    if (s->hr)
-        head_wait(s->hr, (size_t)(h - s->hosts));
     ks_err e = {0};
-    if (h->head && strcmp(h->head->host.id, h->row.id) == 0 && head_take_rows(h->head, s->rows, n, &e) &&
-        ks_fleet_host_update(c->api->fleet, h->head, NULL, &e) == KS_OK) {
+    if (ks_fleet_host_update(c->api->fleet, h->head, NULL, &e) == KS_OK) {
         h->done = true;
         c->n_hosts++;
         if (h->row.state != KS_STORE_HOST_READY)
             ks_fleet_host_set_schedulable(c->api->fleet, h->row.id, false, NULL);
     } else {
-        /* Loaded from its full report after the scan: no store query while
-         * the cpus scan is open. */
         ks_log(KS_LOG_DEBUG, "index rebuild host='%s' from cpu rows failed error='%s', "
                              "loading its report", h->row.id, e.msg);
     }
+    ks_report_free(h->head);
+    h->head = NULL;
+}
+
+/* Hands a host to the index thread (which takes them all, in order).  At
+ * most 256 wait, each with a whole host's CPUs. */
+static void host_ready(host_scan *s, host_slot *h)
+{
+    pthread_mutex_lock(&s->mu);
+    while (s->n_ready - s->n_added >= 256)
+        pthread_cond_wait(&s->cv, &s->mu);
+    s->ready[s->n_ready++] = (size_t)(h - s->hosts);
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* The rows of the host just scanned. */
+static void host_scan_flush(host_scan *s)
+{
+    if (!s->n_rows)
+        return;
+    host_slot *h = host_slot_find(s, s->current);
+    size_t n = s->n_rows;
+    s->n_rows = 0;
+    if (!h || h->taken)
+        return; /* rows without a host row: nothing the daemon could index */
+    h->taken = true;
+    if (s->hr)
+        head_wait(s->hr, (size_t)(h - s->hosts));
+    ks_err e = {0};
+    if (h->head && strcmp(h->head->host.id, h->row.id) == 0 &&
+        head_take_rows(h->head, s->rows, n, &e)) {
+        if (s->threaded)
+            host_ready(s, h);
+        else
+            host_index(s->c, h);
+        return;
+    }
+    /* Loaded from its full report after the scan: no store query while the
+     * cpus scan is open. */
+    ks_log(KS_LOG_DEBUG, "index rebuild host='%s' from cpu rows failed error='%s', "
+                         "loading its report", h->row.id, e.msg);
     ks_report_free(h->head);
     h->head = NULL;
 }
@@ -328,6 +369,25 @@ static int scan_cpu_row(void *ctx, const ks_store_cpu_row *row)
     return 0;
 }
 
+/* The cpus scan: on its own thread (s->threaded), or inline. */
+static void *host_scan_main(void *arg)
+{
+    host_scan *s = arg;
+    ks_err e = {0};
+    ks_code rc = ks_store_cpu_scan(s->c->rd, NULL, scan_cpu_row, s, &e);
+    if (rc == KS_OK && s->oom)
+        rc = ks_err_set(&e, KS_ENOMEM, "out of memory scanning cpus");
+    if (rc == KS_OK)
+        host_scan_flush(s);
+    pthread_mutex_lock(&s->mu);
+    s->finished = true;
+    s->rc = rc;
+    s->err = e;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
 static ks_code rebuild_hosts(rebuild_ctx *c)
 {
     host_scan s = {.c = c};
@@ -346,12 +406,45 @@ static ks_code rebuild_hosts(rebuild_ctx *c)
     }
     for (size_t i = 0; rc == KS_OK && !hr.started && i < s.n_hosts; i++)
         rc = head_read(c->rd, &s.hosts[i], c->err);
-    if (rc == KS_OK)
-        rc = ks_store_cpu_scan(c->rd, NULL, scan_cpu_row, &s, c->err);
-    if (rc == KS_OK && s.oom)
-        rc = ks_err_set(c->err, KS_ENOMEM, "out of memory scanning cpus");
-    if (rc == KS_OK)
-        host_scan_flush(&s);
+    /* The scan on a thread of its own when the hosts are read on a second
+     * handle (c->rd is then the scan's alone until it ends). */
+    pthread_t scan_thread;
+    pthread_mutex_init(&s.mu, NULL);
+    pthread_cond_init(&s.cv, NULL);
+    if (rc == KS_OK && hr.started && c->rd != c->api->store &&
+        (s.ready = malloc((s.n_hosts + 1) * sizeof(*s.ready))))
+        s.threaded = pthread_create(&scan_thread, NULL, host_scan_main, &s) == 0;
+    if (rc == KS_OK && !s.threaded) {
+        host_scan_main(&s);
+        rc = s.rc;
+        if (rc != KS_OK)
+            *c->err = s.err;
+    }
+    if (s.threaded) {
+        /* add the hosts as the scan hands them over, in its order */
+        pthread_mutex_lock(&s.mu);
+        for (;;) {
+            if (s.n_added < s.n_ready) {
+                host_slot *h = &s.hosts[s.ready[s.n_added++]];
+                pthread_cond_broadcast(&s.cv);
+                pthread_mutex_unlock(&s.mu);
+                host_index(c, h);
+                pthread_mutex_lock(&s.mu);
+            } else if (s.finished) {
+                break;
+            } else {
+                pthread_cond_wait(&s.cv, &s.mu);
+            }
+        }
+        pthread_mutex_unlock(&s.mu);
+        pthread_join(scan_thread, NULL);
+        rc = s.rc;
+        if (rc != KS_OK)
+            *c->err = s.err;
+    }
+    pthread_mutex_destroy(&s.mu);
+    pthread_cond_destroy(&s.cv);
+    free(s.ready);
     if (hr.started) {
         pthread_mutex_lock(&hr.mu);
         hr.stop = true;
@@ -733,14 +826,17 @@ static void *loader_main(void *arg)
     return NULL;
 }
 
-/* Starts the loader when a second handle can be had; else L->started stays false. */
-static void vm_loader_start(vm_loader *L, rebuild_ctx *c)
+/* Starts the loader (when `go` and a second handle can be had); else
+ * L->started stays false. */
+static void vm_loader_start(vm_loader *L, rebuild_ctx *c, bool go)
 {
     ks_err e = {0};
     memset(L, 0, sizeof(*L));
     L->c = c;
     pthread_mutex_init(&L->mu, NULL);
     pthread_cond_init(&L->cv, NULL);
+    if (!go)
+        return;
     if (!(L->reader = open_bulk_reader(c->api->store, &e)) ||
         ks_plan_cache_new(&L->cache, &e) != KS_OK ||
         pthread_create(&L->thread, NULL, loader_main, L) != 0) {
@@ -817,8 +913,8 @@ static ks_code rebuild_index(ks_api *api, ks_err *err)
     uint64_t t0 = ks_api_mono_us();
     ks_code rc = ks_api__changes_start(api, err);
     /* after the change cursor: what the scans miss, the feed replays */
-    vm_loader_start(&loader, &c);
-    ks_store *host_reader = open_bulk_reader(api->store, &e);
+    vm_loader_start(&loader, &c, rc == KS_OK);
+    ks_store *host_reader = rc == KS_OK ? open_bulk_reader(api->store, &e) : NULL;
     c.rd = host_reader ? host_reader : api->store;
     if (rc == KS_OK)
         rc = rebuild_hosts(&c);
