@@ -105,10 +105,10 @@ typedef struct host_slot {
 } host_slot;
 
 /*
- * The headers are read (a point query and ~45 KB of report text per host) on
- * a thread of their own with its own handle while the cpus scan runs, ahead
- * of it in the same (id) order; the scan waits for a host's header only when
- * it gets there first.
+ * The headers are read (~45 KB of report text per host, one scan of the
+ * stored reports) on a thread of their own with its own handle while the cpus
+ * scan runs, ahead of it in the same (id) order; the scan waits for a host's
+ * header only when it gets there first.
  */
 typedef struct head_reader {
     ks_store *rd;
@@ -117,6 +117,7 @@ typedef struct head_reader {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     size_t n_done;  /* hosts[0 .. n_done) have their header (under mu) */
+    size_t next;    /* the thread's: the next host it may fill */
     bool finished;  /* the thread has ended (under mu) */
     bool stop;      /* the scan gave up (under mu) */
     ks_code rc;     /* a failed query ends it; the rebuild then fails */
@@ -255,22 +256,33 @@ static ks_code head_read(ks_store *rd, host_slot *h, ks_err *err)
     return rc;
 }
 
+/* One stored report (in host id order): its header into its host's slot. */
+static int head_report(void *ctx, const char *host_id, const char *text, size_t len)
+{
+    head_reader *hr = ctx;
+    host_scan *s = hr->s;
+    host_slot *h = host_slot_find(s, host_id);
+    if (!h || (size_t)(h - s->hosts) < hr->next)
+        return 0; /* no host row, or out of order: the full report decides later */
+    ks_err e = {0};
+    if (text)
+        ks_report_parse_header(&h->head, text, len, &e);
+    /* the hosts before it have no report: their headers stay NULL */
+    hr->next = (size_t)(h - s->hosts) + 1;
+    pthread_mutex_lock(&hr->mu);
+    hr->n_done = hr->next;
+    bool stop = hr->stop;
+    pthread_cond_broadcast(&hr->cv);
+    pthread_mutex_unlock(&hr->mu);
+    return stop;
+}
+
+/* One scan of the stored reports (no point query, no copy per host). */
 static void *head_reader_main(void *arg)
 {
     head_reader *hr = arg;
-    host_scan *s = hr->s;
     ks_err e = {0};
-    ks_code rc = KS_OK;
-    bool stop = false;
-    for (size_t i = 0; rc == KS_OK && !stop && i < s->n_hosts; i++) {
-        rc = head_read(hr->rd, &s->hosts[i], &e);
-        pthread_mutex_lock(&hr->mu);
-        if (rc == KS_OK)
-            hr->n_done = i + 1;
-        stop = hr->stop;
-        pthread_cond_broadcast(&hr->cv);
-        pthread_mutex_unlock(&hr->mu);
-    }
+    ks_code rc = ks_store_report_scan(hr->rd, head_report, hr, &e);
     pthread_mutex_lock(&hr->mu);
     hr->finished = true;
     hr->rc = rc;
