@@ -129,9 +129,12 @@ typedef struct host_scan {
     rebuild_ctx *c;
     host_slot *hosts;
     size_t n_hosts, cap_hosts;
-    ks_store_cpu_row *rows;
-    size_t n_rows, cap_rows;
+    /* the host being scanned: its rows go straight into its header's CPUs */
     char current[KS_ID_MAX];
+    host_slot *cur; /* NULL: rows of no host, or of one already taken */
+    uint32_t cur_n;
+    bool cur_ok;    /* false: its rows do not fit its header (or no header) */
+    ks_err cur_err;
     bool oom;
     head_reader *hr; /* NULL: headers read before the scan */
     /* With a scan thread: hosts whose header took their rows, for the index
@@ -203,42 +206,37 @@ static void rebuild_host_from_report(rebuild_ctx *c, host_slot *h)
     ks_store_host_row_destroy(&row);
 }
 
-/* Fills h->head's CPUs from the buffered rows; false when they do not fit it. */
-static bool head_take_rows(ks_report *r, const ks_store_cpu_row *rows, size_t n, ks_err *e)
+/* One cpus row into r's CPU cp; false when the report does not list its kind. */
+static bool cpu_from_row(const ks_report *r, ks_cpu *cp, const ks_store_cpu_row *w, ks_err *e)
 {
-    if (ks_report_alloc_cpus(r, (uint32_t)n, e) != KS_OK)
+    cp->id = w->cpu_id;
+    cp->package = w->package;
+    cp->die = w->die;
+    cp->cluster = w->cluster;
+    cp->core = w->core;
+    cp->thread = w->thread;
+    cp->numa_node = w->numa_node;
+    cp->l2_group = w->l2_group;
+    cp->l3_group = w->l3_group;
+    cp->base_mhz = w->base_mhz;
+    cp->max_mhz = w->max_mhz;
+    cp->native = w->native;
+    cp->usable = w->usable;
+    cp->defective = w->defective;
+    cp->state = w->state;
+    cp->reserved = w->reserved;
+    cp->kind = -1;
+    if (w->kind_class < 0)
+        return true;
+    /* the row keeps the kind's class and name; its index is the report's */
+    for (uint32_t k = 0; k < r->n_kinds && cp->kind < 0; k++)
+        if (r->kinds[k].kind_class == w->kind_class &&
+            strcmp(r->kinds[k].name, w->kind_name) == 0)
+            cp->kind = (int32_t)k;
+    if (cp->kind < 0) {
+        ks_err_set(e, KS_EINVAL, "cpu %d has kind '%s' the report does not list", w->cpu_id,
+                   w->kind_name);
         return false;
-    for (size_t i = 0; i < n; i++) {
-        const ks_store_cpu_row *w = &rows[i];
-        ks_cpu *cp = &r->cpus[i];
-        cp->id = w->cpu_id;
-        cp->package = w->package;
-        cp->die = w->die;
-        cp->cluster = w->cluster;
-        cp->core = w->core;
-        cp->thread = w->thread;
-        cp->numa_node = w->numa_node;
-        cp->l2_group = w->l2_group;
-        cp->l3_group = w->l3_group;
-        cp->base_mhz = w->base_mhz;
-        cp->max_mhz = w->max_mhz;
-        cp->native = w->native;
-        cp->usable = w->usable;
-        cp->defective = w->defective;
-        cp->state = w->state;
-        cp->reserved = w->reserved;
-        cp->kind = -1;
-        if (w->kind_class < 0)
-            continue;
-        /* the row keeps the kind's class and name; its index is the report's */
-        for (uint32_t k = 0; k < r->n_kinds && cp->kind < 0; k++)
-            if (r->kinds[k].kind_class == w->kind_class && strcmp(r->kinds[k].name, w->kind_name) == 0)
-                cp->kind = (int32_t)k;
-        if (cp->kind < 0) {
-            ks_err_set(e, KS_EINVAL, "cpu %d has kind '%s' the report does not list", w->cpu_id,
-                       w->kind_name);
-            return false;
-        }
     }
     return true;
 }
@@ -330,22 +328,14 @@ static void host_ready(host_scan *s, host_slot *h)
     pthread_mutex_unlock(&s->mu);
 }
 
-/* The rows of the host just scanned. */
+/* The host just scanned, its rows taken: to the index, or to the fallback. */
 static void host_scan_flush(host_scan *s)
 {
-    if (!s->n_rows)
+    host_slot *h = s->cur;
+    if (!h)
         return;
-    host_slot *h = host_slot_find(s, s->current);
-    size_t n = s->n_rows;
-    s->n_rows = 0;
-    if (!h || h->taken)
-        return; /* rows without a host row: nothing the daemon could index */
-    h->taken = true;
-    if (s->hr)
-        head_wait(s->hr, (size_t)(h - s->hosts));
-    ks_err e = {0};
-    if (h->head && strcmp(h->head->host.id, h->row.id) == 0 &&
-        head_take_rows(h->head, s->rows, n, &e)) {
+    s->cur = NULL;
+    if (s->cur_ok && ks_report_alloc_cpus(h->head, s->cur_n, &s->cur_err) == KS_OK) {
         if (s->threaded)
             host_ready(s, h);
         else
@@ -355,9 +345,28 @@ static void host_scan_flush(host_scan *s)
     /* Loaded from its full report after the scan: no store query while the
      * cpus scan is open. */
     ks_log(KS_LOG_DEBUG, "index rebuild host='%s' from cpu rows failed error='%s', "
-                         "loading its report", h->row.id, e.msg);
+                         "loading its report", h->row.id, s->cur_err.msg);
     ks_report_free(h->head);
     h->head = NULL;
+}
+
+/* The first row of host `id`: its slot, its header, room for its CPUs. */
+static void host_scan_begin(host_scan *s, const char *id)
+{
+    host_slot *h = host_slot_find(s, id);
+    snprintf(s->current, sizeof(s->current), "%s", id);
+    s->cur = NULL;
+    if (!h || h->taken)
+        return; /* rows without a host row: nothing the daemon could index */
+    h->taken = true;
+    s->cur = h;
+    s->cur_n = 0;
+    s->cur_err = (ks_err){0};
+    if (s->hr)
+        head_wait(s->hr, (size_t)(h - s->hosts));
+    s->cur_ok = h->head && strcmp(h->head->host.id, h->row.id) == 0 &&
+                ks_report_alloc_cpus(h->head, h->row.n_cpus ? h->row.n_cpus : 64,
+                                     &s->cur_err) == KS_OK;
 }
 
 static int scan_cpu_row(void *ctx, const ks_store_cpu_row *row)
@@ -365,19 +374,19 @@ static int scan_cpu_row(void *ctx, const ks_store_cpu_row *row)
     host_scan *s = ctx;
     if (strcmp(row->host_id, s->current) != 0) {
         host_scan_flush(s);
-        snprintf(s->current, sizeof(s->current), "%s", row->host_id);
+        host_scan_begin(s, row->host_id);
     }
-    if (s->n_rows == s->cap_rows) {
-        size_t ncap = s->cap_rows ? s->cap_rows * 2 : 256;
-        void *p = realloc(s->rows, ncap * sizeof(*s->rows));
-        if (!p) {
-            s->oom = true;
-            return 1;
-        }
-        s->rows = p;
-        s->cap_rows = ncap;
+    if (!s->cur || !s->cur_ok)
+        return 0;
+    ks_report *r = s->cur->head;
+    /* more rows than the hosts row said: room for twice as many */
+    if (s->cur_n == r->n_cpus &&
+        ks_report_alloc_cpus(r, r->n_cpus ? r->n_cpus * 2 : 64, &s->cur_err) != KS_OK) {
+        s->cur_ok = false;
+        return 0;
     }
-    s->rows[s->n_rows++] = *row;
+    s->cur_ok = cpu_from_row(r, &r->cpus[s->cur_n], row, &s->cur_err);
+    s->cur_n++;
     return 0;
 }
 
@@ -478,7 +487,6 @@ static ks_code rebuild_hosts(rebuild_ctx *c)
     for (size_t i = 0; i < s.n_hosts; i++)
         ks_report_free(s.hosts[i].head);
     free(s.hosts);
-    free(s.rows);
     return rc;
 }
 
