@@ -100,14 +100,15 @@ static ks_store *open_bulk_reader(ks_store *store, ks_err *e)
 typedef struct host_slot {
     ks_store_host_row row;
     ks_report *head; /* header-only report; NULL when unreadable */
-    bool done;       /* indexed (or given up on) */
+    bool taken;      /* its rows were scanned (the scan's) */
+    bool done;       /* indexed (the index thread's) */
 } host_slot;
 
 /*
- * The headers are read (a point query and ~45 KB of report text per host) on
- * a thread of their own with its own handle while the cpus scan runs, ahead
- * of it in the same (id) order; the scan waits for a host's header only when
- * it gets there first.
+ * The headers are read (~45 KB of report text per host, one scan of the
+ * stored reports) on a thread of their own with its own handle while the cpus
+ * scan runs, ahead of it in the same (id) order; the scan waits for a host's
+ * header only when it gets there first.
  */
 typedef struct head_reader {
     ks_store *rd;
@@ -116,6 +117,7 @@ typedef struct head_reader {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     size_t n_done;  /* hosts[0 .. n_done) have their header (under mu) */
+    size_t next;    /* the thread's: the next host it may fill */
     bool finished;  /* the thread has ended (under mu) */
     bool stop;      /* the scan gave up (under mu) */
     ks_code rc;     /* a failed query ends it; the rebuild then fails */
@@ -127,11 +129,24 @@ typedef struct host_scan {
     rebuild_ctx *c;
     host_slot *hosts;
     size_t n_hosts, cap_hosts;
-    ks_store_cpu_row *rows;
-    size_t n_rows, cap_rows;
+    /* the host being scanned: its rows go straight into its header's CPUs */
     char current[KS_ID_MAX];
+    host_slot *cur; /* NULL: rows of no host, or of one already taken */
+    uint32_t cur_n;
+    bool cur_ok;    /* false: its rows do not fit its header (or no header) */
+    ks_err cur_err;
     bool oom;
     head_reader *hr; /* NULL: headers read before the scan */
+    /* With a scan thread: hosts whose header took their rows, for the index
+     * thread to add (indexes into hosts, in scan order; under mu). */
+    bool threaded;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    size_t *ready;
+    size_t n_ready, n_added;
+    bool finished;
+    ks_code rc; /* the scan's */
+    ks_err err;
 } host_scan;
 
 static int collect_host_row(void *ctx, const ks_store_host_row *row)
@@ -191,42 +206,37 @@ static void rebuild_host_from_report(rebuild_ctx *c, host_slot *h)
     ks_store_host_row_destroy(&row);
 }
 
-/* Fills h->head's CPUs from the buffered rows; false when they do not fit it. */
-static bool head_take_rows(ks_report *r, const ks_store_cpu_row *rows, size_t n, ks_err *e)
+/* One cpus row into r's CPU cp; false when the report does not list its kind. */
+static bool cpu_from_row(const ks_report *r, ks_cpu *cp, const ks_store_cpu_row *w, ks_err *e)
 {
-    if (ks_report_alloc_cpus(r, (uint32_t)n, e) != KS_OK)
+    cp->id = w->cpu_id;
+    cp->package = w->package;
+    cp->die = w->die;
+    cp->cluster = w->cluster;
+    cp->core = w->core;
+    cp->thread = w->thread;
+    cp->numa_node = w->numa_node;
+    cp->l2_group = w->l2_group;
+    cp->l3_group = w->l3_group;
+    cp->base_mhz = w->base_mhz;
+    cp->max_mhz = w->max_mhz;
+    cp->native = w->native;
+    cp->usable = w->usable;
+    cp->defective = w->defective;
+    cp->state = w->state;
+    cp->reserved = w->reserved;
+    cp->kind = -1;
+    if (w->kind_class < 0)
+        return true;
+    /* the row keeps the kind's class and name; its index is the report's */
+    for (uint32_t k = 0; k < r->n_kinds && cp->kind < 0; k++)
+        if (r->kinds[k].kind_class == w->kind_class &&
+            strcmp(r->kinds[k].name, w->kind_name) == 0)
+            cp->kind = (int32_t)k;
+    if (cp->kind < 0) {
+        ks_err_set(e, KS_EINVAL, "cpu %d has kind '%s' the report does not list", w->cpu_id,
+                   w->kind_name);
         return false;
-    for (size_t i = 0; i < n; i++) {
-        const ks_store_cpu_row *w = &rows[i];
-        ks_cpu *cp = &r->cpus[i];
-        cp->id = w->cpu_id;
-        cp->package = w->package;
-        cp->die = w->die;
-        cp->cluster = w->cluster;
-        cp->core = w->core;
-        cp->thread = w->thread;
-        cp->numa_node = w->numa_node;
-        cp->l2_group = w->l2_group;
-        cp->l3_group = w->l3_group;
-        cp->base_mhz = w->base_mhz;
-        cp->max_mhz = w->max_mhz;
-        cp->native = w->native;
-        cp->usable = w->usable;
-        cp->defective = w->defective;
-        cp->state = w->state;
-        cp->reserved = w->reserved;
-        cp->kind = -1;
-        if (w->kind_class < 0)
-            continue;
-        /* the row keeps the kind's class and name; its index is the report's */
-        for (uint32_t k = 0; k < r->n_kinds && cp->kind < 0; k++)
-            if (r->kinds[k].kind_class == w->kind_class && strcmp(r->kinds[k].name, w->kind_name) == 0)
-                cp->kind = (int32_t)k;
-        if (cp->kind < 0) {
-            ks_err_set(e, KS_EINVAL, "cpu %d has kind '%s' the report does not list", w->cpu_id,
-                       w->kind_name);
-            return false;
-        }
     }
     return true;
 }
@@ -244,22 +254,33 @@ static ks_code head_read(ks_store *rd, host_slot *h, ks_err *err)
     return rc;
 }
 
+/* One stored report (in host id order): its header into its host's slot. */
+static int head_report(void *ctx, const char *host_id, const char *text, size_t len)
+{
+    head_reader *hr = ctx;
+    host_scan *s = hr->s;
+    host_slot *h = host_slot_find(s, host_id);
+    if (!h || (size_t)(h - s->hosts) < hr->next)
+        return 0; /* no host row, or out of order: the full report decides later */
+    ks_err e = {0};
+    if (text)
+        ks_report_parse_header(&h->head, text, len, &e);
+    /* the hosts before it have no report: their headers stay NULL */
+    hr->next = (size_t)(h - s->hosts) + 1;
+    pthread_mutex_lock(&hr->mu);
+    hr->n_done = hr->next;
+    bool stop = hr->stop;
+    pthread_cond_broadcast(&hr->cv);
+    pthread_mutex_unlock(&hr->mu);
+    return stop;
+}
+
+/* One scan of the stored reports (no point query, no copy per host). */
 static void *head_reader_main(void *arg)
 {
     head_reader *hr = arg;
-    host_scan *s = hr->s;
     ks_err e = {0};
-    ks_code rc = KS_OK;
-    bool stop = false;
-    for (size_t i = 0; rc == KS_OK && !stop && i < s->n_hosts; i++) {
-        rc = head_read(hr->rd, &s->hosts[i], &e);
-        pthread_mutex_lock(&hr->mu);
-        if (rc == KS_OK)
-            hr->n_done = i + 1;
-        stop = hr->stop;
-        pthread_cond_broadcast(&hr->cv);
-        pthread_mutex_unlock(&hr->mu);
-    }
+    ks_code rc = ks_store_report_scan(hr->rd, head_report, hr, &e);
     pthread_mutex_lock(&hr->mu);
     hr->finished = true;
     hr->rc = rc;
@@ -278,28 +299,16 @@ static void head_wait(head_reader *hr, size_t i)
     pthread_mutex_unlock(&hr->mu);
 }
 
-static void host_scan_flush(host_scan *s)
+/* Indexes a host whose header took its rows (the index thread). */
+static void host_index(rebuild_ctx *c, host_slot *h)
 {
-    if (!s->n_rows)
-        return;
-    rebuild_ctx *c = s->c;
-    host_slot *h = host_slot_find(s, s->current);
-    size_t n = s->n_rows;
-    s->n_rows = 0;
-    if (!h || h->done)
-        return; /* rows without a host row: nothing the daemon could index */
-    if (s->hr)
-        head_wait(s->hr, (size_t)(h - s->hosts));
     ks_err e = {0};
-    if (h->head && strcmp(h->head->host.id, h->row.id) == 0 && head_take_rows(h->head, s->rows, n, &e) &&
-        ks_fleet_host_update(c->api->fleet, h->head, NULL, &e) == KS_OK) {
+    if (ks_fleet_host_update(c->api->fleet, h->head, NULL, &e) == KS_OK) {
         h->done = true;
         c->n_hosts++;
         if (h->row.state != KS_STORE_HOST_READY)
             ks_fleet_host_set_schedulable(c->api->fleet, h->row.id, false, NULL);
     } else {
-        /* Loaded from its full report after the scan: no store query while
-         * the cpus scan is open. */
         ks_log(KS_LOG_DEBUG, "index rebuild host='%s' from cpu rows failed error='%s', "
                              "loading its report", h->row.id, e.msg);
     }
@@ -307,25 +316,97 @@ static void host_scan_flush(host_scan *s)
     h->head = NULL;
 }
 
+/* Hands a host to the index thread (which takes them all, in order).  At
+ * most 256 wait, each with a whole host's CPUs. */
+static void host_ready(host_scan *s, host_slot *h)
+{
+    pthread_mutex_lock(&s->mu);
+    while (s->n_ready - s->n_added >= 256)
+        pthread_cond_wait(&s->cv, &s->mu);
+    s->ready[s->n_ready++] = (size_t)(h - s->hosts);
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* The host just scanned, its rows taken: to the index, or to the fallback. */
+static void host_scan_flush(host_scan *s)
+{
+    host_slot *h = s->cur;
+    if (!h)
+        return;
+    s->cur = NULL;
+    if (s->cur_ok && ks_report_alloc_cpus(h->head, s->cur_n, &s->cur_err) == KS_OK) {
+        if (s->threaded)
+            host_ready(s, h);
+        else
+            host_index(s->c, h);
+        return;
+    }
+    /* Loaded from its full report after the scan: no store query while the
+     * cpus scan is open. */
+    ks_log(KS_LOG_DEBUG, "index rebuild host='%s' from cpu rows failed error='%s', "
+                         "loading its report", h->row.id, s->cur_err.msg);
+    ks_report_free(h->head);
+    h->head = NULL;
+}
+
+/* The first row of host `id`: its slot, its header, room for its CPUs. */
+static void host_scan_begin(host_scan *s, const char *id)
+{
+    host_slot *h = host_slot_find(s, id);
+    snprintf(s->current, sizeof(s->current), "%s", id);
+    s->cur = NULL;
+    if (!h || h->taken)
+        return; /* rows without a host row: nothing the daemon could index */
+    h->taken = true;
+    s->cur = h;
+    s->cur_n = 0;
+    s->cur_err = (ks_err){0};
+    if (s->hr)
+        head_wait(s->hr, (size_t)(h - s->hosts));
+    s->cur_ok = h->head && strcmp(h->head->host.id, h->row.id) == 0 &&
+                ks_report_alloc_cpus(h->head, h->row.n_cpus ? h->row.n_cpus : 64,
+                                     &s->cur_err) == KS_OK;
+}
+
 static int scan_cpu_row(void *ctx, const ks_store_cpu_row *row)
 {
     host_scan *s = ctx;
     if (strcmp(row->host_id, s->current) != 0) {
         host_scan_flush(s);
-        snprintf(s->current, sizeof(s->current), "%s", row->host_id);
+        host_scan_begin(s, row->host_id);
     }
-    if (s->n_rows == s->cap_rows) {
-        size_t ncap = s->cap_rows ? s->cap_rows * 2 : 256;
-        void *p = realloc(s->rows, ncap * sizeof(*s->rows));
-        if (!p) {
-            s->oom = true;
-            return 1;
-        }
-        s->rows = p;
-        s->cap_rows = ncap;
+    if (!s->cur || !s->cur_ok)
+        return 0;
+    ks_report *r = s->cur->head;
+    /* more rows than the hosts row said: room for twice as many */
+    if (s->cur_n == r->n_cpus &&
+        ks_report_alloc_cpus(r, r->n_cpus ? r->n_cpus * 2 : 64, &s->cur_err) != KS_OK) {
+        s->cur_ok = false;
+        return 0;
     }
-    s->rows[s->n_rows++] = *row;
+    s->cur_ok = cpu_from_row(r, &r->cpus[s->cur_n], row, &s->cur_err);
+    s->cur_n++;
     return 0;
+}
+
+/* The cpus scan: on its own thread (s->threaded), or inline. */
+static void *host_scan_main(void *arg)
+{
+    host_scan *s = arg;
+    ks_err e = {0};
+    ks_code rc = ks_store_cpu_scan(s->c->rd, NULL, scan_cpu_row, s, &e);
+    if (rc == KS_OK && s->oom)
+        rc = ks_err_set(&e, KS_ENOMEM, "out of memory scanning cpus");
+    if (rc == KS_OK)
+        host_scan_flush(s);
+    pthread_mutex_lock(&s->mu);
+    s->finished = true;
+    s->rc = rc;
+    s->err = e;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
 }
 
 static ks_code rebuild_hosts(rebuild_ctx *c)
@@ -346,12 +427,45 @@ static ks_code rebuild_hosts(rebuild_ctx *c)
     }
     for (size_t i = 0; rc == KS_OK && !hr.started && i < s.n_hosts; i++)
         rc = head_read(c->rd, &s.hosts[i], c->err);
-    if (rc == KS_OK)
-        rc = ks_store_cpu_scan(c->rd, NULL, scan_cpu_row, &s, c->err);
-    if (rc == KS_OK && s.oom)
-        rc = ks_err_set(c->err, KS_ENOMEM, "out of memory scanning cpus");
-    if (rc == KS_OK)
-        host_scan_flush(&s);
+    /* The scan on a thread of its own when the hosts are read on a second
+     * handle (c->rd is then the scan's alone until it ends). */
+    pthread_t scan_thread;
+    pthread_mutex_init(&s.mu, NULL);
+    pthread_cond_init(&s.cv, NULL);
+    if (rc == KS_OK && hr.started && c->rd != c->api->store &&
+        (s.ready = malloc((s.n_hosts + 1) * sizeof(*s.ready))))
+        s.threaded = pthread_create(&scan_thread, NULL, host_scan_main, &s) == 0;
+    if (rc == KS_OK && !s.threaded) {
+        host_scan_main(&s);
+        rc = s.rc;
+        if (rc != KS_OK)
+            *c->err = s.err;
+    }
+    if (s.threaded) {
+        /* add the hosts as the scan hands them over, in its order */
+        pthread_mutex_lock(&s.mu);
+        for (;;) {
+            if (s.n_added < s.n_ready) {
+                host_slot *h = &s.hosts[s.ready[s.n_added++]];
+                pthread_cond_broadcast(&s.cv);
+                pthread_mutex_unlock(&s.mu);
+                host_index(c, h);
+                pthread_mutex_lock(&s.mu);
+            } else if (s.finished) {
+                break;
+            } else {
+                pthread_cond_wait(&s.cv, &s.mu);
+            }
+        }
+        pthread_mutex_unlock(&s.mu);
+        pthread_join(scan_thread, NULL);
+        rc = s.rc;
+        if (rc != KS_OK)
+            *c->err = s.err;
+    }
+    pthread_mutex_destroy(&s.mu);
+    pthread_cond_destroy(&s.cv);
+    free(s.ready);
     if (hr.started) {
         pthread_mutex_lock(&hr.mu);
         hr.stop = true;
@@ -373,7 +487,6 @@ static ks_code rebuild_hosts(rebuild_ctx *c)
     for (size_t i = 0; i < s.n_hosts; i++)
         ks_report_free(s.hosts[i].head);
     free(s.hosts);
-    free(s.rows);
     return rc;
 }
 
@@ -447,9 +560,10 @@ ks_code ks_api__sync_bans(ks_api *api, ks_err *err)
  * hosts and each batch's text is copied and decoded by two threads.
  */
 #define KS_API_VM_BATCH 2048
-/* Decoded batches the loader may hold ahead of the index (~4 MB each):
- * bounds the start-up's extra memory when the hosts are slow. */
-#define KS_API_VM_AHEAD 128
+/* Decoded batches the loader may hold ahead of the index (~4.5 MB each):
+ * bounds the start-up's extra memory when the hosts are slow.  At 10k hosts
+ * (104 batches) 64 was as fast as 128. */
+#define KS_API_VM_AHEAD 64
 
 typedef struct vm_item {
     char name[KS_ID_MAX];
@@ -733,14 +847,17 @@ static void *loader_main(void *arg)
     return NULL;
 }
 
-/* Starts the loader when a second handle can be had; else L->started stays false. */
-static void vm_loader_start(vm_loader *L, rebuild_ctx *c)
+/* Starts the loader (when `go` and a second handle can be had); else
+ * L->started stays false. */
+static void vm_loader_start(vm_loader *L, rebuild_ctx *c, bool go)
 {
     ks_err e = {0};
     memset(L, 0, sizeof(*L));
     L->c = c;
     pthread_mutex_init(&L->mu, NULL);
     pthread_cond_init(&L->cv, NULL);
+    if (!go)
+        return;
     if (!(L->reader = open_bulk_reader(c->api->store, &e)) ||
         ks_plan_cache_new(&L->cache, &e) != KS_OK ||
         pthread_create(&L->thread, NULL, loader_main, L) != 0) {
@@ -817,8 +934,8 @@ static ks_code rebuild_index(ks_api *api, ks_err *err)
     uint64_t t0 = ks_api_mono_us();
     ks_code rc = ks_api__changes_start(api, err);
     /* after the change cursor: what the scans miss, the feed replays */
-    vm_loader_start(&loader, &c);
-    ks_store *host_reader = open_bulk_reader(api->store, &e);
+    vm_loader_start(&loader, &c, rc == KS_OK);
+    ks_store *host_reader = rc == KS_OK ? open_bulk_reader(api->store, &e) : NULL;
     c.rd = host_reader ? host_reader : api->store;
     if (rc == KS_OK)
         rc = rebuild_hosts(&c);

@@ -998,3 +998,41 @@ ks_code ks_store_copy(uint64_t *out_rows, ks_store *dst, ks_store *src, ks_err *
         *out_rows = c.rows;
     return rc;
 }
+
+/* ---- every stored report in one scan (ks_store_report_scan) ---- */
+
+typedef struct report_scan {
+    ks_store_report_cb cb;
+    void *ctx;
+} report_scan;
+
+static int report_scan_row(void *ctx, const ks_store__val *v)
+{
+    report_scan *r = ctx;
+    if (v[0].type != KS_STORE__V_TEXT)
+        return 0; /* a host id is never NULL (primary key) */
+    bool has = v[1].type == KS_STORE__V_TEXT;
+    return r->cb(r->ctx, v[0].p, has ? v[1].p : NULL, has ? v[1].len : 0);
+}
+
+ks_code ks_store_report_scan(ks_store *s, ks_store_report_cb cb, void *ctx, ks_err *err)
+{
+    CHECK_STORE(s, err);
+    CHECK_ARG(cb, err, "no callback");
+    /* the copy table of host_reports: (host_id, report_json) by host_id */
+    int t = 0;
+    while (t < KS_STORE__N_TABLES && strcmp(ks_store__tables[t].name, "host_reports") != 0)
+        t++;
+    if (t == KS_STORE__N_TABLES)
+        return ks_err_set(err, KS_EINTERNAL, "no host_reports table");
+    /* outside a transaction, in a read-only one of its own (a PostgreSQL
+     * cursor needs one) */
+    bool own = !s->in_txn;
+    ks_code rc = own ? s->ops->begin_snapshot(s, err) : KS_OK;
+    report_scan r = {cb, ctx};
+    if (rc == KS_OK)
+        rc = s->ops->raw_scan(s, t, report_scan_row, &r, err);
+    if (own && s->in_txn)
+        s->ops->rollback(s, NULL);
+    return rc;
+}

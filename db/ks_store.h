@@ -320,6 +320,15 @@ typedef int (*ks_store_cpu_cb)(void *ctx, const ks_store_cpu_row *row);
 ks_code ks_store_cpu_scan(ks_store *s, const char *host_id, ks_store_cpu_cb cb, void *ctx,
                           ks_err *err);
 
+/*
+ * Every stored report, ordered by host id (as ks_store_cpu_scan), in one scan:
+ * cb gets the host id and the report's text (NULL when none; borrowed for the
+ * call, `len` bytes, NUL-terminated).  A non-zero return stops the scan.
+ */
+typedef int (*ks_store_report_cb)(void *ctx, const char *host_id, const char *report_json,
+                                  size_t len);
+ks_code ks_store_report_scan(ks_store *s, ks_store_report_cb cb, void *ctx, ks_err *err);
+
 /* One CPU.  KS_ENOTFOUND. */
 ks_code ks_store_cpu_get(ks_store_cpu_row *out, ks_store *s, const char *host_id, int32_t cpu_id,
                          ks_err *err);

@@ -334,6 +334,28 @@ static void check_rebuild(cs_fixture *f, ks_store *store)
     ks_api_free(api);
 }
 
+typedef struct report_seen {
+    ks_store *store;
+    char last[KS_ID_MAX];
+    uint32_t n;
+} report_seen;
+
+/* ks_store_report_scan: ids in order, each text as ks_store_host_get's. */
+static int check_report(void *ctx, const char *host_id, const char *text, size_t len)
+{
+    report_seen *r = ctx;
+    ks_store_host_row row = {0};
+    assert_true(strcmp(r->last, host_id) < 0);
+    snprintf(r->last, sizeof(r->last), "%s", host_id);
+    assert_int_equal(ks_store_host_get(&row, r->store, host_id, true, NULL), KS_OK);
+    assert_non_null(text);
+    assert_non_null(row.report_json);
+    assert_int_equal(len, strlen(text));
+    assert_string_equal(text, row.report_json);
+    ks_store_host_row_destroy(&row);
+    return ++r->n == 1000; /* stops when asked: never here */
+}
+
 /* Starts from the file store: second handles, the loader and header threads. */
 static void test_rebuilt_index_equals_reports(void **state)
 {
@@ -343,6 +365,9 @@ static void test_rebuilt_index_equals_reports(void **state)
     /* the second handle is read-only */
     assert_int_equal(ks_store_open_reader(&rd, f->store, &err), KS_OK);
     assert_int_not_equal(ks_store_begin(rd, &err), KS_OK);
+    report_seen seen = {.store = f->store};
+    assert_int_equal(ks_store_report_scan(rd, check_report, &seen, &err), KS_OK);
+    assert_int_equal(seen.n, N_HOSTS);
     ks_store_close(rd);
     check_rebuild(f, f->store);
 }

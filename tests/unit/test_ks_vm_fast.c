@@ -372,18 +372,22 @@ static void test_fast__gives_up_on_unusual_text(void **state)
     /* generation 0, topology too small, vm id invalid, vcpus missing */
     static const char *const whole[] = {
         "{\"vm\":\"a\",\"generation\":0,\"host\":\"h\",\"topology\":{\"sockets\":1,\"cores\":1},"
-        "\"vcpus\":[{\"id\":0,\"host_cpu\":3,\"kind\":\"performance\"}],\"features\":{\"model\":\"m\"}}",
+        "\"vcpus\":[{\"id\":0,\"host_cpu\":3,\"kind\":\"performance\"}],"
+        "\"features\":{\"model\":\"m\"}}",
         "{\"vm\":\"a\",\"generation\":1,\"host\":\"h\",\"topology\":{\"sockets\":1,\"cores\":1},"
         "\"vcpus\":[{\"id\":0,\"host_cpu\":3,\"kind\":\"performance\"},"
         "{\"id\":1,\"host_cpu\":4,\"kind\":\"performance\"}],\"features\":{\"model\":\"m\"}}",
         "{\"vm\":\"..\",\"generation\":1,\"host\":\"h\",\"topology\":{\"sockets\":1,\"cores\":1},"
-        "\"vcpus\":[{\"id\":0,\"host_cpu\":3,\"kind\":\"performance\"}],\"features\":{\"model\":\"m\"}}",
+        "\"vcpus\":[{\"id\":0,\"host_cpu\":3,\"kind\":\"performance\"}],"
+        "\"features\":{\"model\":\"m\"}}",
         "{\"vm\":\"a\",\"generation\":1,\"host\":\"h\",\"topology\":{\"sockets\":1,\"cores\":1},"
         "\"features\":{\"model\":\"m\"}}",
         "{\"vm\":\"a\",\"generation\":1,\"host\":\"h\",\"topology\":{\"sockets\":1,\"cores\":0},"
-        "\"vcpus\":[{\"id\":0,\"host_cpu\":3,\"kind\":\"performance\"}],\"features\":{\"model\":\"m\"}}",
+        "\"vcpus\":[{\"id\":0,\"host_cpu\":3,\"kind\":\"performance\"}],"
+        "\"features\":{\"model\":\"m\"}}",
         "{\"vm\":\"a\",\"generation\":1,\"host\":\"h\",\"topology\":{\"cores\":1},"
-        "\"vcpus\":[{\"id\":0,\"host_cpu\":3,\"kind\":\"performance\"}],\"features\":{\"model\":\"m\"}}",
+        "\"vcpus\":[{\"id\":0,\"host_cpu\":3,\"kind\":\"performance\"}],"
+        "\"features\":{\"model\":\"m\"}}",
         "{\"vm\":\"a\",\"generation\":1,\"host\":\"h\",\"topology\":{\"sockets\":1,\"cores\":1},"
         "\"vcpus\":[{\"id\":0,\"host_cpu\":3,\"kind\":\"performance\"}],"
         "\"features\":{\"model\":\"\"}}",
