@@ -324,6 +324,31 @@ static void test_hostile__deep_nesting(void **state)
     assert_alive();
 }
 
+/* A raw NUL inside a JSON body (jansson takes one after a number): refused
+ * on every JSON route before any handler stores the text (fuzz api crash-2). */
+static void test_hostile__nul_in_body(void **state)
+{
+    (void)state;
+    static const char body[] = "{\"generation\":0\0,\"host\":{}}";
+    const char *targets[][2] = {{"POST", "/v1/vms"},
+                                {"PUT", "/v1/hosts/h-a/report"},
+                                {"POST", "/v1/pools"},
+                                {"POST", "/v1/policies/feature-bans"}};
+    for (size_t t = 0; t < sizeof(targets) / sizeof(targets[0]); t++) {
+        resp r;
+        long s = kd_http_ex(&D, &r, targets[t][0], targets[t][1], D.admin, "application/json",
+                            body, sizeof(body) - 1, NULL);
+        if (s != 400)
+            fail_msg("%s %s with a NUL in its body -> %ld (want 400)", targets[t][0],
+                     targets[t][1], s);
+        resp_free(&r);
+    }
+    resp r;
+    assert_int_equal(kd_http(&D, &r, "GET", "/v1/hosts/h-a", D.admin, NULL), 200);
+    resp_free(&r);
+    assert_alive();
+}
+
 /* ---- connections ---- */
 
 static void test_hostile__slowloris(void **state)
@@ -675,6 +700,7 @@ int main(void)
         cmocka_unit_test(test_hostile__auth_every_route),
         cmocka_unit_test(test_hostile__huge_body),
         cmocka_unit_test(test_hostile__deep_nesting),
+        cmocka_unit_test(test_hostile__nul_in_body),
         cmocka_unit_test(test_hostile__odd_ids),
         cmocka_unit_test(test_hostile__nul_in_path),
         cmocka_unit_test(test_hostile__numbers),
