@@ -552,6 +552,14 @@ static void *checkpoint_main(void *arg)
     return NULL;
 }
 
+/* Frees a checkpointer whose thread is not running (or never started). */
+static void checkpointer_free(sq_checkpointer *c)
+{
+    sqlite3_close_v2(c->db);
+    free(c->path);
+    free(c);
+}
+
 static void checkpointer_stop(sq_checkpointer *c)
 {
     if (!c)
@@ -563,9 +571,7 @@ static void checkpointer_stop(sq_checkpointer *c)
     pthread_join(c->thread, NULL);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);
-    sqlite3_close_v2(c->db);
-    free(c->path);
-    free(c);
+    checkpointer_free(c);
 }
 
 static ks_code checkpointer_start(sq_checkpointer **out, const char *path, ks_err *err)
@@ -576,23 +582,14 @@ static ks_code checkpointer_start(sq_checkpointer **out, const char *path, ks_er
         return ks_err_set(err, KS_ENOMEM, "out of memory");
     }
     int src = sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    /* A connection that has read nothing does not know the database is in
+     * WAL mode: its checkpoints would do nothing. */
+    if (src == SQLITE_OK)
+        src = sqlite3_exec(c->db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL);
     if (src != SQLITE_OK) {
         ks_code rc = ks_err_set(err, map_rc(src), "open '%s' for checkpoints: %s", path,
                                 c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(src));
-        sqlite3_close_v2(c->db);
-        free(c->path);
-        free(c);
-        return rc;
-    }
-    /* A connection that has read nothing does not know the database is in
-     * WAL mode: its checkpoints would do nothing. */
-    src = sqlite3_exec(c->db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL);
-    if (src != SQLITE_OK) {
-        ks_code rc = ks_err_set(err, map_rc(src), "open '%s' for checkpoints: %s", path,
-                                sqlite3_errmsg(c->db));
-        sqlite3_close_v2(c->db);
-        free(c->path);
-        free(c);
+        checkpointer_free(c);
         return rc;
     }
     pthread_mutex_init(&c->mu, NULL);
@@ -600,9 +597,7 @@ static ks_code checkpointer_start(sq_checkpointer **out, const char *path, ks_er
     if (pthread_create(&c->thread, NULL, checkpoint_main, c) != 0) {
         pthread_mutex_destroy(&c->mu);
         pthread_cond_destroy(&c->cv);
-        sqlite3_close_v2(c->db);
-        free(c->path);
-        free(c);
+        checkpointer_free(c);
         return ks_err_set(err, KS_EINTERNAL, "cannot start the checkpoint thread");
     }
     *out = c;
