@@ -972,8 +972,9 @@ ks_code ks_api_new(ks_api **out, const ks_api_options *opts, struct ks_store *st
     ks_api *api = NULL;
     if (!opts || !store)
         return ks_err_set(err, KS_EINVAL, "options and store are required");
-    if (opts->threads < 1 || opts->threads > 256)
-        return ks_err_set_field(err, KS_EINVAL, "threads", "threads must be 1..256");
+    if (opts->threads > 256)
+        return ks_err_set_field(err, KS_EINVAL, "threads",
+                                "threads must be 0 (one per connection) or 1..256");
     if (opts->max_body_bytes < 1024)
         return ks_err_set_field(err, KS_EINVAL, "max-body", "body limit must be >= 1024 bytes");
     if (!opts->tls_cert_pem != !opts->tls_key_pem)

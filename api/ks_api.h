@@ -6,7 +6,8 @@
  * from a socket or from ks_api_handle() (tests, fuzzing), goes through the same
  * router, auth check, error choke point and access log.
  *
- * Threading: the transport runs handlers on a pool of threads.  The store and the
+ * Threading: the transport runs handlers on a thread per connection (or a
+ * pool, options.threads).  The store and the
  * fleet index are not thread-safe; ks_api serialises every access to them with
  * one mutex (the "fleet lock").  Placement therefore cannot double-allocate.
  */
@@ -27,7 +28,7 @@ typedef struct ks_api ks_api;
 typedef struct ks_api_options {
     const char *listen_host;       /* numeric IPv4/IPv6 address, default "127.0.0.1" */
     uint16_t port;                 /* 0 = ephemeral, read back by ks_api_bound_port() */
-    unsigned threads;              /* transport thread pool size, >= 1 */
+    unsigned threads;              /* transport thread pool size; 0 = a thread per connection */
     unsigned connection_limit;     /* simultaneous connections */
     unsigned connection_timeout_s; /* idle connection timeout */
     size_t max_body_bytes;         /* request bodies above this get 413 */
@@ -43,7 +44,7 @@ typedef struct ks_api_options {
 
 #define KS_API_OPTIONS_INIT                                                                        \
     {                                                                                              \
-        .listen_host = "127.0.0.1", .port = KS_API_DEFAULT_PORT, .threads = 4,                     \
+        .listen_host = "127.0.0.1", .port = KS_API_DEFAULT_PORT, .threads = 0,                     \
         .connection_limit = 256, .connection_timeout_s = 30, .max_body_bytes = 8u << 20,           \
         .lost_after_us = 60ull * 1000000, .snapshot_interval_us = 300ull * 1000000,                \
     }

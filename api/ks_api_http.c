@@ -242,10 +242,18 @@ ks_code ks_api__http_start(ks_api *api, ks_err *err)
         {MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)api->opts.tls_key_pem},
         {MHD_OPTION_END, 0, NULL},
     };
+    /* A VM create or delete holds its thread until its group commit.  With a
+     * pool, the thread's other connections wait meanwhile (and a pool thread
+     * may hold several): one thread per connection lets every waiting
+     * request join the next group.  bench_api, 32 clients: 7,200 req/s and a
+     * 9 ms p99, against 5,800-6,300 and 17-20 ms with a pool of 32. */
+    bool per_connection = api->opts.threads == 0;
+    if (per_connection)
+        flags |= MHD_USE_THREAD_PER_CONNECTION;
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, api->opts.port, NULL, NULL, on_request, api, MHD_OPTION_EXTERNAL_LOGGER,
         mhd_log, api, MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, NULL, MHD_OPTION_SOCK_ADDR,
-        (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)api->opts.threads,
+        (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, per_connection ? 1u : (unsigned)api->opts.threads,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)api->opts.connection_limit,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)api->opts.connection_timeout_s,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, api, MHD_OPTION_ARRAY, api->opts.tls_cert_pem ? tls_opts : &tls_opts[2], MHD_OPTION_END);
@@ -255,8 +263,13 @@ ks_code ks_api__http_start(ks_api *api, ks_err *err)
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     api->bound_port = info ? info->port : api->opts.port;
     api->daemon = d;
-    ks_log(KS_LOG_INFO, "listening addr=%s port=%u threads=%u tls=%s", api->listen_host,
-           (unsigned)api->bound_port, api->opts.threads, api->opts.tls_cert_pem ? "on" : "off");
+    char threads[32];
+    if (per_connection)
+        snprintf(threads, sizeof(threads), "per-connection");
+    else
+        snprintf(threads, sizeof(threads), "%u", api->opts.threads);
+    ks_log(KS_LOG_INFO, "listening addr=%s port=%u threads=%s tls=%s", api->listen_host,
+           (unsigned)api->bound_port, threads, api->opts.tls_cert_pem ? "on" : "off");
     return KS_OK;
 }
 

@@ -317,7 +317,7 @@ int main(int argc, char **argv)
     ks_fleetsim_options o = KS_FLEETSIM_OPTIONS_INIT;
     const char *env_fx = getenv("KS_FIXTURES_DIR");
     const char *bin = getenv("KS_KINTSUGID") ? getenv("KS_KINTSUGID") : KS_BENCH_KINTSUGID;
-    uint64_t requests = 40000, clients = 32, threads = 32, v = 0; /* kintsugid's default */
+    uint64_t requests = 40000, clients = 32, threads = 0, v = 0; /* kintsugid's default */
     o.n_hosts = 1000;
     o.fixtures_dir = env_fx && *env_fx ? env_fx : KS_BENCH_FIXTURES_DIR;
     for (int i = 1; i < argc; i += 2) {
@@ -331,7 +331,7 @@ int main(int argc, char **argv)
         } else if (ok && strcmp(a, "--clients") == 0) {
             ok = ks_fleetsim_parse_u64(&clients, val, 1, 1024);
         } else if (ok && strcmp(a, "--threads") == 0) {
-            ok = ks_fleetsim_parse_u64(&threads, val, 1, 256);
+            ok = ks_fleetsim_parse_u64(&threads, val, 0, 256);
         } else if (ok && strcmp(a, "--seed") == 0) {
             ok = ks_fleetsim_parse_u64(&o.seed, val, 0, UINT64_MAX);
         } else if (ok && strcmp(a, "--kintsugid") == 0) {

@@ -18,8 +18,11 @@ static int group_setup(void **state)
 {
     (void)state;
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    static const char *const args[] = {"--max-body", "65536", "--lost-after", "3600",
-                                       "--snapshot-interval", "1", NULL};
+    /* A pool of threads here; the other integration tests run kintsugid's
+     * default, a thread per connection. */
+    static const char *const args[] = {"--max-body",          "65536", "--lost-after", "3600",
+                                       "--snapshot-interval", "1",     "--threads",    "4",
+                                       NULL};
     kd_setup(&g, args);
     return 0;
 }

@@ -269,7 +269,7 @@ static inline void kd_spawn(kd *d, const char *const *extra_args)
     argv[a++] = (char *)"--db";
     argv[a++] = d->db;
     argv[a++] = (char *)"--threads";
-    argv[a++] = (char *)"4";
+    argv[a++] = (char *)"0"; /* kintsugid's default: a thread per connection */
     for (size_t i = 0; extra_args && extra_args[i] && a < 38; i++)
         argv[a++] = (char *)extra_args[i];
     argv[a] = NULL;
