@@ -1038,8 +1038,7 @@ static bool find_members(const char *text, size_t len, const char **fs, const ch
     return *fs && *vs;
 }
 
-/* A plain JSON integer (what jansson accepts as one, within int64) at *pp. */
-static bool lex_int(const char **pp, const char *end, int64_t *out)
+bool ks_vm__lex_int(const char **pp, const char *end, int64_t *out)
 {
     const char *p = *pp;
     bool neg = p < end && *p == '-';
@@ -1131,7 +1130,7 @@ static bool lex_vcpus(const char *p, const char *end, ks_plan_vcpu *out, uint32_
                 p = se;
             } else {
                 int64_t x;
-                if (!lex_int(&p, end, &x) || x < 0 || x > INT32_MAX)
+                if (!ks_vm__lex_int(&p, end, &x) || x < 0 || x > INT32_MAX)
                     return false;
                 int32_t *dst[] = {&v->id,       &v->host_cpu, NULL,       NULL,
                                   NULL,         &v->socket,   &v->die,    &v->cluster,

@@ -74,26 +74,12 @@ static bool lx_id(lx *l, char *buf)
     return lx_str_buf(l, buf, KS_ID_MAX) && ks_id_valid(buf);
 }
 
-/* An integer in min..max (as jansson reads one: no fraction, no exponent,
- * within int64, no leading zeros). */
+/* An integer in min..max (ks_vm__lex_int). */
 static bool lx_int(lx *l, int64_t min, int64_t max, int64_t *out)
 {
-    const char *p = ks_json__skip_ws(l->p, l->end), *end = l->end;
-    bool neg = p < end && *p == '-';
-    p += neg;
-    if (p >= end || *p < '0' || *p > '9' ||
-        (*p == '0' && p + 1 < end && p[1] >= '0' && p[1] <= '9'))
-        return false;
+    const char *p = ks_json__skip_ws(l->p, l->end);
     int64_t x = 0;
-    for (; p < end && *p >= '0' && *p <= '9'; p++) {
-        if (x > (INT64_MAX - 9) / 10)
-            return false;
-        x = x * 10 + (*p - '0');
-    }
-    if (p < end && (*p == '.' || *p == 'e' || *p == 'E'))
-        return false;
-    x = neg ? -x : x;
-    if (x < min || x > max)
+    if (!ks_vm__lex_int(&p, l->end, &x) || x < min || x > max)
         return false;
     *out = x;
     l->p = p;

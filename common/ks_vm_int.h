@@ -31,6 +31,10 @@ bool ks_vm__cache_features(ks_plan_cache *c, const char *fs, const char *end, co
                            char *model, size_t model_cap, ks_featset *visible,
                            ks_featset *disable);
 
+/* A plain JSON integer (what jansson accepts as one: no fraction, no
+ * exponent, within int64, no leading zeros) at *pp; *pp = past it. */
+bool ks_vm__lex_int(const char **pp, const char *end, int64_t *out);
+
 /* ks_vm_fast.c: a plan's whole text decoded without building JSON values.
  * true = *out is exactly what ks_plan_from_json would give; false = unusual
  * or refused text, nothing allocated: the caller decodes it the plain way. */

@@ -274,19 +274,26 @@ static size_t answered(one_call *c, size_t n)
     return k;
 }
 
-/* Waits (bounded) until `want` units are in the open group and every other
- * call of c[from..n) was answered, then lets the group commit: this thread
- * is the announced writer that held it open. */
-static void release_group_when(group_fixture *f, one_call *c, size_t n, size_t want)
+/* Waits (bounded, 10 s) until `want` units wait in the open group, counting
+ * the calls of c[0..n) already answered as units too. */
+static void wait_units(group_fixture *f, one_call *c, size_t n, size_t want)
 {
     for (int tries = 0; tries < 5000; tries++) {
         pthread_mutex_lock(&f->api->lock);
         size_t in = f->api->group_units;
         pthread_mutex_unlock(&f->api->lock);
         if (in + answered(c, n) >= want)
-            break;
+            return;
         sleep_ms(2);
     }
+}
+
+/* Waits (bounded) until `want` units are in the open group and every other
+ * call of c[from..n) was answered, then lets the group commit: this thread
+ * is the announced writer that held it open. */
+static void release_group_when(group_fixture *f, one_call *c, size_t n, size_t want)
+{
+    wait_units(f, c, n, want);
     pthread_mutex_lock(&f->api->lock);
     ks_api__unit_withdraw(f->api);
     pthread_mutex_unlock(&f->api->lock);
@@ -367,14 +374,7 @@ static void test_group__delete_then_create_same_name(void **state)
     pthread_t t0, t1;
     c[0].api = c[1].api = f->api;
     assert_int_equal(pthread_create(&t0, NULL, one_call_main, &c[0]), 0);
-    for (int tries = 0; tries < 5000; tries++) {
-        pthread_mutex_lock(&f->api->lock);
-        size_t in = f->api->group_units;
-        pthread_mutex_unlock(&f->api->lock);
-        if (in == 1)
-            break;
-        sleep_ms(2);
-    }
+    wait_units(f, c, 0, 1);
     assert_int_equal(pthread_create(&t1, NULL, one_call_main, &c[1]), 0);
     /* the create is refused at once, or (wrongly) joins the group */
     release_group_when(f, c, 2, 2);
@@ -405,14 +405,7 @@ static void test_group__old_group_commits(void **state)
         vm_body(c[i].body, sizeof(c[i].body), name, 1);
     }
     assert_int_equal(pthread_create(&th[0], NULL, one_call_main, &c[0]), 0);
-    for (int tries = 0; tries < 5000; tries++) {
-        pthread_mutex_lock(&f->api->lock);
-        size_t in = f->api->group_units;
-        pthread_mutex_unlock(&f->api->lock);
-        if (in == 1)
-            break;
-        sleep_ms(2);
-    }
+    wait_units(f, c, 0, 1);
     sleep_ms(10);
     assert_int_equal(atomic_load(&c[0].status), 0); /* still waiting for its group */
     assert_int_equal(pthread_create(&th[1], NULL, one_call_main, &c[1]), 0);
