@@ -88,7 +88,7 @@ static bool lx_int(lx *l, int64_t min, int64_t max, int64_t *out)
 
 static bool lx_u32(lx *l, uint32_t max, uint32_t *out)
 {
-    int64_t x;
+    int64_t x = 0;
     if (!lx_int(l, 0, max, &x))
         return false;
     *out = (uint32_t)x;
@@ -97,7 +97,7 @@ static bool lx_u32(lx *l, uint32_t max, uint32_t *out)
 
 static bool lx_i32(lx *l, int32_t min, int32_t max, int32_t *out)
 {
-    int64_t x;
+    int64_t x = 0;
     if (!lx_int(l, min, max, &x))
         return false;
     *out = (int32_t)x;
@@ -312,7 +312,7 @@ static bool plan_numa_node(lx *l, ks_plan *p, uint32_t i, uint16_t *owner)
         } else if (k == 1) {
             ok = lx_i32(l, -1, KS_REPORT_MAX_NUMA - 1, &nn->host_node);
         } else if (k == 3) {
-            int64_t x;
+            int64_t x = 0;
             ok = lx_int(l, 0, (int64_t)KS_VM_MAX_MEMORY_MIB, &x);
             nn->memory_mib = (uint64_t)x;
         } else if (k == 2) {
@@ -567,7 +567,7 @@ static bool request_fast(ks_vm_request *r, const char *text, size_t len)
         return false;
     while (more) {
         bool ok;
-        int64_t x;
+        int64_t x = 0;
         switch (lx_key(&l, request_keys, &seen)) {
         case R_NAME:
             ok = lx_id(&l, r->name);
