@@ -28,6 +28,16 @@ void ks_api__unit_announce(ks_api *api)
     atomic_fetch_add(&api->group_writers, 1);
 }
 
+/* A create's CPUs leave the index again: its unit did not commit. */
+static void withdraw_reservation(ks_api *api, ks_api_unit *u)
+{
+    ks_err e = {0};
+    if (u->reserved_vm && ks_fleet_vm_remove(api->fleet, u->reserved_vm, &e) != KS_OK)
+        ks_log(KS_LOG_ERROR, "index: withdrawing vm='%s' that did not commit: %s",
+               u->reserved_vm, e.msg);
+    u->reserved_vm = NULL;
+}
+
 /* Marks every unit of the open group done with `rc` and wakes their threads. */
 static void group_finish(ks_api *api, ks_code rc, const ks_err *err)
 {
@@ -36,10 +46,7 @@ static void group_finish(ks_api *api, ks_code rc, const ks_err *err)
         u->rc = rc;
         if (rc != KS_OK) {
             u->err = *err;
-            ks_err e = {0};
-            if (u->reserved_vm && ks_fleet_vm_remove(api->fleet, u->reserved_vm, &e) != KS_OK)
-                ks_log(KS_LOG_ERROR, "index: withdrawing vm='%s' after a failed commit: %s",
-                       u->reserved_vm, e.msg);
+            withdraw_reservation(api, u);
         }
         u->done = true;
         n++;
@@ -140,33 +147,23 @@ static void unit_undo(ks_api *api, ks_code rc)
 ks_code ks_api__unit_end(ks_api *api, ks_api_unit *u, ks_code rc, ks_err *err)
 {
     u->done = false;
-    u->next = NULL;
     if (rc == KS_OK && grouping(api))
         rc = ks_store_savepoint(api->store, KS_STORE_SP_KEEP, err);
     if (rc != KS_OK) {
-        if (u->reserved_vm) {
-            ks_err e = {0};
-            ks_fleet_vm_remove(api->fleet, u->reserved_vm, &e);
-            u->reserved_vm = NULL;
-        }
+        withdraw_reservation(api, u);
         unit_undo(api, rc);
         writer_done(api);
         return rc;
     }
     if (!grouping(api)) {
         rc = ks_store_commit(api->store, err);
-        if (rc != KS_OK && u->reserved_vm) {
-            ks_err e = {0};
-            ks_fleet_vm_remove(api->fleet, u->reserved_vm, &e);
-        }
+        if (rc != KS_OK)
+            withdraw_reservation(api, u);
         writer_done(api);
         return rc;
     }
-    /* Join at the tail: units are committed (and undone) in arrival order. */
-    ks_api_unit **tail = &api->group_head;
-    while (*tail)
-        tail = &(*tail)->next;
-    *tail = u;
+    u->next = api->group_head;
+    api->group_head = u;
     if (api->group_units++ == 0)
         api->group_opened_us = ks_api_mono_us();
     if (api->group_units >= GROUP_MAX_UNITS ||

@@ -93,8 +93,7 @@ done:
 
 /* Units of the open group (group_commit mode). */
 typedef struct group {
-    uint32_t n;                   /* units */
-    uint32_t n_placed;            /* arrivals among them */
+    uint32_t n_placed;            /* arrivals */
     uint64_t *t0;                 /* per arrival: decision start */
     uint32_t *departed;           /* per departure: VM number, freed after the commit */
     uint32_t n_departed;
@@ -112,8 +111,9 @@ static ks_code commit(ks_fleetsim_replay *r, ks_store *store, ks_fleet *fleet, g
         return ks_err_set(err, KS_ENOMEM, "out of memory");
     if (!g || rc != KS_OK)
         return rc;
-    r->n_units += g->n;
-    r->place_ns += g->n ? (t1 - t0) * g->n_placed / g->n : 0;
+    uint32_t units = g->n_placed + g->n_departed;
+    r->n_units += units;
+    r->place_ns += units ? (t1 - t0) * g->n_placed / units : 0;
     for (uint32_t i = 0; i < g->n_placed; i++)
         if (r->record_latency && !ks_fleetsim_samples_push(&r->place_lat, t1 - g->t0[i]))
             rc = ks_err_set(err, KS_ENOMEM, "out of memory");
@@ -122,7 +122,7 @@ static ks_code commit(ks_fleetsim_replay *r, ks_store *store, ks_fleet *fleet, g
         ks_fleetsim_vm_name(name, g->departed[i]);
         rc = ks_fleet_vm_remove(fleet, name, err);
     }
-    g->n = g->n_placed = g->n_departed = 0;
+    g->n_placed = g->n_departed = 0;
     return rc;
 }
 
@@ -170,7 +170,6 @@ ks_code ks_fleetsim_replay_run(ks_fleetsim_replay *r, ks_fleet *fleet, uint32_t 
                     rc = ks_store_savepoint(store, KS_STORE_SP_KEEP, err);
                 if (rc == KS_OK && grouped) {
                     g.departed[g.n_departed++] = ev->vm;
-                    g.n++;
                     freed_later = true;
                 }
                 if (rc == KS_OK && ++in_txn >= store_batch) {
@@ -210,7 +209,7 @@ ks_code ks_fleetsim_replay_run(ks_fleetsim_replay *r, ks_fleet *fleet, uint32_t 
         }
         if (rc == KS_OK && grouped) {
             /* kintsugid: store the unit, reserve in the index, commit with
-             * the group; the placement counts once its group committed. */
+             * the group; its latency runs to the group's commit. */
             rc = unit_begin(store, true, err);
             if (rc == KS_OK)
                 rc = store_vm(store, &req, plan, err);
@@ -224,7 +223,6 @@ ks_code ks_fleetsim_replay_run(ks_fleetsim_replay *r, ks_fleet *fleet, uint32_t 
                 r->placed_vcpus += plan->n_vcpus;
                 r->place_ns += ks_fleetsim_now_ns() - t0;
                 g.t0[g.n_placed++] = t0;
-                g.n++;
                 if (++in_txn >= store_batch) {
                     rc = commit(r, store, fleet, gp, err);
                     in_txn = 0;
