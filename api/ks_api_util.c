@@ -9,6 +9,7 @@
 
 #include "ks_api_push.h"
 #include "ks_api_util.h"
+#include "ks_json_util.h"
 #include "ks_log.h"
 
 ks_code ks_api__event(ks_api *api, const char *type, const char *host, const char *vm,
@@ -152,9 +153,8 @@ json_t *ks_api__vm_json(const ks_store_vm_row *row)
  * escaping (left to jansson). */
 static bool put_str_or_null(char **p, size_t *left, const char *s)
 {
-    for (const char *c = s; *c; c++)
-        if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f || *c == '"' || *c == '\\')
-            return false;
+    if (!ks_json__plain(s, strlen(s)))
+        return false;
     int n = s[0] ? snprintf(*p, *left, "\"%s\"", s) : snprintf(*p, *left, "null");
     if (n < 0 || (size_t)n >= *left)
         return false;

@@ -434,6 +434,16 @@ json_t *ks_json__string(const char *buf, size_t cap)
     return v;
 }
 
+bool ks_json__plain(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
+            return false;
+    }
+    return true;
+}
+
 json_t *ks_json__uint(uint64_t v)
 {
     return json_integer(v > (uint64_t)INT64_MAX ? (json_int_t)INT64_MAX : (json_int_t)v);

@@ -89,6 +89,9 @@ bool ks_json__names_dup(char (**out)[KS_NAME_MAX], const char (*names)[KS_NAME_M
  * OS can always be encoded.  NULL only on allocation failure.
  */
 json_t *ks_json__string(const char *buf, size_t cap);
+/* True when s[0..n) is printable ASCII with no '"' or '\\': written between
+ * quotes it is already the JSON string jansson would write. */
+bool ks_json__plain(const char *s, size_t n);
 /* json_integer() of an unsigned value, clamped to INT64_MAX. */
 json_t *ks_json__uint(uint64_t v);
 

@@ -12,12 +12,12 @@
  * need escaping or are not plain ASCII) goes to the jansson path instead.
  */
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ks_feature.h"
+#include "ks_json_util.h"
 #include "ks_vm.h"
 
 typedef struct text_buf {
@@ -76,12 +76,9 @@ static void tb_member_int(text_buf *b, const char *key, long long v)
 static void tb_str(text_buf *b, const char *s, size_t cap)
 {
     size_t n = strnlen(s, cap);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') {
-            b->bad = true;
-            return;
-        }
+    if (!ks_json__plain(s, n)) {
+        b->bad = true;
+        return;
     }
     tb_put(b, "\"", 1);
     tb_put(b, s, n);
