@@ -418,6 +418,33 @@ static void test_group__old_group_commits(void **state)
     pthread_mutex_unlock(&f->api->lock);
 }
 
+/* A create answers with the VM document written as text (ks_api__vm_text);
+ * GET builds it through jansson (ks_api__vm_json): the same bytes and ETag,
+ * with and without the optional members. */
+static void test_group__create_answer_equals_get(void **state)
+{
+    group_fixture *f = *state;
+    ks_api_kv ct = {"Content-Type", "application/json"};
+    static const char *const bodies[] = {
+        "{\"name\":\"same-1\",\"vcpus\":{\"any\":2}}",
+        "{\"name\":\"same-2\",\"vcpus\":{\"any\":1},\"anti_affinity_group\":\"ag\"}"};
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+        ks_api_response post, get;
+        memset(&post, 0, sizeof(post));
+        memset(&get, 0, sizeof(get));
+        ks_api_handle(f->api, "POST", "/v1/vms", &ct, 1, bodies[i], strlen(bodies[i]), &post);
+        assert_int_equal(post.status, 201);
+        char url[64];
+        snprintf(url, sizeof(url), "/v1/vms/same-%zu", i + 1);
+        ks_api_handle(f->api, "GET", url, NULL, 0, NULL, 0, &get);
+        assert_int_equal(get.status, 200);
+        assert_string_equal(post.body, get.body);
+        assert_string_equal(post.etag, get.etag);
+        ks_api_response_destroy(&post);
+        ks_api_response_destroy(&get);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -427,6 +454,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_group__delete_then_create_same_name, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_group__old_group_commits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group__create_answer_equals_get, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
