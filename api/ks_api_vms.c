@@ -39,13 +39,6 @@ static void request_hash(char out[65], const ks_api_req *req)
     out[64] = '\0';
 }
 
-static char *dump(json_t *doc)
-{
-    char *t = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    json_decref(doc);
-    return t;
-}
-
 void ks_api_h_vm_create(ks_api_req *req)
 {
     ks_api *api = req->api;
@@ -143,7 +136,7 @@ place:;
         }
         goto fail;
     }
-    request_text = dump(ks_vm_request_to_json(vr));
+    request_text = ks_vm_request_to_text(vr);
     plan_text = ks_plan_to_text(plan);
     allocs = calloc(plan->n_vcpus ? plan->n_vcpus : 1, sizeof(*allocs));
     if (!request_text || !plan_text || !allocs) {

@@ -43,18 +43,11 @@ void ks_fleetsim_replay_destroy(ks_fleetsim_replay *r)
     ks_fleetsim_samples_destroy(&r->commit_lat);
 }
 
-static char *dump(json_t *doc)
-{
-    char *t = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    json_decref(doc);
-    return t;
-}
-
 /* Stores a placement inside the open transaction. */
 static ks_code store_vm(ks_store *store, const ks_vm_request *req, const ks_plan *plan, ks_err *err)
 {
     ks_code rc = KS_OK;
-    char *request_text = dump(ks_vm_request_to_json(req));
+    char *request_text = ks_vm_request_to_text(req);
     char *plan_text = ks_plan_to_text(plan);
     ks_store_vcpu_alloc *allocs = calloc(plan->n_vcpus ? plan->n_vcpus : 1, sizeof(*allocs));
     if (!request_text || !plan_text || !allocs) {

@@ -122,6 +122,12 @@ ks_code ks_plan_from_json(ks_plan **out, const json_t *doc, ks_err *err);
  * JSON_COMPACT | JSON_SORT_KEYS), built without jansson on the hot path
  * (ks_vm_text.c).  Caller frees; NULL when out of memory.  Thread-safe. */
 char *ks_plan_to_text(const ks_plan *p);
+/* The request document as canonical text: exactly
+ * json_dumps(ks_vm_request_to_json(r), JSON_COMPACT | JSON_SORT_KEYS), what
+ * the store keeps for every VM, built without jansson unless a string needs
+ * escaping (ks_vm_text.c).  Caller frees; NULL when r is NULL or out of
+ * memory.  Thread-safe. */
+char *ks_vm_request_to_text(const ks_vm_request *r);
 
 /*
  * Parses plan text and decodes it like ks_plan_from_json (same result, same

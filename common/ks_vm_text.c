@@ -1,5 +1,5 @@
 /*
- * ks_vm_text.c - the plan document as text, written directly.
+ * ks_vm_text.c - the plan and VM request documents as text, written directly.
  *
  * kintsugid stores and returns the plan of every placement as canonical JSON
  * (compact, keys sorted: what json_dumps(ks_plan_to_json(p), JSON_COMPACT |
@@ -10,6 +10,10 @@
  * and keeps the text of recently seen feature sets: a fleet's plans share a
  * handful of them.  Anything it does not write byte-identically (strings that
  * need escaping or are not plain ASCII) goes to the jansson path instead.
+ *
+ * The request document (ks_vm_request_to_json) is stored with every placement
+ * too; it is small, but through jansson it still cost a few dozen allocations
+ * per placement, so it is written the same way.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -255,6 +259,100 @@ char *ks_plan_to_text(const ks_plan *p)
         return b.p;
     free(b.p);
     json_t *doc = ks_plan_to_json(p);
+    char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(doc);
+    return text;
+}
+
+/* ---- VM request ------------------------------------------------------------ */
+
+/* Requests mostly ask for no feature at all ("forbidden_features" nearly
+ * always, "required_features" often): "[]" needs neither the cache's lock
+ * nor one of its slots, which the plans' large sets make better use of. */
+static void tb_req_featset(text_buf *b, const ks_featset *s)
+{
+    if (ks_featset_empty(s))
+        tb_put(b, "[]", 2);
+    else
+        tb_featset(b, s);
+}
+
+/* ks_vm_request_to_json writes "vcpus": N when only "any" vCPUs are asked
+ * for, else the object form, with "any" only when non-zero. */
+static void tb_req_vcpus(text_buf *b, const ks_vm_request *r)
+{
+    if (r->n_performance == 0 && r->n_efficiency == 0) {
+        tb_member_int(b, ",\"vcpus\":", r->n_any);
+        return;
+    }
+    tb_lit(b, ",\"vcpus\":{");
+    if (r->n_any) {
+        tb_member_int(b, "\"any\":", r->n_any);
+        tb_put(b, ",", 1);
+    }
+    tb_member_int(b, "\"efficiency\":", r->n_efficiency);
+    tb_member_int(b, ",\"performance\":", r->n_performance);
+    tb_put(b, "}", 1);
+}
+
+/* An optional id: empty means "not set" and the member is left out (as
+ * ks_vm_request_to_json does).  `key` is the member's text up to its value. */
+static void tb_req_id(text_buf *b, const char *key, const char *id, size_t cap)
+{
+    if (!id[0])
+        return;
+    tb_lit(b, key);
+    tb_str(b, id, cap);
+}
+
+/* Keys in byte order, as JSON_SORT_KEYS writes them.  "forbidden_features"
+ * is always present and follows the only optional key before it, so every
+ * member after the first starts with its comma. */
+static void tb_request(text_buf *b, const ks_vm_request *r)
+{
+    tb_put(b, "{", 1);
+    if (r->anti_affinity_group[0]) {
+        tb_lit(b, "\"anti_affinity_group\":");
+        tb_str(b, r->anti_affinity_group, sizeof(r->anti_affinity_group));
+        tb_put(b, ",", 1);
+    }
+    tb_lit(b, "\"forbidden_features\":");
+    tb_req_featset(b, &r->forbidden);
+    tb_req_id(b, ",\"host\":", r->host, sizeof(r->host));
+    tb_member_int(b, ",\"memory_mib\":", clamp_u64(r->memory_mib));
+    tb_member_int(b, ",\"min_mhz\":", r->min_mhz);
+    tb_lit(b, ",\"name\":");
+    tb_str(b, r->name, sizeof(r->name));
+    tb_lit(b, ",\"numa\":");
+    tb_str(b, ks_numa_mode_to_str((ks_numa_mode)r->numa), KS_NAME_MAX);
+    tb_lit(b, ",\"placement\":");
+    tb_str(b, ks_placement_mode_to_str((ks_placement_mode)r->placement), KS_NAME_MAX);
+    tb_lit(b, ",\"pmu\":{\"allow_events\":");
+    tb_names(b, (const char(*)[KS_NAME_MAX])r->pmu.allow_events,
+             r->pmu.allow_events ? r->pmu.n_allow : 0);
+    tb_lit(b, ",\"deny_events\":");
+    tb_names(b, (const char(*)[KS_NAME_MAX])r->pmu.deny_events,
+             r->pmu.deny_events ? r->pmu.n_deny : 0);
+    tb_lit(b, r->pmu.enabled ? ",\"enabled\":true}" : ",\"enabled\":false}");
+    tb_req_id(b, ",\"pool\":", r->pool, sizeof(r->pool));
+    tb_lit(b, ",\"required_features\":");
+    tb_req_featset(b, &r->required);
+    tb_lit(b, ",\"smt\":");
+    tb_str(b, ks_smt_mode_to_str((ks_smt_mode)r->smt), KS_NAME_MAX);
+    tb_req_vcpus(b, r);
+    tb_put(b, "}", 1);
+}
+
+char *ks_vm_request_to_text(const ks_vm_request *r)
+{
+    if (!r)
+        return NULL;
+    text_buf b = {0};
+    tb_request(&b, r);
+    if (!b.bad)
+        return b.p;
+    free(b.p);
+    json_t *doc = ks_vm_request_to_json(r);
     char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(doc);
     return text;

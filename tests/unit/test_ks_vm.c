@@ -678,6 +678,309 @@ static void test_vm__schema_doc_examples(void **state)
     free(md);
 }
 
+/* ---- request text (ks_vm_request_to_text) ---------------------------------- */
+
+static char *request_dump(const ks_vm_request *r)
+{
+    json_t *doc = ks_vm_request_to_json(r);
+    assert_non_null(doc);
+    char *text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(doc);
+    assert_non_null(text);
+    return text;
+}
+
+/* Twice: the second write of a feature set comes from the text cache. */
+static void assert_request_text_is_canonical(const ks_vm_request *r)
+{
+    char *want = request_dump(r);
+    for (int i = 0; i < 2; i++) {
+        char *got = ks_vm_request_to_text(r);
+        assert_non_null(got);
+        assert_string_equal(got, want);
+        free(got);
+    }
+    free(want);
+}
+
+static void assert_names_equal(const char (*a)[KS_NAME_MAX], uint32_t na,
+                               const char (*b)[KS_NAME_MAX], uint32_t nb)
+{
+    assert_int_equal(na, nb);
+    for (uint32_t i = 0; i < na; i++)
+        assert_string_equal(a[i], b[i]);
+}
+
+static void assert_requests_equal(const ks_vm_request *a, const ks_vm_request *b)
+{
+    assert_string_equal(a->name, b->name);
+    assert_int_equal(a->n_performance, b->n_performance);
+    assert_int_equal(a->n_efficiency, b->n_efficiency);
+    assert_int_equal(a->n_any, b->n_any);
+    assert_int_equal(a->memory_mib, b->memory_mib);
+    assert_true(ks_featset_equal(&a->required, &b->required));
+    assert_true(ks_featset_equal(&a->forbidden, &b->forbidden));
+    assert_string_equal(a->pool, b->pool);
+    assert_string_equal(a->host, b->host);
+    assert_string_equal(a->anti_affinity_group, b->anti_affinity_group);
+    assert_int_equal(a->min_mhz, b->min_mhz);
+    assert_int_equal(a->placement, b->placement);
+    assert_int_equal(a->numa, b->numa);
+    assert_int_equal(a->smt, b->smt);
+    assert_int_equal(a->pmu.enabled, b->pmu.enabled);
+    assert_names_equal((const char(*)[KS_NAME_MAX])a->pmu.allow_events, a->pmu.n_allow,
+                       (const char(*)[KS_NAME_MAX])b->pmu.allow_events, b->pmu.n_allow);
+    assert_names_equal((const char(*)[KS_NAME_MAX])a->pmu.deny_events, a->pmu.n_deny,
+                       (const char(*)[KS_NAME_MAX])b->pmu.deny_events, b->pmu.n_deny);
+}
+
+/* The text decodes, by both request decoders, to the request it came from. */
+static void assert_request_text_round_trips(const ks_vm_request *r)
+{
+    char *text = ks_vm_request_to_text(r);
+    assert_non_null(text);
+    ks_vm_request *back = NULL;
+    ks_err err;
+    if (ks_vm_request_parse(&back, text, strlen(text), &err) != KS_OK)
+        fail_msg("request text rejected: %s: %s (%s)", err.field, err.msg, text);
+    assert_requests_equal(r, back);
+    ks_vm_request_free(back);
+    back = decode_request(text);
+    assert_requests_equal(r, back);
+    ks_vm_request_free(back);
+    free(text);
+}
+
+static uint32_t rnd_below(uint32_t n)
+{
+    return (uint32_t)rand() % n;
+}
+
+static void random_id(char *buf, size_t cap)
+{
+    static const char chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-";
+    size_t len = 1 + rnd_below((uint32_t)(cap - 1));
+    for (size_t i = 0; i < len; i++)
+        buf[i] = chars[rnd_below(sizeof(chars) - 1)];
+    buf[len] = '\0';
+    if (strcmp(buf, ".") == 0 || strcmp(buf, "..") == 0)
+        buf[0] = 'x'; /* the only ids made of valid characters that are refused */
+}
+
+/* An event name the decoder accepts: printable ASCII (quotes and backslashes
+ * included, which need escapes) or UTF-8, never empty. */
+static void random_event(char *buf, char first)
+{
+    static const char *const extras[] = {"", "\"q\"", "back\\slash", "caf\xc3\xa9", "/", "~"};
+    snprintf(buf, KS_NAME_MAX, "%c%u%s", first, rnd_below(1000),
+             extras[rnd_below(sizeof(extras) / sizeof(extras[0]))]);
+}
+
+static char (*random_events(uint32_t n, char first))[KS_NAME_MAX]
+{
+    if (n == 0)
+        return NULL;
+    char(*names)[KS_NAME_MAX] = calloc(n, KS_NAME_MAX);
+    assert_non_null(names);
+    for (uint32_t i = 0; i < n; i++)
+        random_event(names[i], first);
+    return names;
+}
+
+/* A request the decoder accepts, every optional member drawn at random. */
+static ks_vm_request *random_valid_request(void)
+{
+    ks_vm_request *r = calloc(1, sizeof(*r));
+    assert_non_null(r);
+    random_id(r->name, sizeof(r->name));
+    if (rand() % 2) {
+        r->n_any = 1 + rnd_below(KS_VM_MAX_VCPUS);
+    } else {
+        r->n_performance = rnd_below(300);
+        r->n_efficiency = rnd_below(300);
+        r->n_any = rand() % 2 ? rnd_below(300) : 0;
+        if (ks_vm_request_vcpus(r) == 0)
+            r->n_efficiency = 1;
+    }
+    r->memory_mib = rand() % 4 ? 1 + rnd_below(1u << 20) : (UINT64_C(1) << 32);
+    unsigned nf = (unsigned)ks_feature_count();
+    int density = 1 + rand() % 40;
+    for (unsigned f = 0; rand() % 3 && f < nf; f++) {
+        if (rand() % density == 0)
+            ks_featset_set(&r->required, f);
+        else if (rand() % (2 * density) == 0)
+            ks_featset_set(&r->forbidden, f);
+    }
+    if (rand() % 2)
+        random_id(r->pool, sizeof(r->pool));
+    if (rand() % 2)
+        random_id(r->host, sizeof(r->host));
+    if (rand() % 2)
+        random_id(r->anti_affinity_group, sizeof(r->anti_affinity_group));
+    r->min_mhz = rand() % 3 ? rnd_below(1000001) : (rand() % 2 ? 0 : 1000000);
+    r->placement = (uint8_t)rnd_below(KS_PLACE__COUNT);
+    r->numa = (uint8_t)rnd_below(KS_NUMA__COUNT);
+    r->smt = (uint8_t)rnd_below(KS_SMT__COUNT);
+    r->pmu.enabled = rand() % 2;
+    /* distinct first letters: no event both allowed and denied */
+    r->pmu.n_allow = rand() % 2 ? rnd_below(5) : 0;
+    r->pmu.allow_events = random_events(r->pmu.n_allow, 'a');
+    r->pmu.n_deny = rand() % 2 ? rnd_below(5) : 0;
+    r->pmu.deny_events = random_events(r->pmu.n_deny, 'd');
+    return r;
+}
+
+/* Values no decoder produces but a caller's struct may hold: both writers
+ * must still agree (the text writer by falling back where needed). */
+static void make_edge(ks_vm_request *r, int which)
+{
+    switch (which) {
+    case 0:
+        r->n_performance = r->n_efficiency = 0;
+        r->n_any = UINT32_MAX;
+        r->memory_mib = UINT64_MAX; /* clamped to INT64_MAX by both */
+        r->min_mhz = UINT32_MAX;
+        break;
+    case 1:
+        r->n_performance = UINT32_MAX;
+        r->n_efficiency = 0;
+        r->n_any = 0;
+        r->memory_mib = (uint64_t)INT64_MAX;
+        break;
+    case 2:
+        r->n_performance = r->n_efficiency = r->n_any = 0; /* "vcpus":0 */
+        r->memory_mib = 0;
+        r->min_mhz = 0;
+        break;
+    case 3:
+        r->name[0] = '\0'; /* the name is always written, even empty */
+        break;
+    case 4:
+        snprintf(r->name, sizeof(r->name), "say \"hi\"\\\n\t\x01");
+        break;
+    case 5:
+        snprintf(r->pool, sizeof(r->pool), "caf\xc3\xa9");
+        break;
+    case 6:
+        snprintf(r->host, sizeof(r->host), "bad\xff\xfeutf8");
+        break;
+    case 7:
+        snprintf(r->anti_affinity_group, sizeof(r->anti_affinity_group), "del\x7f");
+        break;
+    case 8:
+        memset(r->name, 'n', sizeof(r->name)); /* no NUL: bounded read */
+        memset(r->pool, 'p', sizeof(r->pool));
+        break;
+    case 9:
+        r->placement = 200; /* "unknown" */
+        r->numa = KS_NUMA__COUNT;
+        r->smt = 255;
+        break;
+    case 10:
+        free(r->pmu.allow_events);
+        r->pmu.allow_events = NULL;
+        r->pmu.n_allow = 7; /* no array: written as [] by both */
+        free(r->pmu.deny_events);
+        r->pmu.deny_events = random_events(2, 'd');
+        r->pmu.n_deny = 2;
+        r->pmu.deny_events[1][0] = '\0'; /* empty event name */
+        break;
+    case 11:
+        free(r->pmu.allow_events);
+        r->pmu.allow_events = random_events(1, 'a');
+        r->pmu.n_allow = 1;
+        memset(r->pmu.allow_events[0], 'e', KS_NAME_MAX); /* no NUL */
+        break;
+    case 12:
+        free(r->pmu.deny_events);
+        r->pmu.deny_events = random_events(1, 'd');
+        r->pmu.n_deny = 1;
+        snprintf(r->pmu.deny_events[0], KS_NAME_MAX, "ctl\x1f\xe2\x82\xac");
+        break;
+    default:
+        /* every feature bit, also the ones past the catalogue ("?") */
+        for (unsigned f = 0; f < KS_FEATSET_BITS; f++)
+            ks_featset_set(which % 2 ? &r->required : &r->forbidden, f);
+        break;
+    }
+}
+
+/* ks_vm_request_to_text writes exactly what jansson writes, and what it
+ * writes for a valid request decodes back to that request. */
+static void test_vm__request_text_is_canonical(void **state)
+{
+    (void)state;
+    srand(11);
+    for (int round = 0; round < 600; round++) {
+        ks_vm_request *r = random_valid_request();
+        assert_request_text_is_canonical(r);
+        assert_request_text_round_trips(r);
+        if (round % 2) {
+            make_edge(r, (round / 2) % 16);
+            assert_request_text_is_canonical(r);
+        }
+        ks_vm_request_free(r);
+    }
+}
+
+static void assert_request_text(const ks_vm_request *r, const char *want)
+{
+    char *got = ks_vm_request_to_text(r);
+    assert_non_null(got);
+    assert_string_equal(got, want);
+    free(got);
+    assert_request_text_is_canonical(r);
+}
+
+/* The exact bytes, spelled out: member order, omitted members, both forms of
+ * "vcpus", and the escapes of the jansson fallback. */
+static void test_vm__request_text_examples(void **state)
+{
+    (void)state;
+    assert_null(ks_vm_request_to_text(NULL));
+
+    ks_vm_request *r = decode_request("{\"name\":\"web-1\",\"vcpus\":4}");
+    assert_request_text(r, "{\"forbidden_features\":[],\"memory_mib\":1024,\"min_mhz\":0,"
+                           "\"name\":\"web-1\",\"numa\":\"preferred\",\"placement\":\"pack\","
+                           "\"pmu\":{\"allow_events\":[],\"deny_events\":[],\"enabled\":false},"
+                           "\"required_features\":[],\"smt\":\"allow\",\"vcpus\":4}");
+    ks_vm_request_free(r);
+
+    r = decode_request(
+        "{\"name\":\"db.7\",\"vcpus\":{\"performance\":6,\"efficiency\":2,\"any\":1},"
+        "\"memory_mib\":16384,\"required_features\":[\"avx2\"],\"forbidden_features\":[\"aes\"],"
+        "\"pool\":\"gen12\",\"host\":\"h-0042\",\"anti_affinity_group\":\"db\",\"min_mhz\":3000,"
+        "\"placement\":\"spread\",\"numa\":\"strict\",\"smt\":\"isolate\","
+        "\"pmu\":{\"enabled\":true,\"allow_events\":[\"instructions\",\"cycles\"],"
+        "\"deny_events\":[\"offcore_response\"]}}");
+    const char *full = "{\"anti_affinity_group\":\"db\",\"forbidden_features\":[\"aes\"],"
+                       "\"host\":\"h-0042\",\"memory_mib\":16384,\"min_mhz\":3000,"
+                       "\"name\":\"db.7\",\"numa\":\"strict\",\"placement\":\"spread\","
+                       "\"pmu\":{\"allow_events\":[\"instructions\",\"cycles\"],"
+                       "\"deny_events\":[\"offcore_response\"],\"enabled\":true},"
+                       "\"pool\":\"gen12\",\"required_features\":[\"avx2\"],\"smt\":\"isolate\","
+                       "\"vcpus\":{\"any\":1,\"efficiency\":2,\"performance\":6}}";
+    assert_request_text(r, full);
+    assert_request_text_round_trips(r);
+
+    /* no "any" in the object form when it is 0 */
+    r->n_any = 0;
+    r->n_efficiency = 0;
+    char *text = ks_vm_request_to_text(r);
+    assert_non_null(strstr(text, ",\"vcpus\":{\"efficiency\":0,\"performance\":6}}"));
+    free(text);
+    assert_request_text_is_canonical(r);
+
+    /* an event name needing escapes goes through jansson */
+    snprintf(r->pmu.allow_events[1], KS_NAME_MAX, "a\"b\\c\n\xc3\xa9");
+    text = ks_vm_request_to_text(r);
+    assert_non_null(strstr(text, "[\"instructions\",\"a\\\"b\\\\c\\n\xc3\xa9\"]"));
+    free(text);
+    assert_request_text_is_canonical(r);
+    assert_request_text_round_trips(r);
+    ks_vm_request_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -690,6 +993,8 @@ int main(void)
         cmocka_unit_test(test_vm__plan_text_is_canonical),
         cmocka_unit_test(test_vm__never_crashes),
         cmocka_unit_test(test_vm__schema_doc_examples),
+        cmocka_unit_test(test_vm__request_text_is_canonical),
+        cmocka_unit_test(test_vm__request_text_examples),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
