@@ -77,8 +77,9 @@
 #include "ks_report.h"
 
 /* Schema version this build writes and understands (SQLite: PRAGMA user_version;
- * PostgreSQL: max(version) of schema_migrations).  2 added the change feed. */
-#define KS_STORE_SCHEMA_VERSION 2
+ * PostgreSQL: max(version) of schema_migrations).  2 added the change feed, 3
+ * the per-host CPU allocation bitmaps of SQLite and partial pool indexes. */
+#define KS_STORE_SCHEMA_VERSION 3
 
 typedef struct ks_store ks_store;
 
@@ -394,9 +395,9 @@ typedef struct ks_store_vcpu_alloc {
  * updated_us, request_json, plan_json are taken from `vm`; n_vcpus is ignored)
  * and its n vCPU allocations on vm->host_id.
  *   KS_EEXIST    "vm 'web-1' already exists"
- *   KS_ECONFLICT "host cpu h1/7 is already allocated" (the UNIQUE(host_id,
- *                cpu_id) of vm_vcpus: the last line of defence against double
- *                allocation)
+ *   KS_ECONFLICT "host cpu h1/7 is already allocated" (the store's own
+ *                guard, checked in the same transaction: the last line of
+ *                defence against double allocation)
  *   KS_ENOTFOUND "host 'h1' has no cpu 7" / unknown host
  *   KS_EINVAL    duplicate vcpu index
  * On error the caller rolls back (nothing of the VM is kept).

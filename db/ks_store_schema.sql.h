@@ -11,9 +11,9 @@
  *    heartbeats and state changes rewrite a small row, not the whole report.
  *  - cpus and vm_vcpus are WITHOUT ROWID clustered on their primary key: the
  *    scheduler's start-up scan of every CPU reads them in key order.
- *  - vm_vcpus UNIQUE(host_id, cpu_id): no CPU is ever allocated twice, whatever
- *    the scheduler's memory says; its FOREIGN KEY to cpus refuses pinning to a
- *    CPU that is not there.  No ON DELETE on it: a CPU in use cannot vanish.
+ *  - No CPU is ever allocated twice, whatever the scheduler's memory says:
+ *    migration 1 guarded it with vm_vcpus UNIQUE(host_id, cpu_id), migration 3
+ *    with a per-host bitmap (see there).  A CPU in use cannot vanish.
  *  - Feature sets are BLOBs of little-endian 64-bit words (ks_featset.w),
  *    trailing zero words trimmed; feature ids are append-only, so old blobs
  *    keep their meaning.
@@ -170,6 +170,36 @@ static const char *const ks_store__migrations[] = {
     "  host_id TEXT NOT NULL DEFAULT ''\n"
     ") STRICT;\n"
     "CREATE INDEX changes_time ON changes(time_us);\n",
+    /* 2 -> 3: CPU allocations as one bitmap row per host.
+     *  - A VM's vCPUs move into its own row (vms.vcpus, the JSON text
+     *    [[vcpu,cpu],...] by vcpu) and each host's allocated CPUs into one
+     *    bitmap (cpu_alloc.used: bit c%8 of byte c/8 is CPU c).  A placement
+     *    used to write a vm_vcpus row per vCPU into two B-trees (its key and
+     *    UNIQUE(host_id, cpu_id)), two random pages per VM and half of the
+     *    B-tree work of a placement at 10,000 hosts; it now writes its VM row
+     *    and one small, hot row.
+     *  - The no-double-allocation guard is that bitmap, tested and updated in
+     *    the placement's own transaction (ks_store_sqlite.c is its only
+     *    writer); ks_store_integrity_check checks it against the VMs' vCPUs.
+     *  - vm_vcpus stays readable, as a view.
+     *  - vms_pool only indexes VMs in a pool: most are in none, and every
+     *    one of them paid an index write for a lookup that never asks for ''.
+     *  ks_cpu_bitmap() is an aggregate registered by ks_store_sqlite.c. */
+    "ALTER TABLE vms ADD COLUMN vcpus TEXT NOT NULL DEFAULT '[]';\n"
+    "UPDATE vms SET vcpus = (SELECT json_group_array(json_array(vcpu, cpu_id)) FROM\n"
+    "  (SELECT vcpu, cpu_id FROM vm_vcpus WHERE vm_name = vms.name ORDER BY vcpu))\n"
+    "  WHERE EXISTS (SELECT 1 FROM vm_vcpus WHERE vm_name = vms.name);\n"
+    "CREATE TABLE cpu_alloc (\n"
+    "  host_id TEXT PRIMARY KEY NOT NULL REFERENCES hosts(id) ON DELETE CASCADE,\n"
+    "  used BLOB NOT NULL\n"
+    ") STRICT, WITHOUT ROWID;\n"
+    "INSERT INTO cpu_alloc (host_id, used)\n"
+    "  SELECT host_id, ks_cpu_bitmap(cpu_id) FROM vm_vcpus GROUP BY host_id;\n"
+    "DROP TABLE vm_vcpus;\n"
+    "CREATE VIEW vm_vcpus (vm_name, vcpu, host_id, cpu_id) AS\n"
+    "  SELECT v.name, j.value ->> 0, v.host_id, j.value ->> 1 FROM vms v, json_each(v.vcpus) j;\n"
+    "DROP INDEX vms_pool;\n"
+    "CREATE INDEX vms_pool ON vms(pool, name) WHERE pool <> '';\n",
 };
 
 #define KS_STORE__N_MIGRATIONS                                                                     \

@@ -174,6 +174,10 @@ static const char *const ks_store__pg_migrations[] = {
     ");\n"
     "CREATE INDEX changes_xid ON changes(xid, seq);\n"
     "CREATE INDEX changes_time ON changes(time_us);\n",
+    /* 2 -> 3: vms_pool only indexes VMs in a pool (most are in none, and the
+     * only lookup by pool never asks for ''). */
+    "DROP INDEX vms_pool;\n"
+    "CREATE INDEX vms_pool ON vms(pool, name) WHERE pool <> '';\n",
 };
 
 #define KS_STORE__PG_N_MIGRATIONS                                                                  \

@@ -12,7 +12,9 @@
  *  2. `base.in_txn` mirrors "an explicit transaction is open".  SQLite may roll
  *     a transaction back by itself after some errors (I/O, out of memory); the
  *     commit/rollback paths read sqlite3_get_autocommit() and resynchronise.
- *  3. vm_vcpus.host_id always equals vms.host_id of its VM (written here only).
+ *  3. cpu_alloc.used of a host holds exactly the CPUs in the vcpus of the VMs
+ *     on that host, each once (written here only, in the same transaction as
+ *     the VM rows; sq_integrity_check verifies it).
  *
  * Threading: a handle is used by one thread at a time (opened with
  * SQLITE_OPEN_NOMUTEX); separate handles may be used by separate threads.
@@ -33,6 +35,7 @@
 #include "ks_store.h"
 #include "ks_store_int.h"
 #include "ks_store_schema.sql.h"
+#include "ks_vm.h"
 
 /* ---- statement table --------------------------------------------------- */
 
@@ -60,7 +63,7 @@ enum {
     ST_HOST_HEAD,
     ST_HOST_UPSERT,
     ST_REPORT_UPSERT,
-    ST_VCPU_ON_CPU,
+    ST_CPU_EXISTS,
     ST_CPU_DELETE,
     ST_CPU_INSERT,
     ST_CPU_UPDATE,
@@ -80,15 +83,16 @@ enum {
     ST_DEFECT_LIST,
     ST_DEFECT_LIST_HOST,
     ST_VM_INSERT,
-    ST_VCPU_INSERT,
     ST_VM_GET,
     ST_VM_LIST_ALL,
     ST_VM_LIST_HOST,
     ST_VM_COUNT,
     ST_VM_COUNT_HOST,
     ST_VM_DELETE,
-    ST_VM_GEN,
-    ST_VCPU_DELETE_VM,
+    ST_VM_ALLOC,
+    ST_VM_SET_VCPUS,
+    ST_ALLOC_GET,
+    ST_ALLOC_PUT,
     ST_VM_UPDATE_PLAN,
     ST_VM_SET_STATE,
     ST_VM_SET_APPLIED,
@@ -148,7 +152,7 @@ static const char *const sql_text[ST__COUNT] = {
         "updated_us = excluded.updated_us, last_heartbeat_us = excluded.last_heartbeat_us",
     [ST_REPORT_UPSERT] = "INSERT INTO host_reports (host_id, report_json) VALUES (?1, ?2) "
                          "ON CONFLICT (host_id) DO UPDATE SET report_json = excluded.report_json",
-    [ST_VCPU_ON_CPU] = "SELECT vm_name FROM vm_vcpus WHERE host_id = ?1 AND cpu_id = ?2",
+    [ST_CPU_EXISTS] = "SELECT 1 FROM cpus WHERE host_id = ?1 AND cpu_id = ?2",
     [ST_CPU_DELETE] = "DELETE FROM cpus WHERE host_id = ?1 AND cpu_id = ?2",
     [ST_CPU_INSERT] = "INSERT INTO cpus (" CPU_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
                       "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
@@ -184,10 +188,8 @@ static const char *const sql_text[ST__COUNT] = {
                             "ORDER BY cpu_id, time_us, id",
     [ST_VM_INSERT] = "INSERT INTO vms (name, host_id, state, generation, applied_generation, "
                      "pool, anti_affinity_group, apply_error, n_vcpus, created_us, updated_us, "
-                     "request_json, plan_json) "
-                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-    [ST_VCPU_INSERT] = "INSERT INTO vm_vcpus (vm_name, vcpu, host_id, cpu_id) "
-                       "VALUES (?1, ?2, ?3, ?4)",
+                     "request_json, plan_json, vcpus) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     [ST_VM_GET] = "SELECT " VM_COLS " FROM vms WHERE name = ?1",
     [ST_VM_LIST_ALL] = "SELECT " VM_COLS " FROM vms WHERE " VM_FILTER "ORDER BY name LIMIT ?4",
     [ST_VM_LIST_HOST] =
@@ -196,20 +198,22 @@ static const char *const sql_text[ST__COUNT] = {
                     "AND (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR pool = ?2)",
     [ST_VM_COUNT_HOST] = "SELECT count(*) FROM vms WHERE host_id = ?6 "
                          "AND (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR pool = ?2)",
-    [ST_VM_DELETE] = "DELETE FROM vms WHERE name = ?1",
-    [ST_VM_GEN] = "SELECT generation FROM vms WHERE name = ?1",
-    [ST_VCPU_DELETE_VM] = "DELETE FROM vm_vcpus WHERE vm_name = ?1",
+    [ST_VM_DELETE] = "DELETE FROM vms WHERE name = ?1 RETURNING host_id, vcpus",
+    [ST_VM_ALLOC] = "SELECT generation, host_id, vcpus FROM vms WHERE name = ?1",
+    [ST_VM_SET_VCPUS] = "UPDATE vms SET vcpus = ?2 WHERE name = ?1",
+    [ST_ALLOC_GET] = "SELECT used FROM cpu_alloc WHERE host_id = ?1",
+    [ST_ALLOC_PUT] = "INSERT INTO cpu_alloc (host_id, used) VALUES (?1, ?2) "
+                     "ON CONFLICT (host_id) DO UPDATE SET used = excluded.used",
     [ST_VM_UPDATE_PLAN] = "UPDATE vms SET host_id = ?2, generation = ?3, plan_json = ?4, "
-                          "n_vcpus = ?5, updated_us = ?6 WHERE name = ?1",
+                          "n_vcpus = ?5, updated_us = ?6, vcpus = ?7 WHERE name = ?1",
     [ST_VM_SET_STATE] = "UPDATE vms SET state = ?2, updated_us = ?3 WHERE name = ?1",
     [ST_VM_SET_APPLIED] = "UPDATE vms SET applied_generation = ?2, apply_error = ?3, "
                           "updated_us = ?4 WHERE name = ?1",
-    [ST_VCPU_SCAN_ALL] = "SELECT vm_name, vcpu, host_id, cpu_id FROM vm_vcpus "
-                         "ORDER BY host_id, cpu_id",
-    [ST_VCPU_SCAN_HOST] = "SELECT vm_name, vcpu, host_id, cpu_id FROM vm_vcpus "
-                          "WHERE host_id = ?1 ORDER BY cpu_id",
-    [ST_VCPU_SCAN_VM] = "SELECT vm_name, vcpu, host_id, cpu_id FROM vm_vcpus "
-                        "WHERE vm_name = ?2 AND (?1 IS NULL OR host_id = ?1) ORDER BY vcpu",
+    /* the VMs with their vcpus, a host's rows together (vms_host) */
+    [ST_VCPU_SCAN_ALL] = "SELECT name, host_id, vcpus FROM vms ORDER BY host_id",
+    [ST_VCPU_SCAN_HOST] = "SELECT name, host_id, vcpus FROM vms WHERE host_id = ?1",
+    [ST_VCPU_SCAN_VM] = "SELECT name, host_id, vcpus FROM vms "
+                        "WHERE name = ?2 AND (?1 IS NULL OR host_id = ?1)",
     [ST_POOL_INSERT] = "INSERT INTO pools (name, selector_json, created_us) VALUES (?1, ?2, ?3)",
     [ST_POOL_GET] = "SELECT name, selector_json, "
                     "(SELECT count(*) FROM pool_members m WHERE m.pool = pools.name), created_us "
@@ -217,7 +221,8 @@ static const char *const sql_text[ST__COUNT] = {
     [ST_POOL_LIST] = "SELECT name, selector_json, "
                      "(SELECT count(*) FROM pool_members m WHERE m.pool = pools.name), "
                      "created_us FROM pools ORDER BY name",
-    [ST_POOL_VM_COUNT] = "SELECT count(*) FROM vms WHERE pool = ?1",
+    /* pool <> '' lets the partial index vms_pool answer */
+    [ST_POOL_VM_COUNT] = "SELECT count(*) FROM vms WHERE pool = ?1 AND pool <> ''",
     [ST_POOL_DELETE] = "DELETE FROM pools WHERE name = ?1",
     [ST_POOL_EXISTS] = "SELECT 1 FROM pools WHERE name = ?1",
     [ST_MEMBERS_DELETE] = "DELETE FROM pool_members WHERE pool = ?1",
@@ -789,6 +794,23 @@ done:
     return rc;
 }
 
+/* Invariant 3, and the constraints vm_vcpus used to declare. */
+static const struct {
+    const char *sql;
+    const char *what;
+} alloc_checks[] = {
+    {"SELECT host_id || '/' || cpu_id FROM vm_vcpus GROUP BY host_id, cpu_id "
+     "HAVING count(*) > 1 LIMIT 1",
+     "cpu allocated twice"},
+    {"SELECT vm_name || ' on ' || host_id || '/' || cpu_id FROM vm_vcpus v WHERE NOT EXISTS "
+     "(SELECT 1 FROM cpus c WHERE c.host_id = v.host_id AND c.cpu_id = v.cpu_id) LIMIT 1",
+     "vcpu pinned to a cpu that does not exist"},
+    {"SELECT coalesce(a.host_id, v.host_id) FROM cpu_alloc a FULL JOIN "
+     "(SELECT host_id, ks_cpu_bitmap(cpu_id) AS used FROM vm_vcpus GROUP BY host_id) v "
+     "ON v.host_id = a.host_id WHERE coalesce(a.used, X'') IS NOT coalesce(v.used, X'') LIMIT 1",
+     "cpu allocation differs from the vcpus of the vms on host"},
+};
+
 static ks_code sq_integrity_check(ks_store *s, ks_err *err)
 {
     sq_store *q = sq(s);
@@ -818,6 +840,18 @@ static ks_code sq_integrity_check(ks_store *s, ks_err *err)
     }
     if (src != SQLITE_DONE)
         rc = sq_fail(q, src, "foreign key check", err);
+    for (size_t i = 0; rc == KS_OK && i < sizeof(alloc_checks) / sizeof(alloc_checks[0]); i++) {
+        sqlite3_finalize(st);
+        st = NULL;
+        src = sqlite3_prepare_v2(q->db, alloc_checks[i].sql, -1, &st, NULL);
+        if (src == SQLITE_OK)
+            src = sqlite3_step(st);
+        if (src == SQLITE_ROW)
+            rc = ks_err_set(err, KS_EIO, "integrity check: %s: %s", alloc_checks[i].what,
+                            col_str(st, 0) ? col_str(st, 0) : "?");
+        else if (src != SQLITE_DONE)
+            rc = sq_fail(q, src, "cpu allocation check", err);
+    }
 done:
     sqlite3_finalize(st);
     return rc;
@@ -864,6 +898,251 @@ static ks_code sq_query_int(int64_t *out, ks_store *s, const char *sql, ks_err *
 done:
     sqlite3_finalize(st);
     return rc;
+}
+
+/* ---- CPU allocations ---------------------------------------------------- */
+
+/*
+ * Schema 3 keeps a VM's vCPUs in its own row (vms.vcpus, the text
+ * [[vcpu,cpu],...] by vcpu) and each host's allocated CPUs in one bitmap row
+ * (cpu_alloc.used).  A placement then writes its VM row and one small row that
+ * stays in the page cache, instead of a row per vCPU in two B-trees.  The
+ * bitmap is the guard against double allocation: every writer of vms goes
+ * through vcpus_take/vcpus_release below, inside its own transaction.
+ */
+
+#define ALLOC_BYTES (KS_REPORT_MAX_CPUS / 8) /* report CPU ids are below the cap */
+
+typedef struct cpu_bitmap {
+    uint8_t b[ALLOC_BYTES];
+    int len; /* bytes that may hold a set bit */
+} cpu_bitmap;
+
+/* The vCPU list of one VM, decoded from its row. */
+typedef struct vcpu_list {
+    ks_store_vcpu_alloc v[KS_VM_MAX_VCPUS];
+    uint32_t n;
+} vcpu_list;
+
+static bool bitmap_test(const cpu_bitmap *m, int32_t cpu)
+{
+    return cpu / 8 < m->len && (m->b[cpu / 8] >> (cpu % 8)) & 1;
+}
+
+static void bitmap_set(cpu_bitmap *m, int32_t cpu, bool on)
+{
+    if (on) {
+        while (m->len <= cpu / 8)
+            m->b[m->len++] = 0;
+        m->b[cpu / 8] |= (uint8_t)(1u << (cpu % 8));
+    } else if (cpu / 8 < m->len) {
+        m->b[cpu / 8] &= (uint8_t) ~(1u << (cpu % 8));
+    }
+}
+
+/* Loads a bitmap blob; false when it is longer than any host can need. */
+static bool bitmap_load(cpu_bitmap *m, const void *blob, int len)
+{
+    if (len < 0 || len > ALLOC_BYTES || (len > 0 && !blob))
+        return false;
+    if (len)
+        memcpy(m->b, blob, (size_t)len);
+    m->len = len;
+    return true;
+}
+
+static ks_code alloc_read(cpu_bitmap *m, sq_store *q, const char *host, ks_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    ks_code rc = stmt(&st, q, ST_ALLOC_GET, err);
+    if (rc != KS_OK)
+        return rc;
+    m->len = 0;
+    bind_text(st, 1, host);
+    int src = sqlite3_step(st);
+    if (src == SQLITE_ROW &&
+        !bitmap_load(m, sqlite3_column_blob(st, 0), sqlite3_column_bytes(st, 0)))
+        rc = ks_err_set(err, KS_EIO, "cpu allocation of host '%s' is damaged", host);
+    else if (src != SQLITE_ROW && src != SQLITE_DONE)
+        rc = sq_fail(q, src, "read cpu allocation", err);
+    stmt_done(st);
+    return rc;
+}
+
+static ks_code alloc_write(sq_store *q, const char *host, cpu_bitmap *m, ks_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    ks_code rc = stmt(&st, q, ST_ALLOC_PUT, err);
+    if (rc != KS_OK)
+        return rc;
+    while (m->len > 0 && m->b[m->len - 1] == 0)
+        m->len--;
+    bind_text(st, 1, host);
+    sqlite3_bind_blob(st, 2, m->len ? (const void *)m->b : "", m->len, SQLITE_STATIC);
+    int src = step_done(st);
+    stmt_done(st);
+    return src == SQLITE_OK ? KS_OK : sq_fail(q, src, "store cpu allocation", err);
+}
+
+static int vcpu_order(const void *a, const void *b)
+{
+    const ks_store_vcpu_alloc *x = a, *y = b;
+    return (x->vcpu > y->vcpu) - (x->vcpu < y->vcpu);
+}
+
+/* *out = the vcpus text of v[0..n) sorted by vcpu (malloc'd).  KS_EINVAL on a
+ * vcpu listed twice, KS_ENOMEM. */
+static ks_code vcpus_format(char **out, const char *vm, const ks_store_vcpu_alloc *v, uint32_t n,
+                            ks_err *err)
+{
+    *out = NULL;
+    ks_store_vcpu_alloc *sorted = malloc((n ? n : 1) * sizeof(*sorted));
+    size_t cap = 3 + (size_t)n * 26; /* "[" + n * "[%d,%d]," + "]" */
+    char *text = malloc(cap);
+    ks_code rc = KS_OK;
+    if (!sorted || !text) {
+        rc = ks_err_set(err, KS_ENOMEM, "out of memory");
+        goto done;
+    }
+    if (n)
+        memcpy(sorted, v, n * sizeof(*sorted));
+    qsort(sorted, n, sizeof(*sorted), vcpu_order);
+    size_t len = 0;
+    text[len++] = '[';
+    for (uint32_t i = 0; i < n; i++) {
+        if (i > 0 && sorted[i].vcpu == sorted[i - 1].vcpu) {
+            rc = ks_err_set(err, KS_EINVAL, "vcpu %d of vm '%s' is listed twice", sorted[i].vcpu,
+                            vm);
+            goto done;
+        }
+        len += (size_t)snprintf(text + len, cap - len, "%s[%d,%d]", i ? "," : "", sorted[i].vcpu,
+                                sorted[i].cpu_id);
+    }
+    text[len++] = ']';
+    text[len] = '\0';
+    *out = text;
+    text = NULL;
+done:
+    free(sorted);
+    free(text);
+    return rc;
+}
+
+static bool parse_int(const char **p, int32_t *out)
+{
+    const char *s = *p;
+    int64_t v = 0;
+    if (*s < '0' || *s > '9')
+        return false;
+    for (; *s >= '0' && *s <= '9'; s++)
+        if ((v = v * 10 + (*s - '0')) > INT32_MAX)
+            return false;
+    *out = (int32_t)v;
+    *p = s;
+    return true;
+}
+
+/* Decodes a vcpus text as this file or migration 3 wrote it. */
+static ks_code vcpus_parse(vcpu_list *out, const char *text, const char *vm, ks_err *err)
+{
+    const char *p = text ? text : "";
+    out->n = 0;
+    bool ok = *p++ == '[';
+    while (ok && *p != ']') {
+        ks_store_vcpu_alloc a;
+        ok = out->n < KS_VM_MAX_VCPUS && (out->n == 0 || *p++ == ',') && *p++ == '[' &&
+             parse_int(&p, &a.vcpu) && *p++ == ',' && parse_int(&p, &a.cpu_id) && *p++ == ']';
+        if (ok)
+            out->v[out->n++] = a;
+    }
+    if (!ok || p[1] != '\0')
+        return ks_err_set(err, KS_EIO, "vcpus of vm '%s' are damaged", vm);
+    return KS_OK;
+}
+
+/* KS_ENOTFOUND unless the host has a CPU `cpu` (what vm_vcpus' foreign key
+ * to cpus enforced). */
+static ks_code cpu_exists(sq_store *q, const char *host, int32_t cpu, ks_err *err)
+{
+    if (cpu >= KS_REPORT_MAX_CPUS)
+        return ks_err_set(err, KS_ENOTFOUND, "host '%s' has no cpu %d", host, cpu);
+    sqlite3_stmt *st = NULL;
+    ks_code rc = stmt(&st, q, ST_CPU_EXISTS, err);
+    if (rc != KS_OK)
+        return rc;
+    bind_text(st, 1, host);
+    sqlite3_bind_int(st, 2, cpu);
+    int src = sqlite3_step(st);
+    if (src == SQLITE_DONE)
+        rc = ks_err_set(err, KS_ENOTFOUND, "host '%s' has no cpu %d", host, cpu);
+    else if (src != SQLITE_ROW)
+        rc = sq_fail(q, src, "look up cpu", err);
+    stmt_done(st);
+    return rc;
+}
+
+/* Allocates the CPUs of v[0..n) on `host`: each must exist and be free. */
+static ks_code vcpus_take(sq_store *q, const char *host, const ks_store_vcpu_alloc *v, uint32_t n,
+                          ks_err *err)
+{
+    if (n == 0)
+        return KS_OK;
+    cpu_bitmap m;
+    ks_code rc = alloc_read(&m, q, host, err);
+    for (uint32_t i = 0; rc == KS_OK && i < n; i++) {
+        rc = cpu_exists(q, host, v[i].cpu_id, err);
+        if (rc == KS_OK && bitmap_test(&m, v[i].cpu_id))
+            rc = ks_err_set(err, KS_ECONFLICT, "host cpu %s/%d is already allocated", host,
+                            v[i].cpu_id);
+        if (rc == KS_OK)
+            bitmap_set(&m, v[i].cpu_id, true);
+    }
+    return rc == KS_OK ? alloc_write(q, host, &m, err) : rc;
+}
+
+/* Frees the CPUs of a VM's vcpus on `host`.  A CPU the bitmap does not hold
+ * means the store was changed behind our back: refused, not papered over. */
+static ks_code vcpus_release(sq_store *q, const char *host, const vcpu_list *l, const char *vm,
+                             ks_err *err)
+{
+    if (l->n == 0)
+        return KS_OK;
+    cpu_bitmap m;
+    ks_code rc = alloc_read(&m, q, host, err);
+    for (uint32_t i = 0; rc == KS_OK && i < l->n; i++) {
+        if (!bitmap_test(&m, l->v[i].cpu_id))
+            rc = ks_err_set(err, KS_EIO,
+                            "cpu allocation of host '%s' lacks cpu %d of vm '%s' (run the "
+                            "integrity check)",
+                            host, l->v[i].cpu_id, vm);
+        bitmap_set(&m, l->v[i].cpu_id, false);
+    }
+    return rc == KS_OK ? alloc_write(q, host, &m, err) : rc;
+}
+
+/* ks_cpu_bitmap(cpu_id): the aggregate migration 3 and the integrity check
+ * build cpu_alloc.used with (NULL for a CPU id no host can have). */
+static void cpu_bitmap_step(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    (void)argc;
+    cpu_bitmap *m = sqlite3_aggregate_context(ctx, (int)sizeof(*m));
+    if (!m)
+        return;
+    sqlite3_int64 cpu = sqlite3_value_int64(argv[0]);
+    if (cpu < 0 || cpu >= KS_REPORT_MAX_CPUS) {
+        sqlite3_result_error(ctx, "ks_cpu_bitmap: cpu id out of range", -1);
+        return;
+    }
+    bitmap_set(m, (int32_t)cpu, true);
+}
+
+static void cpu_bitmap_final(sqlite3_context *ctx)
+{
+    cpu_bitmap *m = sqlite3_aggregate_context(ctx, 0);
+    int len = m ? m->len : 0;
+    while (len > 0 && m->b[len - 1] == 0)
+        len--;
+    sqlite3_result_blob(ctx, len ? (const void *)m->b : "", len, SQLITE_TRANSIENT);
 }
 
 /* ---- hosts ------------------------------------------------------------- */
@@ -958,36 +1237,59 @@ done:
     return rc;
 }
 
+/* Names the VM holding `cpu` of `host` (into vm). */
+static ks_code cpu_owner(char vm[KS_ID_MAX], sq_store *q, const char *host, int32_t cpu,
+                         ks_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    ks_code rc = stmt(&st, q, ST_VCPU_SCAN_HOST, err);
+    if (rc != KS_OK)
+        return rc;
+    snprintf(vm, KS_ID_MAX, "?");
+    bind_text(st, 1, host);
+    vcpu_list *l = malloc(sizeof(*l));
+    int src = l ? SQLITE_ROW : SQLITE_NOMEM;
+    while (rc == KS_OK && src == SQLITE_ROW && (src = sqlite3_step(st)) == SQLITE_ROW) {
+        rc = vcpus_parse(l, col_str(st, 2), col_str(st, 0), err);
+        for (uint32_t i = 0; rc == KS_OK && i < l->n; i++)
+            if (l->v[i].cpu_id == cpu) {
+                col_text(vm, KS_ID_MAX, st, 0);
+                src = SQLITE_DONE;
+                break;
+            }
+    }
+    if (rc == KS_OK && src != SQLITE_ROW && src != SQLITE_DONE)
+        rc = sq_fail(q, src, "find cpu owner", err);
+    stmt_done(st);
+    free(l);
+    return rc;
+}
+
 static ks_code delete_stale_cpus(sq_store *q, const char *host, const int32_t *ids, uint32_t n,
                                  ks_err *err)
 {
-    sqlite3_stmt *chk = NULL, *del = NULL;
-    ks_code rc = stmt(&chk, q, ST_VCPU_ON_CPU, err);
-    if (rc == KS_OK)
+    sqlite3_stmt *del = NULL;
+    cpu_bitmap used;
+    char vm[KS_ID_MAX];
+    ks_code rc = n ? alloc_read(&used, q, host, err) : KS_OK;
+    if (rc == KS_OK && n)
         rc = stmt(&del, q, ST_CPU_DELETE, err);
     for (uint32_t i = 0; rc == KS_OK && i < n; i++) {
-        bind_text(chk, 1, host);
-        sqlite3_bind_int(chk, 2, ids[i]);
-        int src = sqlite3_step(chk);
-        if (src == SQLITE_ROW) {
-            rc = ks_err_set(err, KS_ECONFLICT,
-                            "cpu %d of host '%s' is allocated to vm '%s' but no longer reported",
-                            ids[i], host, col_str(chk, 0));
+        if (bitmap_test(&used, ids[i])) {
+            rc = cpu_owner(vm, q, host, ids[i], err);
+            if (rc == KS_OK)
+                rc = ks_err_set(err, KS_ECONFLICT,
+                                "cpu %d of host '%s' is allocated to vm '%s' but no longer reported",
+                                ids[i], host, vm);
             break;
         }
-        if (src != SQLITE_DONE) {
-            rc = sq_fail(q, src, "check cpu allocation", err);
-            break;
-        }
-        stmt_done(chk);
         bind_text(del, 1, host);
         sqlite3_bind_int(del, 2, ids[i]);
-        src = step_done(del);
+        int src = step_done(del);
         stmt_done(del);
         if (src != SQLITE_OK)
             rc = sq_fail(q, src, "delete cpu", err);
     }
-    stmt_done(chk);
     stmt_done(del);
     return rc;
 }
@@ -1452,38 +1754,6 @@ static ks_code sq_defect_list(ks_store *s, const char *host_id, int32_t cpu_id,
 
 /* ---- vms --------------------------------------------------------------- */
 
-static ks_code insert_vcpus(sq_store *q, const char *vm, const char *host,
-                            const ks_store_vcpu_alloc *v, uint32_t n, ks_err *err)
-{
-    sqlite3_stmt *st = NULL;
-    ks_code rc = n ? stmt(&st, q, ST_VCPU_INSERT, err) : KS_OK;
-    for (uint32_t i = 0; rc == KS_OK && i < n; i++) {
-        bind_text(st, 1, vm);
-        sqlite3_bind_int(st, 2, v[i].vcpu);
-        bind_text(st, 3, host);
-        sqlite3_bind_int(st, 4, v[i].cpu_id);
-        int src = step_done(st);
-        stmt_done(st);
-        if (src == SQLITE_OK)
-            continue;
-        switch (sqlite3_extended_errcode(q->db)) {
-        case SQLITE_CONSTRAINT_UNIQUE:
-            rc = ks_err_set(err, KS_ECONFLICT, "host cpu %s/%d is already allocated", host,
-                            v[i].cpu_id);
-            break;
-        case SQLITE_CONSTRAINT_PRIMARYKEY:
-            rc = ks_err_set(err, KS_EINVAL, "vcpu %d of vm '%s' is listed twice", v[i].vcpu, vm);
-            break;
-        case SQLITE_CONSTRAINT_FOREIGNKEY:
-            rc = ks_err_set(err, KS_ENOTFOUND, "host '%s' has no cpu %d", host, v[i].cpu_id);
-            break;
-        default:
-            rc = sq_fail(q, src, "store vcpu", err);
-        }
-    }
-    return rc;
-}
-
 static ks_code sq_vm_insert(ks_store *s, const ks_store_vm_row *vm,
                             const ks_store_vcpu_alloc *vcpus, uint32_t n_vcpus, ks_err *err)
 {
@@ -1505,6 +1775,13 @@ static ks_code sq_vm_insert(ks_store *s, const ks_store_vm_row *vm,
     bind_u64(st, 11, vm->updated_us);
     bind_text(st, 12, vm->request_json);
     bind_text(st, 13, vm->plan_json);
+    char *text = NULL;
+    rc = vcpus_format(&text, vm->name, vcpus, n_vcpus, err);
+    if (rc != KS_OK) {
+        stmt_done(st);
+        return rc;
+    }
+    sqlite3_bind_text(st, 14, text, -1, free);
     int src = step_done(st);
     stmt_done(st);
     if (src != SQLITE_OK) {
@@ -1517,7 +1794,7 @@ static ks_code sq_vm_insert(ks_store *s, const ks_store_vm_row *vm,
             return sq_fail(q, src, "store vm", err);
         }
     }
-    return insert_vcpus(q, vm->name, vm->host_id, vcpus, n_vcpus, err);
+    return vcpus_take(q, vm->host_id, vcpus, n_vcpus, err);
 }
 
 /* Fills *v from a VM_COLS row; JSON pointers borrowed from the statement. */
@@ -1632,11 +1909,52 @@ static ks_code sq_vm_delete(ks_store *s, const char *name, ks_err *err)
 {
     sq_store *q = sq(s);
     sqlite3_stmt *st = NULL;
-    ks_code rc = stmt(&st, q, ST_VM_DELETE, err);
+    char host[KS_ID_MAX];
+    vcpu_list *l = malloc(sizeof(*l));
+    ks_code rc = l ? stmt(&st, q, ST_VM_DELETE, err) : ks_err_set(err, KS_ENOMEM, "out of memory");
+    if (rc != KS_OK) {
+        free(l);
+        return rc;
+    }
+    bind_text(st, 1, name);
+    int src = sqlite3_step(st);
+    if (src == SQLITE_ROW) {
+        col_text(host, sizeof(host), st, 0);
+        rc = vcpus_parse(l, col_str(st, 1), name, err);
+        src = sqlite3_step(st);
+    } else if (src == SQLITE_DONE) {
+        rc = ks_err_set(err, KS_ENOTFOUND, "vm '%s' not found", name);
+    }
+    if (rc == KS_OK && src != SQLITE_DONE)
+        rc = sq_fail(q, src, "delete vm", err);
+    stmt_done(st);
+    if (rc == KS_OK)
+        rc = vcpus_release(q, host, l, name, err);
+    free(l);
+    return rc;
+}
+
+/* The generation, host and vCPUs of VM `name` (KS_ENOTFOUND). */
+static ks_code vm_alloc_read(uint64_t *gen, char host[KS_ID_MAX], vcpu_list *l, sq_store *q,
+                             const char *name, ks_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    ks_code rc = stmt(&st, q, ST_VM_ALLOC, err);
     if (rc != KS_OK)
         return rc;
     bind_text(st, 1, name);
-    return write_one(q, st, "vm", name, err);
+    int src = sqlite3_step(st);
+    if (src == SQLITE_ROW) {
+        *gen = col_u64(st, 0);
+        col_text(host, KS_ID_MAX, st, 1);
+        rc = vcpus_parse(l, col_str(st, 2), name, err);
+    } else if (src == SQLITE_DONE) {
+        rc = ks_err_set(err, KS_ENOTFOUND, "vm '%s' not found", name);
+    } else {
+        rc = sq_fail(q, src, "read vm", err);
+    }
+    stmt_done(st);
+    return rc;
 }
 
 static ks_code sq_vm_update_plan(ks_store *s, const char *name, const char *host_id,
@@ -1646,47 +1964,40 @@ static ks_code sq_vm_update_plan(ks_store *s, const char *name, const char *host
 {
     sq_store *q = sq(s);
     sqlite3_stmt *st = NULL;
-    ks_code rc = stmt(&st, q, ST_VM_GEN, err);
-    if (rc != KS_OK)
+    uint64_t gen = 0;
+    char old_host[KS_ID_MAX], *text = NULL;
+    vcpu_list *old = malloc(sizeof(*old));
+    ks_code rc = old ? vm_alloc_read(&gen, old_host, old, q, name, err)
+                     : ks_err_set(err, KS_ENOMEM, "out of memory");
+    if (rc == KS_OK && generation <= gen)
+        rc = ks_err_set(err, KS_ECONFLICT, "plan generation %llu is not newer than stored %llu",
+                        (unsigned long long)generation, (unsigned long long)gen);
+    if (rc == KS_OK)
+        rc = vcpus_format(&text, name, vcpus, n_vcpus, err);
+    if (rc == KS_OK)
+        rc = vcpus_release(q, old_host, old, name, err);
+    free(old);
+    if (rc == KS_OK)
+        rc = stmt(&st, q, ST_VM_UPDATE_PLAN, err);
+    if (rc != KS_OK) {
+        free(text);
         return rc;
-    bind_text(st, 1, name);
-    int src = sqlite3_step(st);
-    uint64_t gen = src == SQLITE_ROW ? col_u64(st, 0) : 0;
-    stmt_done(st);
-    if (src == SQLITE_DONE)
-        return ks_err_set(err, KS_ENOTFOUND, "vm '%s' not found", name);
-    if (src != SQLITE_ROW)
-        return sq_fail(q, src, "read vm", err);
-    if (generation <= gen)
-        return ks_err_set(err, KS_ECONFLICT, "plan generation %llu is not newer than stored %llu",
-                          (unsigned long long)generation, (unsigned long long)gen);
-
-    rc = stmt(&st, q, ST_VCPU_DELETE_VM, err);
-    if (rc != KS_OK)
-        return rc;
-    bind_text(st, 1, name);
-    src = step_done(st);
-    stmt_done(st);
-    if (src != SQLITE_OK)
-        return sq_fail(q, src, "delete vcpus", err);
-
-    rc = stmt(&st, q, ST_VM_UPDATE_PLAN, err);
-    if (rc != KS_OK)
-        return rc;
+    }
     bind_text(st, 1, name);
     bind_text(st, 2, host_id);
     bind_u64(st, 3, generation);
     bind_text(st, 4, plan_json);
     sqlite3_bind_int64(st, 5, n_vcpus);
     bind_u64(st, 6, now_us);
-    src = step_done(st);
+    sqlite3_bind_text(st, 7, text, -1, free);
+    int src = step_done(st);
     stmt_done(st);
     if (src != SQLITE_OK) {
         if (sqlite3_extended_errcode(q->db) == SQLITE_CONSTRAINT_FOREIGNKEY)
             return ks_err_set(err, KS_ENOTFOUND, "host '%s' not found", host_id);
         return sq_fail(q, src, "update vm", err);
     }
-    return insert_vcpus(q, name, host_id, vcpus, n_vcpus, err);
+    return vcpus_take(q, host_id, vcpus, n_vcpus, err);
 }
 
 static ks_code sq_vm_set_state(ks_store *s, const char *name, ks_store_vm_state state,
@@ -1718,32 +2029,90 @@ static ks_code sq_vm_set_applied(ks_store *s, const char *name, uint64_t applied
     return write_one(q, st, "vm", name, err);
 }
 
+static int vcpu_row_order(const void *a, const void *b)
+{
+    const ks_store_vcpu_row *x = a, *y = b;
+    return (x->cpu_id > y->cpu_id) - (x->cpu_id < y->cpu_id);
+}
+
+/* The vCPUs of one host, gathered from its VM rows and passed on by CPU. */
+typedef struct vcpu_batch {
+    ks_store_vcpu_row *rows;
+    size_t n, cap;
+} vcpu_batch;
+
+static bool batch_add(vcpu_batch *b, const char *vm, const char *host, const vcpu_list *l)
+{
+    if (b->n + l->n > b->cap) {
+        size_t cap = b->cap ? b->cap : 64;
+        while (cap < b->n + l->n)
+            cap *= 2;
+        ks_store_vcpu_row *rows = realloc(b->rows, cap * sizeof(*rows));
+        if (!rows)
+            return false;
+        b->rows = rows;
+        b->cap = cap;
+    }
+    for (uint32_t i = 0; i < l->n; i++) {
+        ks_store_vcpu_row *r = &b->rows[b->n++];
+        snprintf(r->vm_name, sizeof(r->vm_name), "%s", vm);
+        snprintf(r->host_id, sizeof(r->host_id), "%s", host);
+        r->vcpu = l->v[i].vcpu;
+        r->cpu_id = l->v[i].cpu_id;
+    }
+    return true;
+}
+
+/* Calls cb for the batch (sorted by CPU unless by_vcpu) and empties it; 1 when
+ * cb asked to stop. */
+static int batch_flush(vcpu_batch *b, bool by_vcpu, ks_store_vcpu_cb cb, void *ctx)
+{
+    if (!by_vcpu && b->n > 1)
+        qsort(b->rows, b->n, sizeof(*b->rows), vcpu_row_order);
+    int stop = 0;
+    for (size_t i = 0; i < b->n && !stop; i++)
+        stop = cb(ctx, &b->rows[i]);
+    b->n = 0;
+    return stop;
+}
+
 static ks_code sq_vcpu_scan(ks_store *s, const char *host_id, const char *vm_name,
                             ks_store_vcpu_cb cb, void *ctx, ks_err *err)
 {
     sq_store *q = sq(s);
     sqlite3_stmt *st = NULL;
-    ks_store_vcpu_row v;
+    vcpu_batch b = {0};
     int id = vm_name ? ST_VCPU_SCAN_VM : host_id ? ST_VCPU_SCAN_HOST : ST_VCPU_SCAN_ALL;
-    ks_code rc = stmt(&st, q, id, err);
-    if (rc != KS_OK)
+    vcpu_list *l = malloc(sizeof(*l));
+    ks_code rc = l ? stmt(&st, q, id, err) : ks_err_set(err, KS_ENOMEM, "out of memory");
+    if (rc != KS_OK) {
+        free(l);
         return rc;
+    }
     if (host_id)
         bind_text(st, 1, host_id);
     if (vm_name)
         bind_text(st, 2, vm_name);
-    int src;
-    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        col_text(v.vm_name, sizeof(v.vm_name), st, 0);
-        v.vcpu = sqlite3_column_int(st, 1);
-        col_text(v.host_id, sizeof(v.host_id), st, 2);
-        v.cpu_id = sqlite3_column_int(st, 3);
-        if (cb(ctx, &v) != 0)
+    int src = SQLITE_DONE, stop = 0;
+    char host[KS_ID_MAX] = "";
+    while (!stop && (src = sqlite3_step(st)) == SQLITE_ROW) {
+        if (strcmp(host, col_str(st, 1)) != 0) {
+            stop = batch_flush(&b, vm_name != NULL, cb, ctx);
+            col_text(host, sizeof(host), st, 1);
+        }
+        rc = vcpus_parse(l, col_str(st, 2), col_str(st, 0), err);
+        if (rc == KS_OK && !batch_add(&b, col_str(st, 0), host, l))
+            rc = ks_err_set(err, KS_ENOMEM, "out of memory listing vcpus");
+        if (rc != KS_OK)
             break;
     }
-    if (src != SQLITE_ROW && src != SQLITE_DONE)
+    if (rc == KS_OK && !stop && src != SQLITE_ROW && src != SQLITE_DONE)
         rc = sq_fail(q, src, "scan vcpus", err);
     stmt_done(st);
+    if (rc == KS_OK && !stop)
+        batch_flush(&b, vm_name != NULL, cb, ctx);
+    free(b.rows);
+    free(l);
     return rc;
 }
 
@@ -2417,10 +2786,56 @@ done:
     return rc;
 }
 
+/* Copies one vm_vcpus row (vm_name, vcpu, host_id, cpu_id) into the VM's row
+ * and its host's bitmap: vm_vcpus is a view here. */
+static ks_code copy_vcpu(sq_store *q, const ks_store__val *v, ks_err *err)
+{
+    char vm[KS_ID_MAX], host[KS_ID_MAX], vm_host[KS_ID_MAX], *text = NULL;
+    uint64_t gen;
+    if (v[0].type != KS_STORE__V_TEXT || v[0].len >= KS_ID_MAX || v[1].type != KS_STORE__V_INT ||
+        v[2].type != KS_STORE__V_TEXT || v[2].len >= KS_ID_MAX || v[3].type != KS_STORE__V_INT ||
+        v[1].i < 0 || v[1].i > INT32_MAX || v[3].i < 0 || v[3].i > INT32_MAX)
+        return ks_err_set(err, KS_EINVAL, "vm_vcpus row out of range");
+    memcpy(vm, v[0].p, v[0].len);
+    vm[v[0].len] = '\0';
+    memcpy(host, v[2].p, v[2].len);
+    host[v[2].len] = '\0';
+    ks_store_vcpu_alloc a = {(int32_t)v[1].i, (int32_t)v[3].i};
+    vcpu_list *l = malloc(sizeof(*l));
+    sqlite3_stmt *st = NULL;
+    ks_code rc = l ? vm_alloc_read(&gen, vm_host, l, q, vm, err)
+                   : ks_err_set(err, KS_ENOMEM, "out of memory");
+    if (rc == KS_OK && strcmp(host, vm_host) != 0)
+        rc = ks_err_set(err, KS_EINVAL, "vcpu %d of vm '%s' is on host '%s', the vm on '%s'",
+                        a.vcpu, vm, host, vm_host);
+    if (rc == KS_OK && l->n == KS_VM_MAX_VCPUS)
+        rc = ks_err_set(err, KS_EINVAL, "vm '%s' has too many vcpus", vm);
+    if (rc == KS_OK) {
+        l->v[l->n++] = a;
+        rc = vcpus_format(&text, vm, l->v, l->n, err);
+    }
+    free(l);
+    if (rc == KS_OK)
+        rc = stmt(&st, q, ST_VM_SET_VCPUS, err);
+    if (rc != KS_OK) {
+        free(text);
+        return rc;
+    }
+    bind_text(st, 1, vm);
+    sqlite3_bind_text(st, 2, text, -1, free);
+    int src = step_done(st);
+    stmt_done(st);
+    if (src != SQLITE_OK)
+        return sq_fail(q, src, "store vcpus", err);
+    return vcpus_take(q, host, &a, 1, err);
+}
+
 static ks_code sq_raw_insert(ks_store *s, int t, const ks_store__val *v, ks_err *err)
 {
     sq_store *q = sq(s);
     const ks_store__table *tb = &ks_store__tables[t];
+    if (strcmp(tb->name, "vm_vcpus") == 0)
+        return copy_vcpu(q, v, err);
     int n = (int)strlen(tb->types);
     if (!q->raw_ins[t]) {
         char sql[768];
@@ -2602,6 +3017,13 @@ ks_code ks_store__sqlite_open(ks_store **out, const char *path, const ks_store_o
         goto done;
     }
     sqlite3_extended_result_codes(q->db, 1);
+    src = sqlite3_create_function_v2(q->db, "ks_cpu_bitmap", 1,
+                                     SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY, NULL,
+                                     NULL, cpu_bitmap_step, cpu_bitmap_final, NULL);
+    if (src != SQLITE_OK) {
+        rc = sq_fail(q, src, "register ks_cpu_bitmap", err);
+        goto done;
+    }
     sqlite3_busy_timeout(
         q->db, (int)(opts->busy_timeout_ms > INT32_MAX ? INT32_MAX : opts->busy_timeout_ms));
     if (!opts->read_only) {

@@ -26,6 +26,7 @@
 #include "ks_feature.h"
 #include "ks_report.h"
 #include "ks_store.h"
+#include "ks_store_schema.sql.h" /* to forge a schema-2 database */
 
 typedef struct fixture {
     char dir[1024];
@@ -291,10 +292,14 @@ static void test_store__migrate_empty_and_reopen(void **state)
     }
     assert_int_equal(qint(f->s, "PRAGMA user_version"), KS_STORE_SCHEMA_VERSION);
     const char *tables = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN "
-                         "('hosts','host_reports','cpus','cpu_defects','vms','vm_vcpus','pools',"
+                         "('hosts','host_reports','cpus','cpu_defects','vms','cpu_alloc','pools',"
                          "'pool_members','policies','events','capacity_snapshots',"
-                         "'idempotency_keys','tokens')";
-    assert_int_equal(qint(f->s, tables), 13);
+                         "'idempotency_keys','tokens','changes')";
+    assert_int_equal(qint(f->s, tables), 14);
+    /* schema 3: vCPUs in the VM rows and per-host bitmaps, read through a view */
+    assert_int_equal(qint(f->s, "SELECT count(*) FROM sqlite_master WHERE type = 'view' AND "
+                                "name = 'vm_vcpus'"),
+                     1);
     assert_int_equal(qint(f->s, "SELECT count(*) FROM pragma_journal_mode WHERE "
                                 "journal_mode = 'wal'"),
                      1);
@@ -312,7 +317,7 @@ static void test_store__migrate_empty_and_reopen(void **state)
     assert_int_equal(ks_store_open(&f->s, url, &o, &err), KS_OK);
     assert_int_equal(qint(f->s, "PRAGMA user_version"), KS_STORE_SCHEMA_VERSION);
     assert_int_equal(qint(f->s, "PRAGMA synchronous"), 2); /* FULL */
-    assert_int_equal(qint(f->s, tables), 13);
+    assert_int_equal(qint(f->s, tables), 14);
     assert_int_equal(qint(f->s, "SELECT count(*) FROM cpus"), 4);
     assert_int_equal(ks_store_integrity_check(f->s, &err), KS_OK);
 }
@@ -704,7 +709,7 @@ static void test_store__double_allocation_refused(void **state)
     const int32_t a[] = {1, 2, 3};
     const int32_t b[] = {4, 3};
     assert_int_equal(insert_vm(f->s, "vm-a", "h1", a, 3, &err), KS_OK);
-    /* SPEC: UNIQUE(host_id, cpu_id) on vm_vcpus is the last line of defence. */
+    /* SPEC: the store's allocation guard is the last line of defence. */
     assert_int_equal(insert_vm(f->s, "vm-b", "h1", b, 2, &err), KS_ECONFLICT);
     assert_string_equal(err.msg, "host cpu h1/3 is already allocated");
     /* The first VM is intact, the second left nothing behind. */
@@ -930,6 +935,125 @@ static int stop_at_first_vm(void *ctx, const ks_store_vm_row *row)
     (void)row;
     (*(int *)ctx)++;
     return 1;
+}
+
+/* ---- schema 3: CPU allocations as per-host bitmaps (SQLite) --------------- */
+
+static void sqlite_exec_ok(sqlite3 *db, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+        fail_msg("'%.60s...': %s", sql, msg ? msg : "?");
+}
+
+/* Deletes VM `name` in a transaction of its own, rolled back on error. */
+static ks_code delete_vm(ks_store *s, const char *name, ks_err *err)
+{
+    ks_code rc = ks_store_begin(s, err);
+    if (rc == KS_OK)
+        rc = ks_store_vm_delete(s, name, err);
+    if (rc == KS_OK)
+        return ks_store_commit(s, err);
+    ks_store_rollback(s, NULL);
+    return rc;
+}
+
+/* A schema-2 database (a vm_vcpus row per vCPU) migrates to the vCPUs in the
+ * VM rows and one bitmap per host, and the guard holds on what it carried. */
+static void test_store__migrate_v2_allocations(void **state)
+{
+    fixture *f = *state;
+    if (g_pg)
+        return; /* PostgreSQL keeps its vm_vcpus table and UNIQUE constraint */
+    ks_store_close(f->s);
+    f->s = NULL;
+    char path[1300];
+    ks_test_path(path, sizeof(path), "%s/v2.db", f->dir);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite_exec_ok(db, ks_store__migrations[0]);
+    sqlite_exec_ok(db, ks_store__migrations[1]);
+    sqlite_exec_ok(
+        db, "PRAGMA user_version = 2;"
+            "INSERT INTO hosts (id, registered_us, updated_us) VALUES ('h1', 1, 1), ('h2', 1, 1);"
+            "WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i < 15) "
+            "INSERT INTO cpus (host_id, cpu_id, package, die, cluster, core, thread, numa_node, "
+            "l2_group, l3_group, state, native, usable, defective) "
+            "SELECT h.id, c.i, 0, 0, 0, c.i, 0, 0, 0, 0, 'online', X'', X'', X'' FROM c, hosts h;"
+            "INSERT INTO vms (name, host_id, state, generation, n_vcpus, created_us, updated_us, "
+            "plan_json) VALUES ('vm-a', 'h1', 'running', 1, 3, 1, 1, '{}'), "
+            "('vm-b', 'h2', 'running', 1, 1, 1, 1, '{}'), ('vm-c', 'h1', 'failed', 1, 0, 1, 1, "
+            "NULL);"
+            "INSERT INTO vm_vcpus VALUES ('vm-a', 2, 'h1', 1), ('vm-a', 0, 'h1', 3), "
+            "('vm-a', 1, 'h1', 9), ('vm-b', 0, 'h2', 15);");
+    sqlite3_close(db);
+
+    ks_err err = {0};
+    assert_int_equal(ks_store_open(&f->s, path, NULL, &err), KS_OK);
+    assert_int_equal(qint(f->s, "PRAGMA user_version"), KS_STORE_SCHEMA_VERSION);
+    assert_int_equal(qint(f->s, "SELECT vcpus = '[[0,3],[1,9],[2,1]]' FROM vms "
+                                "WHERE name = 'vm-a'"),
+                     1);
+    assert_int_equal(qint(f->s, "SELECT vcpus = '[]' FROM vms WHERE name = 'vm-c'"), 1);
+    /* bit c%8 of byte c/8: h1 holds CPUs 1, 3 and 9, h2 CPU 15 */
+    assert_int_equal(qint(f->s, "SELECT used = X'0A02' FROM cpu_alloc WHERE host_id = 'h1'"), 1);
+    assert_int_equal(qint(f->s, "SELECT used = X'0080' FROM cpu_alloc WHERE host_id = 'h2'"), 1);
+    vcpu_list vl = {0};
+    assert_int_equal(ks_store_vcpu_scan(f->s, "h1", NULL, collect_vcpu, &vl, &err), KS_OK);
+    assert_int_equal(vl.n, 3);
+    assert_int_equal(vl.rows[0].cpu_id, 1);
+    assert_int_equal(vl.rows[0].vcpu, 2);
+    assert_int_equal(vl.rows[2].cpu_id, 9);
+    assert_string_equal(vl.rows[2].vm_name, "vm-a");
+    assert_int_equal(ks_store_integrity_check(f->s, &err), KS_OK);
+
+    const int32_t want[] = {8, 9};
+    assert_int_equal(insert_vm(f->s, "vm-d", "h1", want, 2, &err), KS_ECONFLICT);
+    assert_string_equal(err.msg, "host cpu h1/9 is already allocated");
+    assert_int_equal(delete_vm(f->s, "vm-a", &err), KS_OK);
+    assert_int_equal(insert_vm(f->s, "vm-d", "h1", want, 2, &err), KS_OK);
+    assert_int_equal(qint(f->s, "SELECT used = X'0003' FROM cpu_alloc WHERE host_id = 'h1'"), 1);
+    assert_int_equal(ks_store_integrity_check(f->s, &err), KS_OK);
+}
+
+/* What the bitmap guard replaced a declared constraint with is checked: damage
+ * done behind the store's back is reported, and a delete that would make it
+ * worse is refused whole. */
+static void test_store__allocation_damage_found(void **state)
+{
+    fixture *f = *state;
+    if (g_pg)
+        return; /* PostgreSQL declares the guard: UNIQUE (host_id, cpu_id) */
+    ks_err err = {0};
+    put_ok(f->s, "h1", "b", 1, 8);
+    const int32_t a[] = {1, 2}, b[] = {3};
+    assert_int_equal(insert_vm(f->s, "vm-a", "h1", a, 2, &err), KS_OK);
+    assert_int_equal(insert_vm(f->s, "vm-b", "h1", b, 1, &err), KS_OK);
+    assert_int_equal(ks_store_integrity_check(f->s, &err), KS_OK);
+
+    raw_sql(f, "UPDATE cpu_alloc SET used = X'06'"); /* CPU 3 lost */
+    assert_int_equal(ks_store_integrity_check(f->s, &err), KS_EIO);
+    assert_string_equal(err.msg, "integrity check: cpu allocation differs from the vcpus of the "
+                                 "vms on host: h1");
+    assert_int_equal(delete_vm(f->s, "vm-b", &err), KS_EIO);
+    assert_non_null(strstr(err.msg, "lacks cpu 3 of vm 'vm-b'"));
+    assert_int_equal(qint(f->s, "SELECT count(*) FROM vms"), 2);
+    raw_sql(f, "UPDATE cpu_alloc SET used = X'0E'");
+    assert_int_equal(ks_store_integrity_check(f->s, &err), KS_OK);
+
+    raw_sql(f, "UPDATE vms SET vcpus = '[[0,2]]' WHERE name = 'vm-b'");
+    assert_int_equal(ks_store_integrity_check(f->s, &err), KS_EIO);
+    assert_string_equal(err.msg, "integrity check: cpu allocated twice: h1/2");
+    raw_sql(f, "UPDATE vms SET vcpus = '[[0,50]]' WHERE name = 'vm-b'");
+    assert_int_equal(ks_store_integrity_check(f->s, &err), KS_EIO);
+    assert_string_equal(err.msg,
+                        "integrity check: vcpu pinned to a cpu that does not exist: vm-b on h1/50");
+    raw_sql(f, "UPDATE vms SET vcpus = '[[0,3]' WHERE name = 'vm-b'");
+    vcpu_list vl = {0};
+    assert_int_equal(ks_store_vcpu_scan(f->s, NULL, "vm-b", collect_vcpu, &vl, &err), KS_EIO);
+    assert_string_equal(err.msg, "vcpus of vm 'vm-b' are damaged");
+    assert_int_equal(delete_vm(f->s, "vm-b", &err), KS_EIO);
+    assert_int_equal(ks_store_integrity_check(f->s, &err), KS_EIO);
 }
 
 static void test_store__vm_update_and_list(void **state)
@@ -2022,6 +2146,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_store__rollback_leaves_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__host_delete_with_vms_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__vm_update_and_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store__migrate_v2_allocations, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store__allocation_damage_found, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__backup_restores, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__readonly_handle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__events_since, setup, teardown),
