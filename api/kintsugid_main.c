@@ -298,6 +298,7 @@ static int open_store(ks_store **out)
     ks_store_options so = KS_STORE_OPTIONS_INIT;
     so.sync_full = arg_vals[O_DB_SYNC_FULL].num != 0;
     so.background_checkpoint = true;
+    so.skip_change_feed = true; /* replicas (the feed's readers) need PostgreSQL */
     if (ks_store_open(out, arg_vals[O_DB].str, &so, &err) != KS_OK) {
         ks_log(KS_LOG_ERROR, "cannot open store db='%s' error='%s'", arg_vals[O_DB].str, err.msg);
         return -1;

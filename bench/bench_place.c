@@ -426,6 +426,7 @@ static void run_size(result *res, const ks_fleetsim *base, uint32_t n_hosts, uin
     ks_store_options so = KS_STORE_OPTIONS_INIT;
     so.sync_full = sync_full;
     so.background_checkpoint = true; /* as kintsugid opens it */
+    so.skip_change_feed = true;
     if (ks_store_open(&store, db, &so, &err) != KS_OK)
         die("store open", &err);
     uint64_t t0 = ks_fleetsim_now_ns();

@@ -100,11 +100,16 @@ typedef struct ks_store_options {
      * inline only past 512 MiB (the thread fell behind).  Ignored by
      * PostgreSQL and read-only handles. */
     bool background_checkpoint;
+    /* SQLite: write no change feed rows (ks_store_changes_since then sees
+     * none).  Only kintsugid replicas read the feed, and replicas need
+     * PostgreSQL; on SQLite each write paid two B-tree inserts for it.
+     * Ignored by PostgreSQL. */
+    bool skip_change_feed;
 } ks_store_options;
 
 #define KS_STORE_OPTIONS_INIT                                                                      \
     {                                                                                              \
-        false, 5000, false, false                                                                  \
+        false, 5000, false, false, false                                                           \
     }
 
 /*

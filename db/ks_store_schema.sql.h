@@ -173,7 +173,9 @@ static const char *const ks_store__migrations[] = {
     /* 2 -> 3: CPU allocations as one bitmap row per host.
      *  - A VM's vCPUs move into its own row (vms.vcpus, the JSON text
      *    [[vcpu,cpu],...] by vcpu) and each host's allocated CPUs into one
-     *    bitmap (cpu_alloc.used: bit c%8 of byte c/8 is CPU c).  A placement
+     *    bitmap (cpu_alloc.used: bit c%8 of byte c/8 is CPU c), next to the
+     *    CPUs it has (cpu_alloc.present, kept with its cpus rows), which
+     *    stands for vm_vcpus' foreign key to cpus.  A placement
      *    used to write a vm_vcpus row per vCPU into two B-trees (its key and
      *    UNIQUE(host_id, cpu_id)), two random pages per VM and half of the
      *    B-tree work of a placement at 10,000 hosts; it now writes its VM row
@@ -191,10 +193,14 @@ static const char *const ks_store__migrations[] = {
     "  WHERE EXISTS (SELECT 1 FROM vm_vcpus WHERE vm_name = vms.name);\n"
     "CREATE TABLE cpu_alloc (\n"
     "  host_id TEXT PRIMARY KEY NOT NULL REFERENCES hosts(id) ON DELETE CASCADE,\n"
+    "  present BLOB NOT NULL,\n"
     "  used BLOB NOT NULL\n"
     ") STRICT, WITHOUT ROWID;\n"
-    "INSERT INTO cpu_alloc (host_id, used)\n"
-    "  SELECT host_id, ks_cpu_bitmap(cpu_id) FROM vm_vcpus GROUP BY host_id;\n"
+    "INSERT INTO cpu_alloc (host_id, present, used)\n"
+    "  SELECT host_id, ks_cpu_bitmap(cpu_id), X'' FROM cpus GROUP BY host_id;\n"
+    "UPDATE cpu_alloc SET used =\n"
+    "  (SELECT ks_cpu_bitmap(cpu_id) FROM vm_vcpus v WHERE v.host_id = cpu_alloc.host_id)\n"
+    "  WHERE host_id IN (SELECT host_id FROM vm_vcpus);\n"
     "DROP TABLE vm_vcpus;\n"
     "CREATE VIEW vm_vcpus (vm_name, vcpu, host_id, cpu_id) AS\n"
     "  SELECT v.name, j.value ->> 0, v.host_id, j.value ->> 1 FROM vms v, json_each(v.vcpus) j;\n"

@@ -63,7 +63,7 @@ enum {
     ST_HOST_HEAD,
     ST_HOST_UPSERT,
     ST_REPORT_UPSERT,
-    ST_CPU_EXISTS,
+    ST_ALLOC_PRESENT,
     ST_CPU_DELETE,
     ST_CPU_INSERT,
     ST_CPU_UPDATE,
@@ -152,7 +152,8 @@ static const char *const sql_text[ST__COUNT] = {
         "updated_us = excluded.updated_us, last_heartbeat_us = excluded.last_heartbeat_us",
     [ST_REPORT_UPSERT] = "INSERT INTO host_reports (host_id, report_json) VALUES (?1, ?2) "
                          "ON CONFLICT (host_id) DO UPDATE SET report_json = excluded.report_json",
-    [ST_CPU_EXISTS] = "SELECT 1 FROM cpus WHERE host_id = ?1 AND cpu_id = ?2",
+    [ST_ALLOC_PRESENT] = "INSERT INTO cpu_alloc (host_id, present, used) VALUES (?1, ?2, X'') "
+                         "ON CONFLICT (host_id) DO UPDATE SET present = excluded.present",
     [ST_CPU_DELETE] = "DELETE FROM cpus WHERE host_id = ?1 AND cpu_id = ?2",
     [ST_CPU_INSERT] = "INSERT INTO cpus (" CPU_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
                       "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
@@ -201,9 +202,8 @@ static const char *const sql_text[ST__COUNT] = {
     [ST_VM_DELETE] = "DELETE FROM vms WHERE name = ?1 RETURNING host_id, vcpus",
     [ST_VM_ALLOC] = "SELECT generation, host_id, vcpus FROM vms WHERE name = ?1",
     [ST_VM_SET_VCPUS] = "UPDATE vms SET vcpus = ?2 WHERE name = ?1",
-    [ST_ALLOC_GET] = "SELECT used FROM cpu_alloc WHERE host_id = ?1",
-    [ST_ALLOC_PUT] = "INSERT INTO cpu_alloc (host_id, used) VALUES (?1, ?2) "
-                     "ON CONFLICT (host_id) DO UPDATE SET used = excluded.used",
+    [ST_ALLOC_GET] = "SELECT used, present FROM cpu_alloc WHERE host_id = ?1",
+    [ST_ALLOC_PUT] = "UPDATE cpu_alloc SET used = ?2 WHERE host_id = ?1",
     [ST_VM_UPDATE_PLAN] = "UPDATE vms SET host_id = ?2, generation = ?3, plan_json = ?4, "
                           "n_vcpus = ?5, updated_us = ?6, vcpus = ?7 WHERE name = ?1",
     [ST_VM_SET_STATE] = "UPDATE vms SET state = ?2, updated_us = ?3 WHERE name = ?1",
@@ -291,6 +291,7 @@ typedef struct sq_store {
     sqlite3_stmt *st[ST__COUNT];
     sqlite3_stmt *raw_ins[KS_STORE__N_TABLES]; /* ks_store_copy inserts, prepared on first use */
     sq_checkpointer *ckpt;                     /* NULL unless background_checkpoint */
+    bool skip_change_feed;                     /* options.skip_change_feed */
     bool (*veto)(void *ctx);                   /* ks_store_set_commit_veto */
     void *veto_ctx;
 } sq_store;
@@ -809,6 +810,11 @@ static const struct {
      "(SELECT host_id, ks_cpu_bitmap(cpu_id) AS used FROM vm_vcpus GROUP BY host_id) v "
      "ON v.host_id = a.host_id WHERE coalesce(a.used, X'') IS NOT coalesce(v.used, X'') LIMIT 1",
      "cpu allocation differs from the vcpus of the vms on host"},
+    {"SELECT coalesce(a.host_id, c.host_id) FROM cpu_alloc a FULL JOIN "
+     "(SELECT host_id, ks_cpu_bitmap(cpu_id) AS present FROM cpus GROUP BY host_id) c "
+     "ON c.host_id = a.host_id WHERE coalesce(a.present, X'') IS NOT coalesce(c.present, X'') "
+     "LIMIT 1",
+     "cpu set differs from the cpus of host"},
 };
 
 static ks_code sq_integrity_check(ks_store *s, ks_err *err)
@@ -951,17 +957,24 @@ static bool bitmap_load(cpu_bitmap *m, const void *blob, int len)
     return true;
 }
 
-static ks_code alloc_read(cpu_bitmap *m, sq_store *q, const char *host, ks_err *err)
+/* The host's allocated CPUs, and (when present is not NULL) the CPUs it has:
+ * both empty for a host without a row (no CPUs). */
+static ks_code alloc_read(cpu_bitmap *used, cpu_bitmap *present, sq_store *q, const char *host,
+                          ks_err *err)
 {
     sqlite3_stmt *st = NULL;
     ks_code rc = stmt(&st, q, ST_ALLOC_GET, err);
     if (rc != KS_OK)
         return rc;
-    m->len = 0;
+    used->len = 0;
+    if (present)
+        present->len = 0;
     bind_text(st, 1, host);
     int src = sqlite3_step(st);
     if (src == SQLITE_ROW &&
-        !bitmap_load(m, sqlite3_column_blob(st, 0), sqlite3_column_bytes(st, 0)))
+        (!bitmap_load(used, sqlite3_column_blob(st, 0), sqlite3_column_bytes(st, 0)) ||
+         (present &&
+          !bitmap_load(present, sqlite3_column_blob(st, 1), sqlite3_column_bytes(st, 1)))))
         rc = ks_err_set(err, KS_EIO, "cpu allocation of host '%s' is damaged", host);
     else if (src != SQLITE_ROW && src != SQLITE_DONE)
         rc = sq_fail(q, src, "read cpu allocation", err);
@@ -969,19 +982,39 @@ static ks_code alloc_read(cpu_bitmap *m, sq_store *q, const char *host, ks_err *
     return rc;
 }
 
-static ks_code alloc_write(sq_store *q, const char *host, cpu_bitmap *m, ks_err *err)
+static void bind_bitmap(sqlite3_stmt *st, int i, cpu_bitmap *m)
+{
+    while (m->len > 0 && m->b[m->len - 1] == 0)
+        m->len--;
+    sqlite3_bind_blob(st, i, m->len ? (const void *)m->b : "", m->len, SQLITE_STATIC);
+}
+
+/* Stores the host's allocated CPUs (its row exists: it has the CPUs). */
+static ks_code alloc_write(sq_store *q, const char *host, cpu_bitmap *used, ks_err *err)
 {
     sqlite3_stmt *st = NULL;
     ks_code rc = stmt(&st, q, ST_ALLOC_PUT, err);
     if (rc != KS_OK)
         return rc;
-    while (m->len > 0 && m->b[m->len - 1] == 0)
-        m->len--;
     bind_text(st, 1, host);
-    sqlite3_bind_blob(st, 2, m->len ? (const void *)m->b : "", m->len, SQLITE_STATIC);
+    bind_bitmap(st, 2, used);
     int src = step_done(st);
     stmt_done(st);
     return src == SQLITE_OK ? KS_OK : sq_fail(q, src, "store cpu allocation", err);
+}
+
+/* Stores the CPUs a host has, after its cpus rows changed. */
+static ks_code alloc_write_present(sq_store *q, const char *host, cpu_bitmap *present, ks_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    ks_code rc = stmt(&st, q, ST_ALLOC_PRESENT, err);
+    if (rc != KS_OK)
+        return rc;
+    bind_text(st, 1, host);
+    bind_bitmap(st, 2, present);
+    int src = step_done(st);
+    stmt_done(st);
+    return src == SQLITE_OK ? KS_OK : sq_fail(q, src, "store cpu set", err);
 }
 
 static int vcpu_order(const void *a, const void *b)
@@ -1060,44 +1093,25 @@ static ks_code vcpus_parse(vcpu_list *out, const char *text, const char *vm, ks_
     return KS_OK;
 }
 
-/* KS_ENOTFOUND unless the host has a CPU `cpu` (what vm_vcpus' foreign key
- * to cpus enforced). */
-static ks_code cpu_exists(sq_store *q, const char *host, int32_t cpu, ks_err *err)
-{
-    if (cpu >= KS_REPORT_MAX_CPUS)
-        return ks_err_set(err, KS_ENOTFOUND, "host '%s' has no cpu %d", host, cpu);
-    sqlite3_stmt *st = NULL;
-    ks_code rc = stmt(&st, q, ST_CPU_EXISTS, err);
-    if (rc != KS_OK)
-        return rc;
-    bind_text(st, 1, host);
-    sqlite3_bind_int(st, 2, cpu);
-    int src = sqlite3_step(st);
-    if (src == SQLITE_DONE)
-        rc = ks_err_set(err, KS_ENOTFOUND, "host '%s' has no cpu %d", host, cpu);
-    else if (src != SQLITE_ROW)
-        rc = sq_fail(q, src, "look up cpu", err);
-    stmt_done(st);
-    return rc;
-}
-
-/* Allocates the CPUs of v[0..n) on `host`: each must exist and be free. */
+/* Allocates the CPUs of v[0..n) on `host`: each must exist (what vm_vcpus'
+ * foreign key to cpus enforced) and be free. */
 static ks_code vcpus_take(sq_store *q, const char *host, const ks_store_vcpu_alloc *v, uint32_t n,
                           ks_err *err)
 {
     if (n == 0)
         return KS_OK;
-    cpu_bitmap m;
-    ks_code rc = alloc_read(&m, q, host, err);
+    cpu_bitmap used, present;
+    ks_code rc = alloc_read(&used, &present, q, host, err);
     for (uint32_t i = 0; rc == KS_OK && i < n; i++) {
-        rc = cpu_exists(q, host, v[i].cpu_id, err);
-        if (rc == KS_OK && bitmap_test(&m, v[i].cpu_id))
+        if (v[i].cpu_id >= KS_REPORT_MAX_CPUS || !bitmap_test(&present, v[i].cpu_id))
+            rc = ks_err_set(err, KS_ENOTFOUND, "host '%s' has no cpu %d", host, v[i].cpu_id);
+        else if (bitmap_test(&used, v[i].cpu_id))
             rc = ks_err_set(err, KS_ECONFLICT, "host cpu %s/%d is already allocated", host,
                             v[i].cpu_id);
-        if (rc == KS_OK)
-            bitmap_set(&m, v[i].cpu_id, true);
+        else
+            bitmap_set(&used, v[i].cpu_id, true);
     }
-    return rc == KS_OK ? alloc_write(q, host, &m, err) : rc;
+    return rc == KS_OK ? alloc_write(q, host, &used, err) : rc;
 }
 
 /* Frees the CPUs of a VM's vcpus on `host`.  A CPU the bitmap does not hold
@@ -1108,7 +1122,7 @@ static ks_code vcpus_release(sq_store *q, const char *host, const vcpu_list *l, 
     if (l->n == 0)
         return KS_OK;
     cpu_bitmap m;
-    ks_code rc = alloc_read(&m, q, host, err);
+    ks_code rc = alloc_read(&m, NULL, q, host, err);
     for (uint32_t i = 0; rc == KS_OK && i < l->n; i++) {
         if (!bitmap_test(&m, l->v[i].cpu_id))
             rc = ks_err_set(err, KS_EIO,
@@ -1271,7 +1285,7 @@ static ks_code delete_stale_cpus(sq_store *q, const char *host, const int32_t *i
     sqlite3_stmt *del = NULL;
     cpu_bitmap used;
     char vm[KS_ID_MAX];
-    ks_code rc = n ? alloc_read(&used, q, host, err) : KS_OK;
+    ks_code rc = n ? alloc_read(&used, NULL, q, host, err) : KS_OK;
     if (rc == KS_OK && n)
         rc = stmt(&del, q, ST_CPU_DELETE, err);
     for (uint32_t i = 0; rc == KS_OK && i < n; i++) {
@@ -1463,6 +1477,12 @@ static ks_code sq_host_put_report(ks_store *s, const ks_report *r, const char *r
     res->n_cpus_removed = n_stale;
     for (uint32_t i = 0; i < r->n_cpus; i++)
         res->n_cpus_added += what[i] == CPU_NEW;
+    if (res->created || res->n_cpus_added || res->n_cpus_removed) {
+        cpu_bitmap present = {.len = 0};
+        for (uint32_t i = 0; i < r->n_cpus; i++)
+            bitmap_set(&present, r->cpus[i].id, true);
+        rc = alloc_write_present(q, r->host.id, &present, err);
+    }
 done:
     stmt_done(st);
     free(stale);
@@ -2636,6 +2656,8 @@ static ks_code sq_change_append(ks_store *s, ks_store_change_kind kind, const ch
                                 const char *host_id, ks_err *err)
 {
     sq_store *q = sq(s);
+    if (q->skip_change_feed)
+        return KS_OK;
     sqlite3_stmt *st = NULL;
     ks_code rc = stmt(&st, q, ST_CHANGE_INSERT, err);
     if (rc != KS_OK)
@@ -2830,12 +2852,30 @@ static ks_code copy_vcpu(sq_store *q, const ks_store__val *v, ks_err *err)
     return vcpus_take(q, host, &a, 1, err);
 }
 
+/* A copied cpus row (host_id, cpu_id, ...) is also a bit of its host's set. */
+static ks_code copy_cpu_present(sq_store *q, const ks_store__val *v, ks_err *err)
+{
+    char host[KS_ID_MAX];
+    if (v[0].type != KS_STORE__V_TEXT || v[0].len >= KS_ID_MAX || v[1].type != KS_STORE__V_INT ||
+        v[1].i < 0 || v[1].i >= KS_REPORT_MAX_CPUS)
+        return ks_err_set(err, KS_EINVAL, "cpus row out of range");
+    memcpy(host, v[0].p, v[0].len);
+    host[v[0].len] = '\0';
+    cpu_bitmap used, present;
+    ks_code rc = alloc_read(&used, &present, q, host, err);
+    if (rc != KS_OK)
+        return rc;
+    bitmap_set(&present, (int32_t)v[1].i, true);
+    return alloc_write_present(q, host, &present, err);
+}
+
 static ks_code sq_raw_insert(ks_store *s, int t, const ks_store__val *v, ks_err *err)
 {
     sq_store *q = sq(s);
     const ks_store__table *tb = &ks_store__tables[t];
     if (strcmp(tb->name, "vm_vcpus") == 0)
         return copy_vcpu(q, v, err);
+    bool is_cpu = strcmp(tb->name, "cpus") == 0;
     int n = (int)strlen(tb->types);
     if (!q->raw_ins[t]) {
         char sql[768];
@@ -2874,7 +2914,7 @@ static ks_code sq_raw_insert(ks_store *s, int t, const ks_store__val *v, ks_err 
     stmt_done(st);
     if (src != SQLITE_OK)
         return sq_fail(q, src, "insert copied row", err);
-    return KS_OK;
+    return is_cpu ? copy_cpu_present(q, v, err) : KS_OK;
 }
 
 /* AUTOINCREMENT counters follow explicit ids by themselves. */
@@ -3006,6 +3046,7 @@ ks_code ks_store__sqlite_open(ks_store **out, const char *path, const ks_store_o
         return ks_err_set(err, KS_ENOMEM, "out of memory opening the store");
     q->base.ops = &sqlite_ops;
     q->base.read_only = opts->read_only;
+    q->skip_change_feed = opts->skip_change_feed;
     int flags =
         SQLITE_OPEN_NOMUTEX |
         (opts->read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
@@ -3054,9 +3095,15 @@ ks_code ks_store__sqlite_open(ks_store **out, const char *path, const ks_store_o
         if (rc == KS_OK)
             rc = sq_exec(q, "PRAGMA foreign_keys = ON", "enable foreign keys", err);
         /* After a burst the WAL is truncated back to this size at checkpoints
-         * instead of keeping its high-water mark on disk. */
+         * instead of keeping its high-water mark on disk.  With background
+         * checkpoints the WAL is restarted at 256 MiB under load: truncating
+         * it then made every later commit grow the file again (block
+         * allocation in the kernel, 15 % of a commit at 10,000 hosts). */
         if (rc == KS_OK)
-            rc = sq_exec(q, "PRAGMA journal_size_limit = 67108864", "set WAL size limit", err);
+            rc = sq_exec(q,
+                         opts->background_checkpoint ? "PRAGMA journal_size_limit = 536870912"
+                                                     : "PRAGMA journal_size_limit = 67108864",
+                         "set WAL size limit", err);
         /* 131072 pages = 512 MiB: only a safety net when the background
          * checkpoints fall behind (the default, 1000 pages, runs a
          * checkpoint and its fsync inside every ~1000th page's COMMIT). */
@@ -3078,10 +3125,12 @@ ks_code ks_store__sqlite_open(ks_store **out, const char *path, const ks_store_o
      * in memory, not in a temporary file per transaction. */
     if (rc == KS_OK)
         rc = sq_exec(q, "PRAGMA temp_store = MEMORY", "set temp store", err);
-    /* Reads through a mapping skip a copy per page: the start-up CPU scan
-     * reads the whole table.  Writes still go through the WAL. */
+    /* Reads through a mapping skip a copy and a system call per page: the
+     * start-up CPU scan reads the whole table, and a departure reads the
+     * random page of its VM.  2 GiB (Debian's SQLite caps it there) covers a
+     * 10,000-host fleet's database; writes still go through the WAL. */
     if (rc == KS_OK)
-        rc = sq_exec(q, "PRAGMA mmap_size = 268435456", "set mmap size", err);
+        rc = sq_exec(q, "PRAGMA mmap_size = 2147418112", "set mmap size", err);
     if (rc == KS_OK)
         rc = migrate(q, path, err);
     /* An in-memory database has no WAL to checkpoint. */

@@ -998,6 +998,7 @@ static void test_store__migrate_v2_allocations(void **state)
     /* bit c%8 of byte c/8: h1 holds CPUs 1, 3 and 9, h2 CPU 15 */
     assert_int_equal(qint(f->s, "SELECT used = X'0A02' FROM cpu_alloc WHERE host_id = 'h1'"), 1);
     assert_int_equal(qint(f->s, "SELECT used = X'0080' FROM cpu_alloc WHERE host_id = 'h2'"), 1);
+    assert_int_equal(qint(f->s, "SELECT count(*) FROM cpu_alloc WHERE present = X'FFFF'"), 2);
     vcpu_list vl = {0};
     assert_int_equal(ks_store_vcpu_scan(f->s, "h1", NULL, collect_vcpu, &vl, &err), KS_OK);
     assert_int_equal(vl.n, 3);
@@ -1039,6 +1040,17 @@ static void test_store__allocation_damage_found(void **state)
     assert_non_null(strstr(err.msg, "lacks cpu 3 of vm 'vm-b'"));
     assert_int_equal(qint(f->s, "SELECT count(*) FROM vms"), 2);
     raw_sql(f, "UPDATE cpu_alloc SET used = X'0E'");
+    assert_int_equal(ks_store_integrity_check(f->s, &err), KS_OK);
+
+    /* the CPU set stands for the foreign key to cpus */
+    raw_sql(f, "UPDATE cpu_alloc SET present = X'0F'");
+    assert_int_equal(ks_store_integrity_check(f->s, &err), KS_EIO);
+    assert_string_equal(err.msg, "integrity check: cpu set differs from the cpus of host: h1");
+    const int32_t c[] = {5};
+    assert_int_equal(insert_vm(f->s, "vm-c", "h1", c, 1, &err), KS_ENOTFOUND);
+    assert_string_equal(err.msg, "host 'h1' has no cpu 5");
+    put_ok(f->s, "h1", "b", 2, 6); /* a report with changed CPUs writes the set anew */
+    assert_int_equal(qint(f->s, "SELECT present = X'3F' FROM cpu_alloc"), 1);
     assert_int_equal(ks_store_integrity_check(f->s, &err), KS_OK);
 
     raw_sql(f, "UPDATE vms SET vcpus = '[[0,2]]' WHERE name = 'vm-b'");
@@ -1681,6 +1693,21 @@ static int64_t poll_changes(ks_store *s, int64_t cursor, change_list *l, int wan
     }
 }
 
+/* options.skip_change_feed: SQLite writes no feed rows; PostgreSQL ignores it. */
+static void test_store__skip_change_feed(void **state)
+{
+    fixture *f = *state;
+    ks_err err = {0};
+    ks_store_close(f->s);
+    ks_store_options o = KS_STORE_OPTIONS_INIT;
+    o.skip_change_feed = true;
+    assert_int_equal(ks_store_open(&f->s, f->path, &o, &err), KS_OK);
+    put_ok(f->s, "h1", "b", 1, 4);
+    const int32_t a[] = {1};
+    assert_int_equal(insert_vm(f->s, "vm-a", "h1", a, 1, &err), KS_OK);
+    assert_int_equal(qint(f->s, "SELECT count(*) FROM changes") > 0, g_pg);
+}
+
 static void test_store__changes_feed(void **state)
 {
     fixture *f = *state;
@@ -2159,6 +2186,7 @@ int main(int argc, char **argv)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_store__query_int_and_corrupt_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__changes_feed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store__skip_change_feed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__leader_handover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__copy_between_backends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__concurrent_allocation_conflicts, setup,
