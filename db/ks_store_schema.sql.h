@@ -175,7 +175,12 @@ static const char *const ks_store__migrations[] = {
      *    [[vcpu,cpu],...] by vcpu) and each host's allocated CPUs into one
      *    bitmap (cpu_alloc.used: bit c%8 of byte c/8 is CPU c), next to the
      *    CPUs it has (cpu_alloc.present, kept with its cpus rows), which
-     *    stands for vm_vcpus' foreign key to cpus.  A placement
+     *    stands for vm_vcpus' foreign key to cpus.
+     *  - The host's VMs are listed in the same row (cpu_alloc.vms, a JSON
+     *    array of names) instead of the index vms_host: a placement rewrites
+     *    that row anyway, the index cost two more random pages per placement
+     *    and departure.  The price: deleting a host scans vms for the foreign
+     *    key (kintsugid refuses first when the list is not empty).  A placement
      *    used to write a vm_vcpus row per vCPU into two B-trees (its key and
      *    UNIQUE(host_id, cpu_id)), two random pages per VM and half of the
      *    B-tree work of a placement at 10,000 hosts; it now writes its VM row
@@ -186,6 +191,10 @@ static const char *const ks_store__migrations[] = {
      *  - vm_vcpus stays readable, as a view.
      *  - vms_pool only indexes VMs in a pool: most are in none, and every
      *    one of them paid an index write for a lookup that never asks for ''.
+     *  - Plans are stored compressed (vms.plan_z: a byte naming a zdicts
+     *    row, then a zstd frame; see ks_zdoc.h) and plan_json is NULL: a
+     *    2.3 KB plan filled a page per VM, ~200 bytes leave ten VMs a page.
+     *    Rows written before keep their text, readers take either.
      *  ks_cpu_bitmap() is an aggregate registered by ks_store_sqlite.c. */
     "ALTER TABLE vms ADD COLUMN vcpus TEXT NOT NULL DEFAULT '[]';\n"
     "UPDATE vms SET vcpus = (SELECT json_group_array(json_array(vcpu, cpu_id)) FROM\n"
@@ -194,18 +203,29 @@ static const char *const ks_store__migrations[] = {
     "CREATE TABLE cpu_alloc (\n"
     "  host_id TEXT PRIMARY KEY NOT NULL REFERENCES hosts(id) ON DELETE CASCADE,\n"
     "  present BLOB NOT NULL,\n"
-    "  used BLOB NOT NULL\n"
+    "  used BLOB NOT NULL,\n"
+    "  vms TEXT NOT NULL DEFAULT '[]'\n"
     ") STRICT, WITHOUT ROWID;\n"
     "INSERT INTO cpu_alloc (host_id, present, used)\n"
-    "  SELECT host_id, ks_cpu_bitmap(cpu_id), X'' FROM cpus GROUP BY host_id;\n"
+    "  SELECT id, coalesce((SELECT ks_cpu_bitmap(cpu_id) FROM cpus c WHERE c.host_id = hosts.id),\n"
+    "                      X''), X'' FROM hosts;\n"
     "UPDATE cpu_alloc SET used =\n"
     "  (SELECT ks_cpu_bitmap(cpu_id) FROM vm_vcpus v WHERE v.host_id = cpu_alloc.host_id)\n"
     "  WHERE host_id IN (SELECT host_id FROM vm_vcpus);\n"
+    "UPDATE cpu_alloc SET vms =\n"
+    "  (SELECT json_group_array(name) FROM vms v WHERE v.host_id = cpu_alloc.host_id)\n"
+    "  WHERE host_id IN (SELECT host_id FROM vms);\n"
+    "DROP INDEX vms_host;\n"
     "DROP TABLE vm_vcpus;\n"
     "CREATE VIEW vm_vcpus (vm_name, vcpu, host_id, cpu_id) AS\n"
     "  SELECT v.name, j.value ->> 0, v.host_id, j.value ->> 1 FROM vms v, json_each(v.vcpus) j;\n"
     "DROP INDEX vms_pool;\n"
-    "CREATE INDEX vms_pool ON vms(pool, name) WHERE pool <> '';\n",
+    "CREATE INDEX vms_pool ON vms(pool, name) WHERE pool <> '';\n"
+    "ALTER TABLE vms ADD COLUMN plan_z BLOB;\n"
+    "CREATE TABLE zdicts (\n"
+    "  id INTEGER PRIMARY KEY CHECK (id BETWEEN 1 AND 255),\n"
+    "  content BLOB NOT NULL\n"
+    ") STRICT;\n",
 };
 
 #define KS_STORE__N_MIGRATIONS                                                                     \

@@ -36,6 +36,7 @@
 #include "ks_store_int.h"
 #include "ks_store_schema.sql.h"
 #include "ks_vm.h"
+#include "ks_zdoc.h"
 
 /* ---- statement table --------------------------------------------------- */
 
@@ -50,8 +51,13 @@
 #define VM_COLS                                                                                    \
     "name, host_id, state, generation, applied_generation, pool, anti_affinity_group, "            \
     "apply_error, n_vcpus, created_us, updated_us, CASE WHEN ?5 THEN request_json END, "           \
-    "CASE WHEN ?5 THEN plan_json END"
+    "CASE WHEN ?5 THEN plan_json END, CASE WHEN ?5 THEN plan_z END"
 #define VM_FILTER "(?1 IS NULL OR state = ?1) AND (?2 IS NULL OR pool = ?2) AND name > ?3 "
+/* The VMs of host ?N come from its cpu_alloc.vms list (schema 3 has no index
+ * on vms.host_id: writing one cost two random pages per placement). */
+#define HOST_VMS(n)                                                                                \
+    "name IN (SELECT value FROM json_each((SELECT vms FROM cpu_alloc WHERE host_id = ?" #n    \
+    "))) AND host_id = ?" #n " "
 
 enum {
     ST_BEGIN,
@@ -130,10 +136,14 @@ enum {
     ST_CHANGES_CURSOR,
     ST_CHANGES_PRUNE,
     ST_BEGIN_READ,
+    ST_ZDICT_LIST,
+    ST_ZDICT_INSERT,
     ST__COUNT
 };
 
 static const char *const sql_text[ST__COUNT] = {
+    [ST_ZDICT_LIST] = "SELECT id, content FROM zdicts ORDER BY id",
+    [ST_ZDICT_INSERT] = "INSERT INTO zdicts (id, content) VALUES (?1, ?2)",
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
@@ -169,7 +179,8 @@ static const char *const sql_text[ST__COUNT] = {
     [ST_REPORT_GET] = "SELECT report_json FROM host_reports WHERE host_id = ?1",
     [ST_HOST_HEARTBEAT] = "UPDATE hosts SET last_heartbeat_us = ?2 WHERE id = ?1",
     [ST_HOST_SET_STATE] = "UPDATE hosts SET state = ?2, updated_us = ?3 WHERE id = ?1",
-    [ST_HOST_VM_COUNT] = "SELECT count(*) FROM vms WHERE host_id = ?1",
+    [ST_HOST_VM_COUNT] =
+        "SELECT coalesce((SELECT json_array_length(vms) FROM cpu_alloc WHERE host_id = ?1), 0)",
     [ST_HOST_DELETE] = "DELETE FROM hosts WHERE id = ?1",
     /* id > ?4 (never NULL: '' when not paginating) keeps the primary key usable
      * for the keyset seek. */
@@ -189,29 +200,30 @@ static const char *const sql_text[ST__COUNT] = {
                             "ORDER BY cpu_id, time_us, id",
     [ST_VM_INSERT] = "INSERT INTO vms (name, host_id, state, generation, applied_generation, "
                      "pool, anti_affinity_group, apply_error, n_vcpus, created_us, updated_us, "
-                     "request_json, plan_json, vcpus) "
-                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                     "request_json, plan_json, vcpus, plan_z) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     [ST_VM_GET] = "SELECT " VM_COLS " FROM vms WHERE name = ?1",
     [ST_VM_LIST_ALL] = "SELECT " VM_COLS " FROM vms WHERE " VM_FILTER "ORDER BY name LIMIT ?4",
     [ST_VM_LIST_HOST] =
-        "SELECT " VM_COLS " FROM vms WHERE host_id = ?6 AND " VM_FILTER "ORDER BY name LIMIT ?4",
+        "SELECT " VM_COLS " FROM vms WHERE " HOST_VMS(6) "AND " VM_FILTER "ORDER BY name LIMIT ?4",
     [ST_VM_COUNT] = "SELECT count(*) FROM vms WHERE (?6 IS NULL OR host_id = ?6) "
                     "AND (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR pool = ?2)",
-    [ST_VM_COUNT_HOST] = "SELECT count(*) FROM vms WHERE host_id = ?6 "
+    [ST_VM_COUNT_HOST] = "SELECT count(*) FROM vms WHERE " HOST_VMS(6)
                          "AND (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR pool = ?2)",
     [ST_VM_DELETE] = "DELETE FROM vms WHERE name = ?1 RETURNING host_id, vcpus",
     [ST_VM_ALLOC] = "SELECT generation, host_id, vcpus FROM vms WHERE name = ?1",
     [ST_VM_SET_VCPUS] = "UPDATE vms SET vcpus = ?2 WHERE name = ?1",
-    [ST_ALLOC_GET] = "SELECT used, present FROM cpu_alloc WHERE host_id = ?1",
-    [ST_ALLOC_PUT] = "UPDATE cpu_alloc SET used = ?2 WHERE host_id = ?1",
+    [ST_ALLOC_GET] = "SELECT used, present, vms FROM cpu_alloc WHERE host_id = ?1",
+    [ST_ALLOC_PUT] = "INSERT INTO cpu_alloc (host_id, present, used, vms) VALUES (?1, X'', ?2, ?3) "
+                     "ON CONFLICT (host_id) DO UPDATE SET used = excluded.used, vms = excluded.vms",
     [ST_VM_UPDATE_PLAN] = "UPDATE vms SET host_id = ?2, generation = ?3, plan_json = ?4, "
-                          "n_vcpus = ?5, updated_us = ?6, vcpus = ?7 WHERE name = ?1",
+                          "n_vcpus = ?5, updated_us = ?6, vcpus = ?7, plan_z = ?8 WHERE name = ?1",
     [ST_VM_SET_STATE] = "UPDATE vms SET state = ?2, updated_us = ?3 WHERE name = ?1",
     [ST_VM_SET_APPLIED] = "UPDATE vms SET applied_generation = ?2, apply_error = ?3, "
                           "updated_us = ?4 WHERE name = ?1",
-    /* the VMs with their vcpus, a host's rows together (vms_host) */
+    /* the VMs with their vcpus, a host's rows together */
     [ST_VCPU_SCAN_ALL] = "SELECT name, host_id, vcpus FROM vms ORDER BY host_id",
-    [ST_VCPU_SCAN_HOST] = "SELECT name, host_id, vcpus FROM vms WHERE host_id = ?1",
+    [ST_VCPU_SCAN_HOST] = "SELECT name, host_id, vcpus FROM vms WHERE " HOST_VMS(1),
     [ST_VCPU_SCAN_VM] = "SELECT name, host_id, vcpus FROM vms "
                         "WHERE name = ?2 AND (?1 IS NULL OR host_id = ?1)",
     [ST_POOL_INSERT] = "INSERT INTO pools (name, selector_json, created_us) VALUES (?1, ?2, ?3)",
@@ -292,6 +304,7 @@ typedef struct sq_store {
     sqlite3_stmt *raw_ins[KS_STORE__N_TABLES]; /* ks_store_copy inserts, prepared on first use */
     sq_checkpointer *ckpt;                     /* NULL unless background_checkpoint */
     bool skip_change_feed;                     /* options.skip_change_feed */
+    ks_zdoc *zdoc;                             /* plans are stored compressed */
     bool (*veto)(void *ctx);                   /* ks_store_set_commit_veto */
     void *veto_ctx;
 } sq_store;
@@ -623,6 +636,7 @@ static void sq_close(ks_store *s)
             sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
         sqlite3_close_v2(q->db);
     }
+    ks_zdoc_free(q->zdoc);
     free(q);
 }
 
@@ -815,6 +829,15 @@ static const struct {
      "ON c.host_id = a.host_id WHERE coalesce(a.present, X'') IS NOT coalesce(c.present, X'') "
      "LIMIT 1",
      "cpu set differs from the cpus of host"},
+    {"SELECT name FROM vms WHERE plan_z IS NOT NULL AND ks_plan_text(NULL, plan_z) IS NULL LIMIT 1",
+     "plan not readable of vm"},
+    {"SELECT v.host_id || '/' || v.name FROM vms v WHERE NOT EXISTS (SELECT 1 FROM cpu_alloc a, "
+     "json_each(a.vms) j WHERE a.host_id = v.host_id AND j.value = v.name) LIMIT 1",
+     "vm missing from the list of its host"},
+    {"SELECT a.host_id || '/' || j.value FROM cpu_alloc a, json_each(a.vms) j "
+     "GROUP BY a.host_id, j.value HAVING count(*) > 1 OR NOT EXISTS (SELECT 1 FROM vms v "
+     "WHERE v.name = j.value AND v.host_id = a.host_id) LIMIT 1",
+     "host lists a vm twice or one it does not run"},
 };
 
 static ks_code sq_integrity_check(ks_store *s, ks_err *err)
@@ -856,7 +879,7 @@ static ks_code sq_integrity_check(ks_store *s, ks_err *err)
             rc = ks_err_set(err, KS_EIO, "integrity check: %s: %s", alloc_checks[i].what,
                             col_str(st, 0) ? col_str(st, 0) : "?");
         else if (src != SQLITE_DONE)
-            rc = sq_fail(q, src, "cpu allocation check", err);
+            rc = sq_fail(q, src, "integrity check", err);
     }
 done:
     sqlite3_finalize(st);
@@ -957,27 +980,39 @@ static bool bitmap_load(cpu_bitmap *m, const void *blob, int len)
     return true;
 }
 
-/* The host's allocated CPUs, and (when present is not NULL) the CPUs it has:
- * both empty for a host without a row (no CPUs). */
-static ks_code alloc_read(cpu_bitmap *used, cpu_bitmap *present, sq_store *q, const char *host,
-                          ks_err *err)
+/* One host's cpu_alloc row. */
+typedef struct host_alloc {
+    cpu_bitmap used;    /* allocated CPUs */
+    cpu_bitmap present; /* the CPUs it has */
+    char *vms;          /* its VMs: a JSON array of names (malloc'd) */
+} host_alloc;
+
+static void host_alloc_free(host_alloc *a)
+{
+    free(a->vms);
+    a->vms = NULL;
+}
+
+/* Reads a host's row; a host without one has no CPUs and no VMs. */
+static ks_code alloc_read(host_alloc *a, sq_store *q, const char *host, ks_err *err)
 {
     sqlite3_stmt *st = NULL;
+    a->used.len = a->present.len = 0;
+    a->vms = NULL;
     ks_code rc = stmt(&st, q, ST_ALLOC_GET, err);
     if (rc != KS_OK)
         return rc;
-    used->len = 0;
-    if (present)
-        present->len = 0;
     bind_text(st, 1, host);
     int src = sqlite3_step(st);
     if (src == SQLITE_ROW &&
-        (!bitmap_load(used, sqlite3_column_blob(st, 0), sqlite3_column_bytes(st, 0)) ||
-         (present &&
-          !bitmap_load(present, sqlite3_column_blob(st, 1), sqlite3_column_bytes(st, 1)))))
+        (!bitmap_load(&a->used, sqlite3_column_blob(st, 0), sqlite3_column_bytes(st, 0)) ||
+         !bitmap_load(&a->present, sqlite3_column_blob(st, 1), sqlite3_column_bytes(st, 1))))
         rc = ks_err_set(err, KS_EIO, "cpu allocation of host '%s' is damaged", host);
     else if (src != SQLITE_ROW && src != SQLITE_DONE)
         rc = sq_fail(q, src, "read cpu allocation", err);
+    const char *vms = src == SQLITE_ROW ? col_str(st, 2) : NULL;
+    if (rc == KS_OK && !(a->vms = strdup(vms ? vms : "[]")))
+        rc = ks_err_set(err, KS_ENOMEM, "out of memory reading host '%s'", host);
     stmt_done(st);
     return rc;
 }
@@ -989,18 +1024,60 @@ static void bind_bitmap(sqlite3_stmt *st, int i, cpu_bitmap *m)
     sqlite3_bind_blob(st, i, m->len ? (const void *)m->b : "", m->len, SQLITE_STATIC);
 }
 
-/* Stores the host's allocated CPUs (its row exists: it has the CPUs). */
-static ks_code alloc_write(sq_store *q, const char *host, cpu_bitmap *used, ks_err *err)
+/* Stores the host's allocated CPUs and VM list. */
+static ks_code alloc_write(sq_store *q, const char *host, host_alloc *a, ks_err *err)
 {
     sqlite3_stmt *st = NULL;
     ks_code rc = stmt(&st, q, ST_ALLOC_PUT, err);
     if (rc != KS_OK)
         return rc;
     bind_text(st, 1, host);
-    bind_bitmap(st, 2, used);
+    bind_bitmap(st, 2, &a->used);
+    bind_text(st, 3, a->vms);
     int src = step_done(st);
     stmt_done(st);
     return src == SQLITE_OK ? KS_OK : sq_fail(q, src, "store cpu allocation", err);
+}
+
+/* Where "vm" (quotes included) is in a host's list, or NULL.  Names are
+ * [A-Za-z0-9._-] (ks_store.c checks them): quotes delimit them exactly. */
+static char *vms_list_find(char *list, const char *vm)
+{
+    size_t k = strlen(vm);
+    for (char *p = strstr(list, vm); p; p = strstr(p + 1, vm))
+        if (p > list && p[-1] == '"' && p[k] == '"')
+            return p - 1;
+    return NULL;
+}
+
+static ks_code vms_list_add(host_alloc *a, const char *vm, const char *host, ks_err *err)
+{
+    if (vms_list_find(a->vms, vm))
+        return ks_err_set(err, KS_EIO, "host '%s' lists vm '%s' already (run the integrity check)",
+                          host, vm);
+    size_t n = strlen(a->vms), k = strlen(vm);
+    char *p = n >= 2 && a->vms[n - 1] == ']' ? realloc(a->vms, n + k + 4) : NULL;
+    if (!p)
+        return n >= 2 ? ks_err_set(err, KS_ENOMEM, "out of memory")
+                      : ks_err_set(err, KS_EIO, "vm list of host '%s' is damaged", host);
+    a->vms = p;
+    snprintf(p + n - 1, k + 5, "%s\"%s\"]", n > 2 ? "," : "", vm);
+    return KS_OK;
+}
+
+static ks_code vms_list_remove(host_alloc *a, const char *vm, const char *host, ks_err *err)
+{
+    char *p = vms_list_find(a->vms, vm);
+    if (!p)
+        return ks_err_set(err, KS_EIO, "host '%s' does not list vm '%s' (run the integrity check)",
+                          host, vm);
+    char *end = p + strlen(vm) + 2;
+    if (*end == ',')
+        end++;
+    else if (p[-1] == ',')
+        p--;
+    memmove(p, end, strlen(end) + 1);
+    return KS_OK;
 }
 
 /* Stores the CPUs a host has, after its cpus rows changed. */
@@ -1023,33 +1100,56 @@ static int vcpu_order(const void *a, const void *b)
     return (x->vcpu > y->vcpu) - (x->vcpu < y->vcpu);
 }
 
+/* Writes v >= 0 in decimal at p; returns the length. */
+static size_t put_uint(char *p, int32_t v)
+{
+    char tmp[12];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    for (size_t i = 0; i < n; i++)
+        p[i] = tmp[n - 1 - i];
+    return n;
+}
+
 /* *out = the vcpus text of v[0..n) sorted by vcpu (malloc'd).  KS_EINVAL on a
- * vcpu listed twice, KS_ENOMEM. */
+ * vcpu listed twice, KS_ENOMEM.  Plans list their vCPUs in order already:
+ * sorted only when they are not. */
 static ks_code vcpus_format(char **out, const char *vm, const ks_store_vcpu_alloc *v, uint32_t n,
                             ks_err *err)
 {
     *out = NULL;
-    ks_store_vcpu_alloc *sorted = malloc((n ? n : 1) * sizeof(*sorted));
-    size_t cap = 3 + (size_t)n * 26; /* "[" + n * "[%d,%d]," + "]" */
-    char *text = malloc(cap);
+    bool in_order = true;
+    for (uint32_t i = 1; i < n && in_order; i++)
+        in_order = v[i - 1].vcpu < v[i].vcpu;
+    ks_store_vcpu_alloc *sorted = in_order ? NULL : malloc(n * sizeof(*sorted));
+    char *text = malloc(3 + (size_t)n * 24); /* "[" + n * "[vcpu,cpu]," + "]" */
     ks_code rc = KS_OK;
-    if (!sorted || !text) {
+    if ((!in_order && !sorted) || !text) {
         rc = ks_err_set(err, KS_ENOMEM, "out of memory");
         goto done;
     }
-    if (n)
+    if (sorted) {
         memcpy(sorted, v, n * sizeof(*sorted));
-    qsort(sorted, n, sizeof(*sorted), vcpu_order);
+        qsort(sorted, n, sizeof(*sorted), vcpu_order);
+        v = sorted;
+    }
     size_t len = 0;
     text[len++] = '[';
     for (uint32_t i = 0; i < n; i++) {
-        if (i > 0 && sorted[i].vcpu == sorted[i - 1].vcpu) {
-            rc = ks_err_set(err, KS_EINVAL, "vcpu %d of vm '%s' is listed twice", sorted[i].vcpu,
-                            vm);
+        if (i > 0 && v[i].vcpu == v[i - 1].vcpu) {
+            rc = ks_err_set(err, KS_EINVAL, "vcpu %d of vm '%s' is listed twice", v[i].vcpu, vm);
             goto done;
         }
-        len += (size_t)snprintf(text + len, cap - len, "%s[%d,%d]", i ? "," : "", sorted[i].vcpu,
-                                sorted[i].cpu_id);
+        if (i)
+            text[len++] = ',';
+        text[len++] = '[';
+        len += put_uint(text + len, v[i].vcpu);
+        text[len++] = ',';
+        len += put_uint(text + len, v[i].cpu_id);
+        text[len++] = ']';
     }
     text[len++] = ']';
     text[len] = '\0';
@@ -1094,44 +1194,52 @@ static ks_code vcpus_parse(vcpu_list *out, const char *text, const char *vm, ks_
 }
 
 /* Allocates the CPUs of v[0..n) on `host`: each must exist (what vm_vcpus'
- * foreign key to cpus enforced) and be free. */
-static ks_code vcpus_take(sq_store *q, const char *host, const ks_store_vcpu_alloc *v, uint32_t n,
-                          ks_err *err)
+ * foreign key to cpus enforced) and be free; and lists `vm` on the host
+ * unless it is NULL (a copied vCPU of a VM listed already). */
+static ks_code vcpus_take(sq_store *q, const char *host, const char *vm,
+                          const ks_store_vcpu_alloc *v, uint32_t n, ks_err *err)
 {
-    if (n == 0)
-        return KS_OK;
-    cpu_bitmap used, present;
-    ks_code rc = alloc_read(&used, &present, q, host, err);
+    host_alloc a;
+    ks_code rc = alloc_read(&a, q, host, err);
     for (uint32_t i = 0; rc == KS_OK && i < n; i++) {
-        if (v[i].cpu_id >= KS_REPORT_MAX_CPUS || !bitmap_test(&present, v[i].cpu_id))
+        if (v[i].cpu_id >= KS_REPORT_MAX_CPUS || !bitmap_test(&a.present, v[i].cpu_id))
             rc = ks_err_set(err, KS_ENOTFOUND, "host '%s' has no cpu %d", host, v[i].cpu_id);
-        else if (bitmap_test(&used, v[i].cpu_id))
+        else if (bitmap_test(&a.used, v[i].cpu_id))
             rc = ks_err_set(err, KS_ECONFLICT, "host cpu %s/%d is already allocated", host,
                             v[i].cpu_id);
         else
-            bitmap_set(&used, v[i].cpu_id, true);
+            bitmap_set(&a.used, v[i].cpu_id, true);
     }
-    return rc == KS_OK ? alloc_write(q, host, &used, err) : rc;
+    if (rc == KS_OK && vm)
+        rc = vms_list_add(&a, vm, host, err);
+    if (rc == KS_OK)
+        rc = alloc_write(q, host, &a, err);
+    host_alloc_free(&a);
+    return rc;
 }
 
-/* Frees the CPUs of a VM's vcpus on `host`.  A CPU the bitmap does not hold
- * means the store was changed behind our back: refused, not papered over. */
+/* Frees the CPUs of VM `vm` on `host` and takes it off the host's list.  A
+ * CPU the bitmap does not hold means the store was changed behind our back:
+ * refused, not papered over. */
 static ks_code vcpus_release(sq_store *q, const char *host, const vcpu_list *l, const char *vm,
                              ks_err *err)
 {
-    if (l->n == 0)
-        return KS_OK;
-    cpu_bitmap m;
-    ks_code rc = alloc_read(&m, NULL, q, host, err);
+    host_alloc a;
+    ks_code rc = alloc_read(&a, q, host, err);
     for (uint32_t i = 0; rc == KS_OK && i < l->n; i++) {
-        if (!bitmap_test(&m, l->v[i].cpu_id))
+        if (!bitmap_test(&a.used, l->v[i].cpu_id))
             rc = ks_err_set(err, KS_EIO,
                             "cpu allocation of host '%s' lacks cpu %d of vm '%s' (run the "
                             "integrity check)",
                             host, l->v[i].cpu_id, vm);
-        bitmap_set(&m, l->v[i].cpu_id, false);
+        bitmap_set(&a.used, l->v[i].cpu_id, false);
     }
-    return rc == KS_OK ? alloc_write(q, host, &m, err) : rc;
+    if (rc == KS_OK)
+        rc = vms_list_remove(&a, vm, host, err);
+    if (rc == KS_OK)
+        rc = alloc_write(q, host, &a, err);
+    host_alloc_free(&a);
+    return rc;
 }
 
 /* ks_cpu_bitmap(cpu_id): the aggregate migration 3 and the integrity check
@@ -1157,6 +1265,108 @@ static void cpu_bitmap_final(sqlite3_context *ctx)
     while (len > 0 && m->b[len - 1] == 0)
         len--;
     sqlite3_result_blob(ctx, len ? (const void *)m->b : "", len, SQLITE_TRANSIENT);
+}
+
+/* ---- compressed plans (ks_zdoc.h) ----------------------------------------- */
+
+/* Loads the database's dictionaries; a read-write handle writes with the
+ * newest. */
+static ks_code zdicts_load(sq_store *q, ks_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    ks_code rc = stmt(&st, q, ST_ZDICT_LIST, err);
+    int src = SQLITE_DONE;
+    while (rc == KS_OK && (src = sqlite3_step(st)) == SQLITE_ROW)
+        rc = ks_zdoc_add_dict(q->zdoc, sqlite3_column_int(st, 0), sqlite3_column_blob(st, 1),
+                              (size_t)sqlite3_column_bytes(st, 1), !q->base.read_only, err);
+    if (rc == KS_OK && src != SQLITE_DONE)
+        rc = sq_fail(q, src, "read dictionaries", err);
+    stmt_done(st);
+    return rc;
+}
+
+/* A read-write handle on a database without a dictionary stores the first
+ * (another process may store it at the same time: the first one wins). */
+static ks_code zdicts_init(sq_store *q, ks_err *err)
+{
+    ks_code rc = zdicts_load(q, err);
+    if (rc != KS_OK || q->base.read_only || ks_zdoc_can_write(q->zdoc))
+        return rc;
+    size_t len = 0;
+    char *dict = ks_zdoc_plan_dict(&len);
+    sqlite3_stmt *st = NULL;
+    rc = dict ? sq_exec(q, "BEGIN IMMEDIATE", "begin", err)
+              : ks_err_set(err, KS_ENOMEM, "out of memory building a dictionary");
+    if (rc == KS_OK)
+        rc = stmt(&st, q, ST_ZDICT_INSERT, err);
+    if (rc == KS_OK) {
+        sqlite3_bind_int(st, 1, 1);
+        sqlite3_bind_blob(st, 2, dict, (int)len, SQLITE_STATIC);
+        int src = step_done(st);
+        stmt_done(st);
+        if (src != SQLITE_OK && sqlite3_extended_errcode(q->db) != SQLITE_CONSTRAINT_PRIMARYKEY)
+            rc = sq_fail(q, src, "store dictionary", err);
+    }
+    if (rc == KS_OK)
+        rc = sq_exec(q, "COMMIT", "commit dictionary", err);
+    if (!sqlite3_get_autocommit(q->db))
+        sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
+    free(dict);
+    return rc == KS_OK ? zdicts_load(q, err) : rc;
+}
+
+/* Binds a plan as its compressed blob (at i_z), its text column NULL. */
+static ks_code bind_plan(sq_store *q, sqlite3_stmt *st, int i_text, int i_z, const char *plan,
+                         ks_err *err)
+{
+    sqlite3_bind_null(st, i_text);
+    sqlite3_bind_null(st, i_z);
+    if (!plan)
+        return KS_OK;
+    const uint8_t *z = NULL;
+    size_t n = 0;
+    ks_code rc = ks_zdoc_compress(&z, &n, q->zdoc, plan, strlen(plan), err);
+    if (rc == KS_OK && n > INT32_MAX)
+        return ks_err_set(err, KS_ETOOLARGE, "plan of %zu bytes", strlen(plan));
+    /* the buffer outlives the statement's step: the caller steps and resets it next */
+    if (rc == KS_OK)
+        sqlite3_bind_blob(st, i_z, z, (int)n, SQLITE_STATIC);
+    return rc;
+}
+
+/* *text = a stored plan: its text column, or its blob decompressed into the
+ * handle's buffer (valid until the next plan read). */
+static ks_code plan_read(const char **text, sq_store *q, sqlite3_stmt *st, int i_text, int i_z,
+                         ks_err *err)
+{
+    *text = col_str(st, i_text);
+    const void *z = sqlite3_column_blob(st, i_z);
+    if (*text || !z)
+        return KS_OK;
+    size_t n = (size_t)sqlite3_column_bytes(st, i_z);
+    ks_code rc = KS_OK;
+    if (!ks_zdoc_has_dict(q->zdoc, ks_zdoc_blob_dict(z, n)))
+        rc = zdicts_load(q, err); /* stored after this handle opened */
+    return rc == KS_OK ? ks_zdoc_decompress(text, q->zdoc, z, n, err) : rc;
+}
+
+/* ks_plan_text(plan_json, plan_z): the plan as text, for SQL that reads
+ * whole rows (ks_store_copy, the integrity check). */
+static void plan_text_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    (void)argc;
+    sq_store *q = sqlite3_user_data(ctx);
+    if (sqlite3_value_type(argv[0]) != SQLITE_NULL || sqlite3_value_type(argv[1]) == SQLITE_NULL) {
+        sqlite3_result_value(ctx, argv[0]);
+        return;
+    }
+    const void *z = sqlite3_value_blob(argv[1]);
+    ks_err e = {0};
+    const char *text = NULL;
+    if (ks_zdoc_decompress(&text, q->zdoc, z, (size_t)sqlite3_value_bytes(argv[1]), &e) != KS_OK)
+        sqlite3_result_error(ctx, e.msg, -1);
+    else
+        sqlite3_result_text(ctx, text, -1, SQLITE_TRANSIENT);
 }
 
 /* ---- hosts ------------------------------------------------------------- */
@@ -1283,13 +1493,13 @@ static ks_code delete_stale_cpus(sq_store *q, const char *host, const int32_t *i
                                  ks_err *err)
 {
     sqlite3_stmt *del = NULL;
-    cpu_bitmap used;
+    host_alloc a = {.vms = NULL};
     char vm[KS_ID_MAX];
-    ks_code rc = n ? alloc_read(&used, NULL, q, host, err) : KS_OK;
+    ks_code rc = n ? alloc_read(&a, q, host, err) : KS_OK;
     if (rc == KS_OK && n)
         rc = stmt(&del, q, ST_CPU_DELETE, err);
     for (uint32_t i = 0; rc == KS_OK && i < n; i++) {
-        if (bitmap_test(&used, ids[i])) {
+        if (bitmap_test(&a.used, ids[i])) {
             rc = cpu_owner(vm, q, host, ids[i], err);
             if (rc == KS_OK)
                 rc = ks_err_set(err, KS_ECONFLICT,
@@ -1305,6 +1515,7 @@ static ks_code delete_stale_cpus(sq_store *q, const char *host, const int32_t *i
             rc = sq_fail(q, src, "delete cpu", err);
     }
     stmt_done(del);
+    host_alloc_free(&a);
     return rc;
 }
 
@@ -1794,9 +2005,10 @@ static ks_code sq_vm_insert(ks_store *s, const ks_store_vm_row *vm,
     bind_u64(st, 10, vm->created_us);
     bind_u64(st, 11, vm->updated_us);
     bind_text(st, 12, vm->request_json);
-    bind_text(st, 13, vm->plan_json);
     char *text = NULL;
-    rc = vcpus_format(&text, vm->name, vcpus, n_vcpus, err);
+    rc = bind_plan(q, st, 13, 15, vm->plan_json, err);
+    if (rc == KS_OK)
+        rc = vcpus_format(&text, vm->name, vcpus, n_vcpus, err);
     if (rc != KS_OK) {
         stmt_done(st);
         return rc;
@@ -1814,11 +2026,12 @@ static ks_code sq_vm_insert(ks_store *s, const ks_store_vm_row *vm,
             return sq_fail(q, src, "store vm", err);
         }
     }
-    return vcpus_take(q, vm->host_id, vcpus, n_vcpus, err);
+    return vcpus_take(q, vm->host_id, vm->name, vcpus, n_vcpus, err);
 }
 
-/* Fills *v from a VM_COLS row; JSON pointers borrowed from the statement. */
-static void vm_row_read(ks_store_vm_row *v, sqlite3_stmt *st)
+/* Fills *v from a VM_COLS row; JSON pointers borrowed from the statement or
+ * the handle's buffer, until the next row. */
+static ks_code vm_row_read(ks_store_vm_row *v, sq_store *q, sqlite3_stmt *st, ks_err *err)
 {
     col_text(v->name, sizeof(v->name), st, 0);
     col_text(v->host_id, sizeof(v->host_id), st, 1);
@@ -1833,7 +2046,14 @@ static void vm_row_read(ks_store_vm_row *v, sqlite3_stmt *st)
     v->created_us = col_u64(st, 9);
     v->updated_us = col_u64(st, 10);
     v->request_json = (char *)col_str(st, 11);
-    v->plan_json = (char *)col_str(st, 12);
+    const char *plan = NULL;
+    ks_code rc = plan_read(&plan, q, st, 12, 13, err);
+    if (rc != KS_OK) {
+        ks_err_prefix(err, "plan of vm '%s'", v->name);
+        return rc;
+    }
+    v->plan_json = (char *)plan;
+    return KS_OK;
 }
 
 static ks_code sq_vm_get(ks_store_vm_row *out, ks_store *s, const char *name, bool with_json,
@@ -1857,15 +2077,16 @@ static ks_code sq_vm_get(ks_store_vm_row *out, ks_store *s, const char *name, bo
         rc = sq_fail(q, src, "read vm", err);
         goto done;
     }
-    vm_row_read(&v, st);
+    rc = vm_row_read(&v, q, st, err);
+    const char *plan = v.plan_json;
     v.request_json = v.plan_json = NULL;
-    if (with_json) {
+    if (rc == KS_OK && with_json) {
         rc = col_dup(&v.request_json, st, 11, err);
-        if (rc == KS_OK)
-            rc = col_dup(&v.plan_json, st, 12, err);
-        if (rc != KS_OK)
-            goto done;
+        if (rc == KS_OK && plan && !(v.plan_json = strdup(plan)))
+            rc = ks_err_set(err, KS_ENOMEM, "out of memory copying a plan");
     }
+    if (rc != KS_OK)
+        goto done;
     *out = v;
     v.request_json = v.plan_json = NULL;
 done:
@@ -1897,11 +2118,11 @@ static ks_code sq_vm_list(ks_store *s, const ks_store_vm_filter *f, ks_store_vm_
     sqlite3_bind_int(st, 5, f->with_json ? 1 : 0);
     int src;
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        vm_row_read(&v, st);
-        if (cb(ctx, &v) != 0)
+        rc = vm_row_read(&v, q, st, err);
+        if (rc != KS_OK || cb(ctx, &v) != 0)
             break;
     }
-    if (src != SQLITE_ROW && src != SQLITE_DONE)
+    if (rc == KS_OK && src != SQLITE_ROW && src != SQLITE_DONE)
         rc = sq_fail(q, src, "list vms", err);
     stmt_done(st);
     return rc;
@@ -2006,10 +2227,14 @@ static ks_code sq_vm_update_plan(ks_store *s, const char *name, const char *host
     bind_text(st, 1, name);
     bind_text(st, 2, host_id);
     bind_u64(st, 3, generation);
-    bind_text(st, 4, plan_json);
     sqlite3_bind_int64(st, 5, n_vcpus);
     bind_u64(st, 6, now_us);
     sqlite3_bind_text(st, 7, text, -1, free);
+    rc = bind_plan(q, st, 4, 8, plan_json, err);
+    if (rc != KS_OK) {
+        stmt_done(st);
+        return rc;
+    }
     int src = step_done(st);
     stmt_done(st);
     if (src != SQLITE_OK) {
@@ -2017,7 +2242,7 @@ static ks_code sq_vm_update_plan(ks_store *s, const char *name, const char *host
             return ks_err_set(err, KS_ENOTFOUND, "host '%s' not found", host_id);
         return sq_fail(q, src, "update vm", err);
     }
-    return vcpus_take(q, host_id, vcpus, n_vcpus, err);
+    return vcpus_take(q, host_id, name, vcpus, n_vcpus, err);
 }
 
 static ks_code sq_vm_set_state(ks_store *s, const char *name, ks_store_vm_state state,
@@ -2764,10 +2989,23 @@ static ks_code sq_raw_scan(ks_store *s, int t, int (*cb)(void *ctx, const ks_sto
     sq_store *q = sq(s);
     const ks_store__table *tb = &ks_store__tables[t];
     ks_store__val v[KS_STORE__MAX_COLS];
-    char sql[512];
+    char sql[1024];
     sqlite3_stmt *st = NULL;
     ks_code rc = KS_OK;
-    snprintf(sql, sizeof(sql), "SELECT %s FROM %s ORDER BY %s", tb->cols, tb->name, tb->order_by);
+    const char *cols = tb->cols;
+    char vm_cols[512];
+    if (strcmp(tb->name, "vms") == 0) {
+        /* plans are stored compressed: copy them as text */
+        size_t n = strlen(cols), k = strlen("plan_json");
+        if (n < k || strcmp(cols + n - k, "plan_json") != 0)
+            return ks_err_set(err, KS_EINTERNAL, "vms copy columns do not end with plan_json");
+        snprintf(vm_cols, sizeof(vm_cols), "%.*sks_plan_text(plan_json, plan_z)", (int)(n - k), cols);
+        cols = vm_cols;
+    }
+    int len = snprintf(sql, sizeof(sql), "SELECT %s FROM %s ORDER BY %s", cols, tb->name,
+                       tb->order_by);
+    if (len < 0 || (size_t)len >= sizeof(sql))
+        return ks_err_set(err, KS_EINTERNAL, "scan statement for %s too long", tb->name);
     int src = sqlite3_prepare_v2(q->db, sql, -1, &st, NULL);
     if (src != SQLITE_OK) {
         rc = sq_fail(q, src, "prepare table scan", err);
@@ -2849,7 +3087,7 @@ static ks_code copy_vcpu(sq_store *q, const ks_store__val *v, ks_err *err)
     stmt_done(st);
     if (src != SQLITE_OK)
         return sq_fail(q, src, "store vcpus", err);
-    return vcpus_take(q, host, &a, 1, err);
+    return vcpus_take(q, host, NULL, &a, 1, err);
 }
 
 /* A copied cpus row (host_id, cpu_id, ...) is also a bit of its host's set. */
@@ -2861,12 +3099,27 @@ static ks_code copy_cpu_present(sq_store *q, const ks_store__val *v, ks_err *err
         return ks_err_set(err, KS_EINVAL, "cpus row out of range");
     memcpy(host, v[0].p, v[0].len);
     host[v[0].len] = '\0';
-    cpu_bitmap used, present;
-    ks_code rc = alloc_read(&used, &present, q, host, err);
-    if (rc != KS_OK)
-        return rc;
-    bitmap_set(&present, (int32_t)v[1].i, true);
-    return alloc_write_present(q, host, &present, err);
+    host_alloc a;
+    ks_code rc = alloc_read(&a, q, host, err);
+    bitmap_set(&a.present, (int32_t)v[1].i, true);
+    if (rc == KS_OK)
+        rc = alloc_write_present(q, host, &a.present, err);
+    host_alloc_free(&a);
+    return rc;
+}
+
+/* A copied vms row (name, host_id, ...) is listed on its host. */
+static ks_code copy_vm_listed(sq_store *q, const ks_store__val *v, ks_err *err)
+{
+    char vm[KS_ID_MAX], host[KS_ID_MAX];
+    if (v[0].type != KS_STORE__V_TEXT || v[0].len >= KS_ID_MAX || v[1].type != KS_STORE__V_TEXT ||
+        v[1].len >= KS_ID_MAX)
+        return ks_err_set(err, KS_EINVAL, "vms row out of range");
+    memcpy(vm, v[0].p, v[0].len);
+    vm[v[0].len] = '\0';
+    memcpy(host, v[1].p, v[1].len);
+    host[v[1].len] = '\0';
+    return vcpus_take(q, host, vm, NULL, 0, err);
 }
 
 static ks_code sq_raw_insert(ks_store *s, int t, const ks_store__val *v, ks_err *err)
@@ -2914,7 +3167,9 @@ static ks_code sq_raw_insert(ks_store *s, int t, const ks_store__val *v, ks_err 
     stmt_done(st);
     if (src != SQLITE_OK)
         return sq_fail(q, src, "insert copied row", err);
-    return is_cpu ? copy_cpu_present(q, v, err) : KS_OK;
+    if (is_cpu)
+        return copy_cpu_present(q, v, err);
+    return strcmp(tb->name, "vms") == 0 ? copy_vm_listed(q, v, err) : KS_OK;
 }
 
 /* AUTOINCREMENT counters follow explicit ids by themselves. */
@@ -3058,11 +3313,18 @@ ks_code ks_store__sqlite_open(ks_store **out, const char *path, const ks_store_o
         goto done;
     }
     sqlite3_extended_result_codes(q->db, 1);
+    rc = ks_zdoc_new(&q->zdoc, err);
+    if (rc != KS_OK)
+        goto done;
     src = sqlite3_create_function_v2(q->db, "ks_cpu_bitmap", 1,
                                      SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY, NULL,
                                      NULL, cpu_bitmap_step, cpu_bitmap_final, NULL);
+    if (src == SQLITE_OK)
+        src = sqlite3_create_function_v2(q->db, "ks_plan_text", 2,
+                                         SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY, q,
+                                         plan_text_fn, NULL, NULL, NULL);
     if (src != SQLITE_OK) {
-        rc = sq_fail(q, src, "register ks_cpu_bitmap", err);
+        rc = sq_fail(q, src, "register functions", err);
         goto done;
     }
     sqlite3_busy_timeout(
@@ -3133,6 +3395,8 @@ ks_code ks_store__sqlite_open(ks_store **out, const char *path, const ks_store_o
         rc = sq_exec(q, "PRAGMA mmap_size = 2147418112", "set mmap size", err);
     if (rc == KS_OK)
         rc = migrate(q, path, err);
+    if (rc == KS_OK)
+        rc = zdicts_init(q, err);
     /* An in-memory database has no WAL to checkpoint. */
     if (rc == KS_OK && opts->background_checkpoint && !opts->read_only &&
         strcmp(path, ":memory:") != 0)

@@ -5,7 +5,7 @@ set -euo pipefail
 
 build_pkgs=(build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev
             libcurl4-openssl-dev libsqlite3-dev libcmocka-dev libhwloc-dev hwloc-nox
-            sqlite3 bzip2 ca-certificates libgnutls28-dev libpq-dev)
+            sqlite3 bzip2 ca-certificates libgnutls28-dev libpq-dev libzstd-dev)
 test_pkgs=(qemu-system-x86 libvirt-clients socat clang libclang-rt-14-dev python3-jsonschema
            python3 curl chromium postgresql systemd)
 

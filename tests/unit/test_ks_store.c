@@ -999,6 +999,11 @@ static void test_store__migrate_v2_allocations(void **state)
     assert_int_equal(qint(f->s, "SELECT used = X'0A02' FROM cpu_alloc WHERE host_id = 'h1'"), 1);
     assert_int_equal(qint(f->s, "SELECT used = X'0080' FROM cpu_alloc WHERE host_id = 'h2'"), 1);
     assert_int_equal(qint(f->s, "SELECT count(*) FROM cpu_alloc WHERE present = X'FFFF'"), 2);
+    /* each host lists its VMs (vm-c has no vCPU but is on h1) */
+    assert_int_equal(qint(f->s, "SELECT count(*) FROM cpu_alloc a, json_each(a.vms) j WHERE "
+                                "a.host_id = 'h1' AND j.value IN ('vm-a', 'vm-c')"),
+                     2);
+    assert_int_equal(qint(f->s, "SELECT vms = '[\"vm-b\"]' FROM cpu_alloc WHERE host_id = 'h2'"), 1);
     vcpu_list vl = {0};
     assert_int_equal(ks_store_vcpu_scan(f->s, "h1", NULL, collect_vcpu, &vl, &err), KS_OK);
     assert_int_equal(vl.n, 3);
@@ -1014,6 +1019,14 @@ static void test_store__migrate_v2_allocations(void **state)
     assert_int_equal(delete_vm(f->s, "vm-a", &err), KS_OK);
     assert_int_equal(insert_vm(f->s, "vm-d", "h1", want, 2, &err), KS_OK);
     assert_int_equal(qint(f->s, "SELECT used = X'0003' FROM cpu_alloc WHERE host_id = 'h1'"), 1);
+    assert_int_equal(qint(f->s, "SELECT vms = '[\"vm-c\",\"vm-d\"]' FROM cpu_alloc "
+                                "WHERE host_id = 'h1'"),
+                     1);
+    ks_store_vm_filter flt = KS_STORE_VM_FILTER_INIT;
+    flt.host_id = "h1";
+    uint64_t n = 0;
+    assert_int_equal(ks_store_vm_count(&n, f->s, &flt, &err), KS_OK);
+    assert_int_equal(n, 2);
     assert_int_equal(ks_store_integrity_check(f->s, &err), KS_OK);
 }
 
@@ -1051,6 +1064,17 @@ static void test_store__allocation_damage_found(void **state)
     assert_string_equal(err.msg, "host 'h1' has no cpu 5");
     put_ok(f->s, "h1", "b", 2, 6); /* a report with changed CPUs writes the set anew */
     assert_int_equal(qint(f->s, "SELECT present = X'3F' FROM cpu_alloc"), 1);
+    assert_int_equal(ks_store_integrity_check(f->s, &err), KS_OK);
+
+    /* the host's VM list stands for the index on vms.host_id */
+    raw_sql(f, "UPDATE cpu_alloc SET vms = '[\"vm-a\"]'");
+    assert_int_equal(ks_store_integrity_check(f->s, &err), KS_EIO);
+    assert_string_equal(err.msg, "integrity check: vm missing from the list of its host: h1/vm-b");
+    raw_sql(f, "UPDATE cpu_alloc SET vms = '[\"vm-a\",\"vm-b\",\"vm-x\"]'");
+    assert_int_equal(ks_store_integrity_check(f->s, &err), KS_EIO);
+    assert_string_equal(err.msg,
+                        "integrity check: host lists a vm twice or one it does not run: h1/vm-x");
+    raw_sql(f, "UPDATE cpu_alloc SET vms = '[\"vm-a\",\"vm-b\"]'");
     assert_int_equal(ks_store_integrity_check(f->s, &err), KS_OK);
 
     raw_sql(f, "UPDATE vms SET vcpus = '[[0,2]]' WHERE name = 'vm-b'");
