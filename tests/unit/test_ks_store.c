@@ -1030,6 +1030,61 @@ static void test_store__migrate_v2_allocations(void **state)
     assert_int_equal(ks_store_integrity_check(f->s, &err), KS_OK);
 }
 
+/* A plan is stored compressed (SQLite) and read back byte for byte, by a
+ * second handle too; a damaged one is an error, never a wrong document. */
+static void test_store__plan_compressed(void **state)
+{
+    fixture *f = *state;
+    ks_err err = {0};
+    put_ok(f->s, "h1", "b", 1, 8);
+    /* a plan's shape: feature names, and keys repeated per vCPU */
+    char plan[8192];
+    size_t len = (size_t)snprintf(plan, sizeof(plan), "{\"features\":{\"enable\":[");
+    for (unsigned i = 0; i < 120 && i < ks_feature_count(); i++)
+        len += (size_t)snprintf(plan + len, sizeof(plan) - len, "%s\"%s\"", i ? "," : "",
+                                ks_feature_name(i));
+    len += (size_t)snprintf(plan + len, sizeof(plan) - len, "]},\"vcpus\":[");
+    for (int i = 0; i < 8; i++)
+        len += (size_t)snprintf(plan + len, sizeof(plan) - len,
+                                "%s{\"core\":%d,\"host_cpu\":%d,\"kind\":\"performance\"}",
+                                i ? "," : "", i, i * 3);
+    snprintf(plan + len, sizeof(plan) - len, "]}");
+    ks_store_vm_row vm;
+    memset(&vm, 0, sizeof(vm));
+    snprintf(vm.name, sizeof(vm.name), "vm-z");
+    snprintf(vm.host_id, sizeof(vm.host_id), "h1");
+    vm.generation = 1;
+    vm.plan_json = plan;
+    ks_store_vcpu_alloc one = {0, 1};
+    assert_int_equal(ks_store_begin(f->s, &err), KS_OK);
+    assert_int_equal(ks_store_vm_insert(f->s, &vm, &one, 1, &err), KS_OK);
+    assert_int_equal(ks_store_commit(f->s, &err), KS_OK);
+    ks_store_vm_row got;
+    assert_int_equal(ks_store_vm_get(&got, f->s, "vm-z", true, &err), KS_OK);
+    assert_string_equal(got.plan_json, plan);
+    ks_store_vm_row_destroy(&got);
+    if (g_pg)
+        return; /* PostgreSQL compresses large values itself (TOAST) */
+    assert_int_equal(qint(f->s, "SELECT plan_json IS NULL FROM vms"), 1);
+    int64_t stored = qint(f->s, "SELECT length(plan_z) FROM vms");
+    assert_true(stored > 0 && (size_t)stored * 4 < strlen(plan));
+    ks_store *r = NULL;
+    assert_int_equal(ks_store_open_readonly(&r, f->path, &err), KS_OK);
+    assert_int_equal(ks_store_vm_get(&got, r, "vm-z", true, &err), KS_OK);
+    assert_string_equal(got.plan_json, plan);
+    ks_store_vm_row_destroy(&got);
+    ks_store_close(r);
+
+    raw_sql(f, "UPDATE vms SET plan_z = X'01ff00'");
+    assert_int_equal(ks_store_vm_get(&got, f->s, "vm-z", true, &err), KS_EIO);
+    assert_non_null(strstr(err.msg, "plan of vm 'vm-z'"));
+    assert_int_equal(ks_store_vm_get(&got, f->s, "vm-z", false, &err), KS_OK); /* no plan read */
+    assert_int_equal(ks_store_integrity_check(f->s, &err), KS_EIO);
+    raw_sql(f, "UPDATE vms SET plan_z = X'07ff00'"); /* a dictionary the database lacks */
+    assert_int_equal(ks_store_vm_get(&got, f->s, "vm-z", true, &err), KS_EIO);
+    assert_non_null(strstr(err.msg, "needs dictionary 7"));
+}
+
 /* What the bitmap guard replaced a declared constraint with is checked: damage
  * done behind the store's back is reported, and a delete that would make it
  * worse is refused whole. */
@@ -2199,6 +2254,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_store__vm_update_and_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__migrate_v2_allocations, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__allocation_damage_found, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store__plan_compressed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__backup_restores, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__readonly_handle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__events_since, setup, teardown),
