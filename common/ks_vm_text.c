@@ -61,11 +61,21 @@ static void tb_lit(text_buf *b, const char *s)
     tb_put(b, s, strlen(s));
 }
 
+/* Decimal, as "%lld" writes it: a plan has ~15 integers per vCPU, and
+ * snprintf's format machinery was 7 % of a durable placement. */
 static void tb_int(text_buf *b, long long v)
 {
     char num[24];
-    int n = snprintf(num, sizeof(num), "%lld", v);
-    tb_put(b, num, (size_t)n);
+    size_t n = sizeof(num);
+    /* negate through unsigned: LLONG_MIN has no positive long long */
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    do {
+        num[--n] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        num[--n] = '-';
+    tb_put(b, num + n, sizeof(num) - n);
 }
 
 /* `key` is the member's text up to its value, e.g. ",\"core\":". */

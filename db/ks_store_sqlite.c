@@ -1161,6 +1161,17 @@ done:
     return rc;
 }
 
+/* An empty list on the heap (KS_VM_MAX_VCPUS entries: too big for a stack). */
+static vcpu_list *vcpu_list_new(ks_err *err)
+{
+    vcpu_list *l = malloc(sizeof(*l));
+    if (l)
+        l->n = 0;
+    else
+        ks_err_set(err, KS_ENOMEM, "out of memory for a vcpu list");
+    return l;
+}
+
 static bool parse_int(const char **p, int32_t *out)
 {
     const char *s = *p;
@@ -1466,13 +1477,17 @@ static ks_code cpu_owner(char vm[KS_ID_MAX], sq_store *q, const char *host, int3
                          ks_err *err)
 {
     sqlite3_stmt *st = NULL;
+    vcpu_list *l = vcpu_list_new(err);
+    if (!l)
+        return KS_ENOMEM;
     ks_code rc = stmt(&st, q, ST_VCPU_SCAN_HOST, err);
-    if (rc != KS_OK)
+    if (rc != KS_OK) {
+        free(l);
         return rc;
+    }
     snprintf(vm, KS_ID_MAX, "?");
     bind_text(st, 1, host);
-    vcpu_list *l = malloc(sizeof(*l));
-    int src = l ? SQLITE_ROW : SQLITE_NOMEM;
+    int src = SQLITE_ROW;
     while (rc == KS_OK && src == SQLITE_ROW && (src = sqlite3_step(st)) == SQLITE_ROW) {
         rc = vcpus_parse(l, col_str(st, 2), col_str(st, 0), err);
         for (uint32_t i = 0; rc == KS_OK && i < l->n; i++)
@@ -2151,8 +2166,10 @@ static ks_code sq_vm_delete(ks_store *s, const char *name, ks_err *err)
     sq_store *q = sq(s);
     sqlite3_stmt *st = NULL;
     char host[KS_ID_MAX];
-    vcpu_list *l = malloc(sizeof(*l));
-    ks_code rc = l ? stmt(&st, q, ST_VM_DELETE, err) : ks_err_set(err, KS_ENOMEM, "out of memory");
+    vcpu_list *l = vcpu_list_new(err);
+    if (!l)
+        return KS_ENOMEM;
+    ks_code rc = stmt(&st, q, ST_VM_DELETE, err);
     if (rc != KS_OK) {
         free(l);
         return rc;
@@ -2207,9 +2224,10 @@ static ks_code sq_vm_update_plan(ks_store *s, const char *name, const char *host
     sqlite3_stmt *st = NULL;
     uint64_t gen = 0;
     char old_host[KS_ID_MAX], *text = NULL;
-    vcpu_list *old = malloc(sizeof(*old));
-    ks_code rc = old ? vm_alloc_read(&gen, old_host, old, q, name, err)
-                     : ks_err_set(err, KS_ENOMEM, "out of memory");
+    vcpu_list *old = vcpu_list_new(err);
+    if (!old)
+        return KS_ENOMEM;
+    ks_code rc = vm_alloc_read(&gen, old_host, old, q, name, err);
     if (rc == KS_OK && generation <= gen)
         rc = ks_err_set(err, KS_ECONFLICT, "plan generation %llu is not newer than stored %llu",
                         (unsigned long long)generation, (unsigned long long)gen);
@@ -2328,8 +2346,10 @@ static ks_code sq_vcpu_scan(ks_store *s, const char *host_id, const char *vm_nam
     sqlite3_stmt *st = NULL;
     vcpu_batch b = {0};
     int id = vm_name ? ST_VCPU_SCAN_VM : host_id ? ST_VCPU_SCAN_HOST : ST_VCPU_SCAN_ALL;
-    vcpu_list *l = malloc(sizeof(*l));
-    ks_code rc = l ? stmt(&st, q, id, err) : ks_err_set(err, KS_ENOMEM, "out of memory");
+    vcpu_list *l = vcpu_list_new(err);
+    if (!l)
+        return KS_ENOMEM;
+    ks_code rc = stmt(&st, q, id, err);
     if (rc != KS_OK) {
         free(l);
         return rc;
@@ -3061,10 +3081,11 @@ static ks_code copy_vcpu(sq_store *q, const ks_store__val *v, ks_err *err)
     memcpy(host, v[2].p, v[2].len);
     host[v[2].len] = '\0';
     ks_store_vcpu_alloc a = {(int32_t)v[1].i, (int32_t)v[3].i};
-    vcpu_list *l = malloc(sizeof(*l));
+    vcpu_list *l = vcpu_list_new(err);
     sqlite3_stmt *st = NULL;
-    ks_code rc = l ? vm_alloc_read(&gen, vm_host, l, q, vm, err)
-                   : ks_err_set(err, KS_ENOMEM, "out of memory");
+    if (!l)
+        return KS_ENOMEM;
+    ks_code rc = vm_alloc_read(&gen, vm_host, l, q, vm, err);
     if (rc == KS_OK && strcmp(host, vm_host) != 0)
         rc = ks_err_set(err, KS_EINVAL, "vcpu %d of vm '%s' is on host '%s', the vm on '%s'",
                         a.vcpu, vm, host, vm_host);
