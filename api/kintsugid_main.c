@@ -107,6 +107,7 @@ static void usage(FILE *f)
                "       kintsugid migrate --from STORE --to STORE   (copy a fleet, e.g.\n"
                "                 --from sqlite:/var/lib/kintsugi/kintsugi.db --to postgresql://...)\n"
                "       kintsugid backup PATH [--db STORE]   (consistent copy as a SQLite file)\n"
+               "       kintsugid check [--db STORE]   (the store's consistency checks)\n"
                "\n"
                "The Kintsugi scheduler daemon: REST API (/v1), SQLite store, fleet index.\n"
                "\nOptions (environment variable in brackets; flags override it):\n");
@@ -788,6 +789,34 @@ static int cmd_backup(int argc, char **argv)
     return ret;
 }
 
+/* kintsugid check [--db STORE]: what the schema does not declare (SQLite's
+ * CPU bitmaps and VM lists, compressed plans) and what it does. */
+static int cmd_check(int argc, char **argv)
+{
+    const char *db = getenv("KS_DB");
+    for (int a = 2; a < argc; a++) {
+        if (strcmp(argv[a], "--db") == 0 && a + 1 < argc) {
+            db = argv[++a];
+        } else {
+            fprintf(stderr, "kintsugid check: unexpected argument '%s'\n", argv[a]);
+            return 2;
+        }
+    }
+    ks_store *s = NULL;
+    ks_err err = {0};
+    if (open_cli_store(&s, "database", db && db[0] ? db : "./kintsugi.db") != 0)
+        return 1;
+    int ret = 0;
+    if (ks_store_integrity_check(s, &err) != KS_OK) {
+        fprintf(stderr, "kintsugid check: %s\n", err.msg);
+        ret = 1;
+    } else {
+        printf("the %s store is consistent\n", ks_store_backend(s));
+    }
+    ks_store_close(s);
+    return ret;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "token") == 0)
@@ -796,6 +825,8 @@ int main(int argc, char **argv)
         return cmd_migrate(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "backup") == 0)
         return cmd_backup(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "check") == 0)
+        return cmd_check(argc, argv);
     int lc = load_config(argc, argv, 1, false);
     if (lc != 0)
         return lc < 0 ? 2 : 0;

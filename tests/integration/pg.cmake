@@ -31,11 +31,13 @@ if(KS_PG_LIBPQ_FOUND)
                          ENVIRONMENT "${KS_TEST_ENV};KS_PG_DIR=${KS_PG_TEST_DIR}")
 endif()
 
-# kintsugid migrate / backup between SQLite and PostgreSQL with the real binary.
+# kintsugid migrate / backup between SQLite and PostgreSQL with the real binary,
+# and kintsugid check on the SQLite store (damaged behind its back by SQLite).
 if(KS_PG_LIBPQ_FOUND)
     ks_add_integration_test(test_pg_migrate
                             SOURCES ${CMAKE_SOURCE_DIR}/tests/integration/test_pg_migrate.c
                             LIBS ks-common PkgConfig::KS_PG_LIBPQ PkgConfig::JANSSON
+                                 PkgConfig::SQLITE3
                             DEPENDS kintsugid LABELS pg TIMEOUT 600)
     set_tests_properties(test_pg_migrate PROPERTIES FIXTURES_REQUIRED pg_cluster
                          ENVIRONMENT "${KS_TEST_ENV};KS_PG_DIR=${KS_PG_TEST_DIR}")

@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 
 #include <libpq-fe.h>
+#include <sqlite3.h>
 
 #include "test_api_harness.h"
 
@@ -78,6 +79,27 @@ static void test_pg__migrate_and_backup(void **state) {
     resp_free(&r);
   }
   assert_int_equal(kd_stop(&g_sq), 0);
+  /* The SQLite layout's own invariants hold, and damage to them is found. */
+  assert_int_equal(run_kintsugid("check", "--db", g_sq.db, NULL, NULL), 0);
+  assert_int_equal(run_kintsugid("check", "--bogus", NULL, NULL, NULL), 2);
+  sqlite3 *raw = NULL;
+  assert_int_equal(sqlite3_open(g_sq.db, &raw), SQLITE_OK);
+  assert_int_equal(
+      sqlite3_exec(raw,
+                   "CREATE TEMP TABLE keep AS SELECT host_id, used FROM cpu_alloc;"
+                   "UPDATE cpu_alloc SET used = X'' WHERE host_id = "
+                   "(SELECT host_id FROM vms WHERE name = 'vm3')",
+                   NULL, NULL, NULL),
+      SQLITE_OK);
+  assert_int_equal(run_kintsugid("check", "--db", g_sq.db, NULL, NULL), 1);
+  assert_int_equal(
+      sqlite3_exec(raw,
+                   "UPDATE cpu_alloc SET used = (SELECT k.used FROM keep k "
+                   "WHERE k.host_id = cpu_alloc.host_id)",
+                   NULL, NULL, NULL),
+      SQLITE_OK);
+  assert_int_equal(run_kintsugid("check", "--db", g_sq.db, NULL, NULL), 0);
+  sqlite3_close(raw);
 
   char from[700];
   ks_test_path(from, sizeof(from), "sqlite:%s", g_sq.db);
