@@ -757,6 +757,43 @@ done:
 }
 
 /* kintsugid backup PATH [--db STORE]: ks_store_backup (a SQLite file). */
+/* A store sub-command's work: KS_OK, or the error for the user, after
+ * printing its result. */
+typedef ks_code (*store_op)(ks_store *s, const char *arg, ks_err *err);
+
+static ks_code backup_op(ks_store *s, const char *path, ks_err *err)
+{
+    ks_code rc = ks_store_backup(s, path, err);
+    if (rc == KS_OK)
+        printf("backup of the %s store written to %s\n", ks_store_backend(s), path);
+    return rc;
+}
+
+static ks_code check_op(ks_store *s, const char *unused, ks_err *err)
+{
+    (void)unused;
+    ks_code rc = ks_store_integrity_check(s, err);
+    if (rc == KS_OK)
+        printf("the %s store is consistent\n", ks_store_backend(s));
+    return rc;
+}
+
+/* Runs `op` on the store named by --db, KS_DB or ./kintsugi.db: 0 done, 1 not. */
+static int on_store(const char *db, const char *cmd, store_op op, const char *arg)
+{
+    ks_store *s = NULL;
+    ks_err err = {0};
+    if (open_cli_store(&s, "database", db && db[0] ? db : "./kintsugi.db") != 0)
+        return 1;
+    int ret = 0;
+    if (op(s, arg, &err) != KS_OK) {
+        fprintf(stderr, "kintsugid %s: %s\n", cmd, err.msg);
+        ret = 1;
+    }
+    ks_store_close(s);
+    return ret;
+}
+
 static int cmd_backup(int argc, char **argv)
 {
     const char *path = NULL, *db = getenv("KS_DB");
@@ -774,19 +811,7 @@ static int cmd_backup(int argc, char **argv)
         fprintf(stderr, "usage: kintsugid backup PATH [--db STORE]\n");
         return 2;
     }
-    ks_store *s = NULL;
-    ks_err err = {0};
-    if (open_cli_store(&s, "database", db && db[0] ? db : "./kintsugi.db") != 0)
-        return 1;
-    int ret = 0;
-    if (ks_store_backup(s, path, &err) != KS_OK) {
-        fprintf(stderr, "kintsugid backup: %s\n", err.msg);
-        ret = 1;
-    } else {
-        printf("backup of the %s store written to %s\n", ks_store_backend(s), path);
-    }
-    ks_store_close(s);
-    return ret;
+    return on_store(db, "backup", backup_op, path);
 }
 
 /* kintsugid check [--db STORE]: what the schema does not declare (SQLite's
@@ -802,19 +827,7 @@ static int cmd_check(int argc, char **argv)
             return 2;
         }
     }
-    ks_store *s = NULL;
-    ks_err err = {0};
-    if (open_cli_store(&s, "database", db && db[0] ? db : "./kintsugi.db") != 0)
-        return 1;
-    int ret = 0;
-    if (ks_store_integrity_check(s, &err) != KS_OK) {
-        fprintf(stderr, "kintsugid check: %s\n", err.msg);
-        ret = 1;
-    } else {
-        printf("the %s store is consistent\n", ks_store_backend(s));
-    }
-    ks_store_close(s);
-    return ret;
+    return on_store(db, "check", check_op, NULL);
 }
 
 int main(int argc, char **argv)

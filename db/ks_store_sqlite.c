@@ -3066,21 +3066,36 @@ done:
     return rc;
 }
 
+/* An id column of a copied row as a string; false unless text shorter than
+ * KS_ID_MAX. */
+static bool val_id(char dst[KS_ID_MAX], const ks_store__val *v)
+{
+    if (v->type != KS_STORE__V_TEXT || v->len >= KS_ID_MAX)
+        return false;
+    memcpy(dst, v->p, v->len);
+    dst[v->len] = '\0';
+    return true;
+}
+
+/* An integer column of a copied row in [0, max). */
+static bool val_index(int32_t *out, const ks_store__val *v, int64_t max)
+{
+    if (v->type != KS_STORE__V_INT || v->i < 0 || v->i >= max)
+        return false;
+    *out = (int32_t)v->i;
+    return true;
+}
+
 /* Copies one vm_vcpus row (vm_name, vcpu, host_id, cpu_id) into the VM's row
  * and its host's bitmap: vm_vcpus is a view here. */
 static ks_code copy_vcpu(sq_store *q, const ks_store__val *v, ks_err *err)
 {
     char vm[KS_ID_MAX], host[KS_ID_MAX], vm_host[KS_ID_MAX], *text = NULL;
     uint64_t gen;
-    if (v[0].type != KS_STORE__V_TEXT || v[0].len >= KS_ID_MAX || v[1].type != KS_STORE__V_INT ||
-        v[2].type != KS_STORE__V_TEXT || v[2].len >= KS_ID_MAX || v[3].type != KS_STORE__V_INT ||
-        v[1].i < 0 || v[1].i > INT32_MAX || v[3].i < 0 || v[3].i > INT32_MAX)
+    ks_store_vcpu_alloc a;
+    if (!val_id(vm, &v[0]) || !val_index(&a.vcpu, &v[1], INT32_MAX) || !val_id(host, &v[2]) ||
+        !val_index(&a.cpu_id, &v[3], KS_REPORT_MAX_CPUS))
         return ks_err_set(err, KS_EINVAL, "vm_vcpus row out of range");
-    memcpy(vm, v[0].p, v[0].len);
-    vm[v[0].len] = '\0';
-    memcpy(host, v[2].p, v[2].len);
-    host[v[2].len] = '\0';
-    ks_store_vcpu_alloc a = {(int32_t)v[1].i, (int32_t)v[3].i};
     vcpu_list *l = vcpu_list_new(err);
     sqlite3_stmt *st = NULL;
     if (!l)
@@ -3115,14 +3130,12 @@ static ks_code copy_vcpu(sq_store *q, const ks_store__val *v, ks_err *err)
 static ks_code copy_cpu_present(sq_store *q, const ks_store__val *v, ks_err *err)
 {
     char host[KS_ID_MAX];
-    if (v[0].type != KS_STORE__V_TEXT || v[0].len >= KS_ID_MAX || v[1].type != KS_STORE__V_INT ||
-        v[1].i < 0 || v[1].i >= KS_REPORT_MAX_CPUS)
+    int32_t cpu;
+    if (!val_id(host, &v[0]) || !val_index(&cpu, &v[1], KS_REPORT_MAX_CPUS))
         return ks_err_set(err, KS_EINVAL, "cpus row out of range");
-    memcpy(host, v[0].p, v[0].len);
-    host[v[0].len] = '\0';
     host_alloc a;
     ks_code rc = alloc_read(&a, q, host, err);
-    bitmap_set(&a.present, (int32_t)v[1].i, true);
+    bitmap_set(&a.present, cpu, true);
     if (rc == KS_OK)
         rc = alloc_write_present(q, host, &a.present, err);
     host_alloc_free(&a);
@@ -3133,13 +3146,8 @@ static ks_code copy_cpu_present(sq_store *q, const ks_store__val *v, ks_err *err
 static ks_code copy_vm_listed(sq_store *q, const ks_store__val *v, ks_err *err)
 {
     char vm[KS_ID_MAX], host[KS_ID_MAX];
-    if (v[0].type != KS_STORE__V_TEXT || v[0].len >= KS_ID_MAX || v[1].type != KS_STORE__V_TEXT ||
-        v[1].len >= KS_ID_MAX)
+    if (!val_id(vm, &v[0]) || !val_id(host, &v[1]))
         return ks_err_set(err, KS_EINVAL, "vms row out of range");
-    memcpy(vm, v[0].p, v[0].len);
-    vm[v[0].len] = '\0';
-    memcpy(host, v[1].p, v[1].len);
-    host[v[1].len] = '\0';
     return vcpus_take(q, host, vm, NULL, 0, err);
 }
 
