@@ -12,9 +12,10 @@
  *  2. `base.in_txn` mirrors "an explicit transaction is open".  SQLite may roll
  *     a transaction back by itself after some errors (I/O, out of memory); the
  *     commit/rollback paths read sqlite3_get_autocommit() and resynchronise.
- *  3. cpu_alloc.used of a host holds exactly the CPUs in the vcpus of the VMs
- *     on that host, each once (written here only, in the same transaction as
- *     the VM rows; sq_integrity_check verifies it).
+ *  3. A host's cpu_alloc row holds exactly: in `used` the CPUs in the vcpus
+ *     of the VMs on that host, each once; in `present` the CPUs of its cpus
+ *     rows; in `vms` the names of those VMs (written here only, in the same
+ *     transaction as the rows they describe; sq_integrity_check verifies it).
  *
  * Threading: a handle is used by one thread at a time (opened with
  * SQLITE_OPEN_NOMUTEX); separate handles may be used by separate threads.
@@ -933,11 +934,13 @@ done:
 
 /*
  * Schema 3 keeps a VM's vCPUs in its own row (vms.vcpus, the text
- * [[vcpu,cpu],...] by vcpu) and each host's allocated CPUs in one bitmap row
- * (cpu_alloc.used).  A placement then writes its VM row and one small row that
- * stays in the page cache, instead of a row per vCPU in two B-trees.  The
- * bitmap is the guard against double allocation: every writer of vms goes
- * through vcpus_take/vcpus_release below, inside its own transaction.
+ * [[vcpu,cpu],...] by vcpu) and, per host, one cpu_alloc row: the allocated
+ * CPUs and the CPUs it has as bitmaps, and the names of its VMs.  A placement
+ * then writes its VM row and that small row, instead of a row per vCPU in two
+ * B-trees and an entry in an index by host.  The bitmap is the guard against
+ * double allocation: every writer of vms goes through vcpus_take and
+ * vcpus_release below, inside its own transaction.  Callers only pass CPU
+ * ids in [0, KS_REPORT_MAX_CPUS) to bitmap_set.
  */
 
 #define ALLOC_BYTES (KS_REPORT_MAX_CPUS / 8) /* report CPU ids are below the cap */
@@ -955,7 +958,7 @@ typedef struct vcpu_list {
 
 static bool bitmap_test(const cpu_bitmap *m, int32_t cpu)
 {
-    return cpu / 8 < m->len && (m->b[cpu / 8] >> (cpu % 8)) & 1;
+    return cpu >= 0 && cpu / 8 < m->len && (m->b[cpu / 8] >> (cpu % 8)) & 1;
 }
 
 static void bitmap_set(cpu_bitmap *m, int32_t cpu, bool on)
@@ -1254,7 +1257,7 @@ static ks_code vcpus_release(sq_store *q, const char *host, const vcpu_list *l, 
 }
 
 /* ks_cpu_bitmap(cpu_id): the aggregate migration 3 and the integrity check
- * build cpu_alloc.used with (NULL for a CPU id no host can have). */
+ * build cpu_alloc bitmaps with (an error for a CPU id no host can have). */
 static void cpu_bitmap_step(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
     (void)argc;
@@ -1706,7 +1709,8 @@ static ks_code sq_host_put_report(ks_store *s, const ks_report *r, const char *r
     if (res->created || res->n_cpus_added || res->n_cpus_removed) {
         cpu_bitmap present = {.len = 0};
         for (uint32_t i = 0; i < r->n_cpus; i++)
-            bitmap_set(&present, r->cpus[i].id, true);
+            if (r->cpus[i].id >= 0 && r->cpus[i].id < KS_REPORT_MAX_CPUS)
+                bitmap_set(&present, r->cpus[i].id, true);
         rc = alloc_write_present(q, r->host.id, &present, err);
     }
 done:
