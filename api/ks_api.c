@@ -209,23 +209,7 @@ static void rebuild_host_from_report(rebuild_ctx *c, host_slot *h)
 /* One cpus row into r's CPU cp; false when the report does not list its kind. */
 static bool cpu_from_row(const ks_report *r, ks_cpu *cp, const ks_store_cpu_row *w, ks_err *e)
 {
-    cp->id = w->cpu_id;
-    cp->package = w->package;
-    cp->die = w->die;
-    cp->cluster = w->cluster;
-    cp->core = w->core;
-    cp->thread = w->thread;
-    cp->numa_node = w->numa_node;
-    cp->l2_group = w->l2_group;
-    cp->l3_group = w->l3_group;
-    cp->base_mhz = w->base_mhz;
-    cp->max_mhz = w->max_mhz;
-    cp->native = w->native;
-    cp->usable = w->usable;
-    cp->defective = w->defective;
-    cp->state = w->state;
-    cp->reserved = w->reserved;
-    cp->kind = -1;
+    ks_store_cpu_row_to_cpu(cp, w);
     if (w->kind_class < 0)
         return true;
     /* the row keeps the kind's class and name; its index is the report's */

@@ -265,23 +265,7 @@ static void scan_flush(scan_ctx *s)
     for (size_t i = 0; i < s->n_rows; i++) {
         const ks_store_cpu_row *w = &s->rows[i];
         ks_cpu *c = &r->cpus[i];
-        c->id = w->cpu_id;
-        c->package = w->package;
-        c->die = w->die;
-        c->cluster = w->cluster;
-        c->core = w->core;
-        c->thread = w->thread;
-        c->numa_node = w->numa_node;
-        c->l2_group = w->l2_group;
-        c->l3_group = w->l3_group;
-        c->base_mhz = w->base_mhz;
-        c->max_mhz = w->max_mhz;
-        c->native = w->native;
-        c->usable = w->usable;
-        c->defective = w->defective;
-        c->state = w->state;
-        c->reserved = w->reserved;
-        c->kind = -1;
+        ks_store_cpu_row_to_cpu(c, w);
         if (w->kind_class >= 0 && w->kind_class < 2) {
             /* kinds[0] = efficiency, kinds[1] = performance (ascending rank) */
             int k = w->kind_class == KS_KIND_PERFORMANCE ? 1 : 0;

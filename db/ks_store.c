@@ -503,6 +503,27 @@ ks_code ks_store_cpu_scan(ks_store *s, const char *host_id, ks_store_cpu_cb cb, 
     return s->ops->cpu_scan(s, host_id, cb, ctx, err);
 }
 
+void ks_store_cpu_row_to_cpu(ks_cpu *out, const ks_store_cpu_row *w)
+{
+    out->id = w->cpu_id;
+    out->package = w->package;
+    out->die = w->die;
+    out->cluster = w->cluster;
+    out->core = w->core;
+    out->thread = w->thread;
+    out->numa_node = w->numa_node;
+    out->l2_group = w->l2_group;
+    out->l3_group = w->l3_group;
+    out->base_mhz = w->base_mhz;
+    out->max_mhz = w->max_mhz;
+    out->native = w->native;
+    out->usable = w->usable;
+    out->defective = w->defective;
+    out->state = w->state;
+    out->reserved = w->reserved;
+    out->kind = -1;
+}
+
 ks_code ks_store_cpu_get(ks_store_cpu_row *out, ks_store *s, const char *host_id, int32_t cpu_id,
                          ks_err *err)
 {

@@ -318,6 +318,10 @@ typedef struct ks_store_cpu_row {
 
 typedef int (*ks_store_cpu_cb)(void *ctx, const ks_store_cpu_row *row);
 
+/* Copies a cpus row into *out: every member but the kind, which is set to -1
+ * (a kind is an index into its report's kinds: the caller maps it). */
+void ks_store_cpu_row_to_cpu(ks_cpu *out, const ks_store_cpu_row *row);
+
 /*
  * Every CPU of host `host_id` (NULL = the whole fleet), ordered by host id then
  * cpu id, feature sets decoded.  This is how the scheduler rebuilds its index
