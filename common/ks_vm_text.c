@@ -259,19 +259,32 @@ static void tb_plan(text_buf *b, const ks_plan *p)
     tb_lit(b, "}");
 }
 
+/* The writer's text; when it could not write one byte-identically (b->bad),
+ * NULL after freeing what it wrote: the caller dumps the document instead. */
+static char *tb_take(text_buf *b)
+{
+    if (!b->bad)
+        return b->p;
+    free(b->p);
+    return NULL;
+}
+
+/* The canonical dump of a document built by the jansson codec (consumed). */
+static char *dump_canonical(json_t *doc)
+{
+    char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(doc);
+    return text;
+}
+
 char *ks_plan_to_text(const ks_plan *p)
 {
     if (!p)
         return NULL;
     text_buf b = {0};
     tb_plan(&b, p);
-    if (!b.bad)
-        return b.p;
-    free(b.p);
-    json_t *doc = ks_plan_to_json(p);
-    char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    json_decref(doc);
-    return text;
+    char *text = tb_take(&b);
+    return text ? text : dump_canonical(ks_plan_to_json(p));
 }
 
 /* ---- VM request ------------------------------------------------------------ */
@@ -359,11 +372,6 @@ char *ks_vm_request_to_text(const ks_vm_request *r)
         return NULL;
     text_buf b = {0};
     tb_request(&b, r);
-    if (!b.bad)
-        return b.p;
-    free(b.p);
-    json_t *doc = ks_vm_request_to_json(r);
-    char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    json_decref(doc);
-    return text;
+    char *text = tb_take(&b);
+    return text ? text : dump_canonical(ks_vm_request_to_json(r));
 }

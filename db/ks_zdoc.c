@@ -14,16 +14,20 @@
 #define ZDOC_LEVEL (-1)
 #define ZDOC_MAX_DICTS 256
 
+/* A buffer reused from call to call. */
+typedef struct zbuf {
+    uint8_t *p;
+    size_t cap;
+} zbuf;
+
 struct ks_zdoc {
     ZSTD_CCtx *cctx;
     ZSTD_DCtx *dctx;
     ZSTD_CDict *cdict; /* the dictionary we write with */
     int write_id;
     ZSTD_DDict *ddict[ZDOC_MAX_DICTS];
-    char *buf; /* the last decompressed document */
-    size_t cap;
-    uint8_t *out; /* the last compressed one */
-    size_t out_cap;
+    zbuf text; /* the last decompressed document */
+    zbuf out;  /* the last compressed one */
 };
 
 ks_code ks_zdoc_new(ks_zdoc **out, ks_err *err)
@@ -50,8 +54,8 @@ void ks_zdoc_free(ks_zdoc *z)
     ZSTD_freeCDict(z->cdict);
     for (int i = 0; i < ZDOC_MAX_DICTS; i++)
         ZSTD_freeDDict(z->ddict[i]);
-    free(z->buf);
-    free(z->out);
+    free(z->text.p);
+    free(z->out.p);
     free(z);
 }
 
@@ -143,19 +147,19 @@ int ks_zdoc_blob_dict(const void *blob, size_t len)
     return blob && len > 1 ? ((const uint8_t *)blob)[0] : 0;
 }
 
-/* Grows *buf to hold `need` bytes. */
-static bool buf_reserve(uint8_t **buf, size_t *cap, size_t need)
+/* Grows b to hold `need` bytes. */
+static bool zbuf_reserve(zbuf *b, size_t need)
 {
-    if (need <= *cap)
+    if (need <= b->cap)
         return true;
-    size_t cap2 = *cap ? *cap : 4096;
-    while (cap2 < need)
-        cap2 *= 2;
-    uint8_t *p = realloc(*buf, cap2);
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < need)
+        cap *= 2;
+    uint8_t *p = realloc(b->p, cap);
     if (!p)
         return false;
-    *buf = p;
-    *cap = cap2;
+    b->p = p;
+    b->cap = cap;
     return true;
 }
 
@@ -165,13 +169,14 @@ ks_code ks_zdoc_compress(const uint8_t **out, size_t *out_len, ks_zdoc *z, const
     *out = NULL;
     if (!z->cdict)
         return ks_err_set(err, KS_EINTERNAL, "no compression dictionary loaded");
-    if (!buf_reserve(&z->out, &z->out_cap, 1 + ZSTD_compressBound(n)))
+    if (!zbuf_reserve(&z->out, 1 + ZSTD_compressBound(n)))
         return ks_err_set(err, KS_ENOMEM, "out of memory compressing %zu bytes", n);
-    z->out[0] = (uint8_t)z->write_id;
-    size_t r = ZSTD_compress_usingCDict(z->cctx, z->out + 1, z->out_cap - 1, text, n, z->cdict);
+    z->out.p[0] = (uint8_t)z->write_id;
+    size_t r =
+        ZSTD_compress_usingCDict(z->cctx, z->out.p + 1, z->out.cap - 1, text, n, z->cdict);
     if (ZSTD_isError(r))
         return ks_err_set(err, KS_EINTERNAL, "compress: %s", ZSTD_getErrorName(r));
-    *out = z->out;
+    *out = z->out.p;
     *out_len = 1 + r;
     return KS_OK;
 }
@@ -188,21 +193,14 @@ ks_code ks_zdoc_decompress(const char **text, ks_zdoc *z, const void *blob, size
     if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN ||
         size > KS_ZDOC_MAX_TEXT)
         return ks_err_set(err, KS_EIO, "stored document is damaged (no size)");
-    if (size + 1 > z->cap) {
-        size_t cap = z->cap ? z->cap : 4096;
-        while (cap < size + 1)
-            cap *= 2;
-        char *p = realloc(z->buf, cap);
-        if (!p)
-            return ks_err_set(err, KS_ENOMEM, "out of memory for a %llu-byte document", size);
-        z->buf = p;
-        z->cap = cap;
-    }
-    size_t r = ZSTD_decompress_usingDDict(z->dctx, z->buf, size, frame, len - 1, z->ddict[id]);
+    if (!zbuf_reserve(&z->text, size + 1))
+        return ks_err_set(err, KS_ENOMEM, "out of memory for a %llu-byte document", size);
+    size_t r =
+        ZSTD_decompress_usingDDict(z->dctx, z->text.p, size, frame, len - 1, z->ddict[id]);
     if (ZSTD_isError(r) || r != size)
         return ks_err_set(err, KS_EIO, "stored document is damaged (%s)",
                           ZSTD_isError(r) ? ZSTD_getErrorName(r) : "short");
-    z->buf[size] = '\0';
-    *text = z->buf;
+    z->text.p[size] = '\0';
+    *text = (const char *)z->text.p;
     return KS_OK;
 }
