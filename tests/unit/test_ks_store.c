@@ -1085,6 +1085,16 @@ static void test_store__plan_compressed(void **state)
     assert_non_null(strstr(err.msg, "needs dictionary 7"));
 }
 
+/* Damages the store behind its back with `sql`; the integrity check must
+ * report exactly `msg`. */
+static void expect_damage_found(fixture *f, const char *sql, const char *msg)
+{
+    ks_err err = {0};
+    raw_sql(f, sql);
+    assert_int_equal(ks_store_integrity_check(f->s, &err), KS_EIO);
+    assert_string_equal(err.msg, msg);
+}
+
 /* What the bitmap guard replaced a declared constraint with is checked: damage
  * done behind the store's back is reported, and a delete that would make it
  * worse is refused whole. */
@@ -1100,10 +1110,9 @@ static void test_store__allocation_damage_found(void **state)
     assert_int_equal(insert_vm(f->s, "vm-b", "h1", b, 1, &err), KS_OK);
     assert_int_equal(ks_store_integrity_check(f->s, &err), KS_OK);
 
-    raw_sql(f, "UPDATE cpu_alloc SET used = X'06'"); /* CPU 3 lost */
-    assert_int_equal(ks_store_integrity_check(f->s, &err), KS_EIO);
-    assert_string_equal(err.msg, "integrity check: cpu allocation differs from the vcpus of the "
-                                 "vms on host: h1");
+    expect_damage_found(f, "UPDATE cpu_alloc SET used = X'06'", /* CPU 3 lost */
+                        "integrity check: cpu allocation differs from the vcpus of the vms on "
+                        "host: h1");
     assert_int_equal(delete_vm(f->s, "vm-b", &err), KS_EIO);
     assert_non_null(strstr(err.msg, "lacks cpu 3 of vm 'vm-b'"));
     assert_int_equal(qint(f->s, "SELECT count(*) FROM vms"), 2);
@@ -1111,9 +1120,8 @@ static void test_store__allocation_damage_found(void **state)
     assert_int_equal(ks_store_integrity_check(f->s, &err), KS_OK);
 
     /* the CPU set stands for the foreign key to cpus */
-    raw_sql(f, "UPDATE cpu_alloc SET present = X'0F'");
-    assert_int_equal(ks_store_integrity_check(f->s, &err), KS_EIO);
-    assert_string_equal(err.msg, "integrity check: cpu set differs from the cpus of host: h1");
+    expect_damage_found(f, "UPDATE cpu_alloc SET present = X'0F'",
+                        "integrity check: cpu set differs from the cpus of host: h1");
     const int32_t c[] = {5};
     assert_int_equal(insert_vm(f->s, "vm-c", "h1", c, 1, &err), KS_ENOTFOUND);
     assert_string_equal(err.msg, "host 'h1' has no cpu 5");
@@ -1122,22 +1130,16 @@ static void test_store__allocation_damage_found(void **state)
     assert_int_equal(ks_store_integrity_check(f->s, &err), KS_OK);
 
     /* the host's VM list stands for the index on vms.host_id */
-    raw_sql(f, "UPDATE cpu_alloc SET vms = '[\"vm-a\"]'");
-    assert_int_equal(ks_store_integrity_check(f->s, &err), KS_EIO);
-    assert_string_equal(err.msg, "integrity check: vm missing from the list of its host: h1/vm-b");
-    raw_sql(f, "UPDATE cpu_alloc SET vms = '[\"vm-a\",\"vm-b\",\"vm-x\"]'");
-    assert_int_equal(ks_store_integrity_check(f->s, &err), KS_EIO);
-    assert_string_equal(err.msg,
+    expect_damage_found(f, "UPDATE cpu_alloc SET vms = '[\"vm-a\"]'",
+                        "integrity check: vm missing from the list of its host: h1/vm-b");
+    expect_damage_found(f, "UPDATE cpu_alloc SET vms = '[\"vm-a\",\"vm-b\",\"vm-x\"]'",
                         "integrity check: host lists a vm twice or one it does not run: h1/vm-x");
     raw_sql(f, "UPDATE cpu_alloc SET vms = '[\"vm-a\",\"vm-b\"]'");
     assert_int_equal(ks_store_integrity_check(f->s, &err), KS_OK);
 
-    raw_sql(f, "UPDATE vms SET vcpus = '[[0,2]]' WHERE name = 'vm-b'");
-    assert_int_equal(ks_store_integrity_check(f->s, &err), KS_EIO);
-    assert_string_equal(err.msg, "integrity check: cpu allocated twice: h1/2");
-    raw_sql(f, "UPDATE vms SET vcpus = '[[0,50]]' WHERE name = 'vm-b'");
-    assert_int_equal(ks_store_integrity_check(f->s, &err), KS_EIO);
-    assert_string_equal(err.msg,
+    expect_damage_found(f, "UPDATE vms SET vcpus = '[[0,2]]' WHERE name = 'vm-b'",
+                        "integrity check: cpu allocated twice: h1/2");
+    expect_damage_found(f, "UPDATE vms SET vcpus = '[[0,50]]' WHERE name = 'vm-b'",
                         "integrity check: vcpu pinned to a cpu that does not exist: vm-b on h1/50");
     raw_sql(f, "UPDATE vms SET vcpus = '[[0,3]' WHERE name = 'vm-b'");
     vcpu_list vl = {0};
